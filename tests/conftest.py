@@ -1,0 +1,86 @@
+"""Shared fixtures: a tiny labelled corpus, a tokenizer trained on it, a tiny Llama, packed shards."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from slm.data.packed import PackedShard, pack_documents
+from slm.data.sources import iter_files
+from slm.model import init_model
+
+SEQ_LEN = 32
+
+
+def _document(rng: random.Random) -> dict:
+    """A short document with labelled spans: a sum (math), a random hex id (noise), a fixed footer."""
+    a, b = rng.randint(2, 60), rng.randint(2, 60)
+    parts = [
+        (f"Question: what is {a} + {b}?\nAnswer: {a} + {b} = {a + b}. The answer is {a + b}.\n", "math"),
+        (f"id {rng.getrandbits(40):010x}\n", "noise"),
+        ("Home | About | Contact\n", "boilerplate"),
+    ]
+    rng.shuffle(parts)
+    text, spans = "", []
+    for part, kind in parts:
+        spans.append([len(text), len(text) + len(part), kind])
+        text += part
+    return {"text": text, "spans": spans}
+
+
+def write_corpus(path: Path, n_docs: int, seed: int) -> Path:
+    rng = random.Random(seed)
+    path.write_text("".join(json.dumps(_document(rng)) + "\n" for _ in range(n_docs)), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def workdir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("core")
+
+
+@pytest.fixture(scope="session")
+def corpus_files(workdir) -> list[Path]:
+    return [write_corpus(workdir / f"shard-{i}.jsonl", 60, seed=i) for i in range(2)]
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(workdir, corpus_files) -> Path:
+    from slm.data.tokenizer import train_tokenizer
+
+    out = workdir / "tokenizer"
+    train_tokenizer(corpus_files, out, vocab_size=300)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tokenizer_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def base_model(workdir, tokenizer_dir) -> Path:
+    out = workdir / "base"
+    init_model(tokenizer_dir, out, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
+               max_position_embeddings=128, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def shards(workdir, corpus_files, tokenizer) -> list[Path]:
+    outs = []
+    for i, path in enumerate(corpus_files):
+        out = workdir / f"packed-{i}"
+        pack_documents(iter_files([path]), tokenizer, out, seq_len=SEQ_LEN)
+        outs.append(out)
+    return outs
+
+
+@pytest.fixture(scope="session")
+def shard(shards) -> PackedShard:
+    return PackedShard.open(shards[0])

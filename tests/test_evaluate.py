@@ -1,0 +1,215 @@
+"""Real lm-eval runs (no mocks) on a tiny random Llama with a locally trained BPE tokenizer."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from slm.evaluate import evaluate_model, headline_metric
+
+SENTENCES = [
+    "The sum of two and three is five.",
+    "Seven minus four equals three.",
+    "A cat sat on the warm mat near the door.",
+    "Paris is the capital of France.",
+    "Water boils at one hundred degrees.",
+    "Six times seven is forty two.",
+    "The quick brown fox jumps over the lazy dog.",
+]
+
+MC_DOCS = [
+    {"question": "2 + 3 =", "choices": ["5", "6", "7"], "label": 0},
+    {"question": "7 - 4 =", "choices": ["1", "3", "9"], "label": 1},
+    {"question": "6 * 7 =", "choices": ["13", "36", "42"], "label": 2},
+    {"question": "9 / 3 =", "choices": ["3", "27", "6"], "label": 0},
+    {"question": "1 + 1 =", "choices": ["11", "2", "0"], "label": 1},
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory) -> Path:
+    import torch
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny_llama")
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    bpe.train_from_iterator(SENTENCES * 4, trainer=trainer)
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
+    )
+    eos = tok.convert_tokens_to_ids("<|endoftext|>")
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        pad_token_id=eos,
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def task_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("lm_eval_tasks")
+    mc = root / "mc.jsonl"
+    mc.write_text("".join(json.dumps(d) + "\n" for d in MC_DOCS))
+    ppl = root / "ppl.jsonl"
+    ppl.write_text("".join(json.dumps({"text": s}) + "\n" for s in SENTENCES[:5]))
+    (root / "tiny_mc.yaml").write_text(
+        f"""task: tiny_mc
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {mc}
+test_split: test
+output_type: multiple_choice
+doc_to_text: "{{{{question}}}}"
+doc_to_choice: "{{{{choices}}}}"
+doc_to_target: label
+metric_list:
+  - metric: acc
+    aggregation: mean
+    higher_is_better: true
+  - metric: acc_norm
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+    )
+    (root / "tiny_ppl.yaml").write_text(
+        f"""task: tiny_ppl
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {ppl}
+test_split: test
+output_type: loglikelihood_rolling
+doc_to_text: ""
+doc_to_target: "{{{{text}}}}"
+metric_list:
+  - metric: word_perplexity
+  - metric: byte_perplexity
+  - metric: bits_per_byte
+metadata:
+  version: 1.0
+"""
+    )
+    return root
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_model, task_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("eval") / "tiny.json"
+    result = evaluate_model(
+        str(tiny_model), ["tiny_mc", "tiny_ppl"], out,
+        include_path=task_dir, batch_size=4, limit=4, seed=7,
+    )
+    return out, result
+
+
+def test_real_run_writes_compact_json(first_run, tiny_model):
+    out, result = first_run
+    on_disk = json.loads(out.read_text())
+    assert on_disk == result
+    assert on_disk["model"] == str(tiny_model)
+    assert on_disk["seed"] == 7 and on_disk["limit"] == 4
+    assert on_disk["lm_eval_version"] == "0.4.13"
+    assert set(on_disk["tasks"]) == {"tiny_mc", "tiny_ppl"}
+    assert on_disk["n_samples"] == {"tiny_mc": 4, "tiny_ppl": 4}
+    assert not list(out.parent.glob(".*tmp*")), "temporary files left behind"
+
+    mc = on_disk["tasks"]["tiny_mc"]
+    for key in ("acc,none", "acc_norm,none"):
+        assert 0.0 <= mc[key] <= 1.0
+        # accuracy over 4 docs is a multiple of 1/4
+        assert math.isclose(mc[key] * 4, round(mc[key] * 4), abs_tol=1e-9)
+    assert mc["acc_stderr,none"] is not None and mc["acc_stderr,none"] >= 0
+
+    ppl = on_disk["tasks"]["tiny_ppl"]
+    for key in ("word_perplexity,none", "byte_perplexity,none", "bits_per_byte,none"):
+        assert math.isfinite(ppl[key]) and ppl[key] > 0
+    # random model over a ~300-token vocabulary: byte perplexity well above 1
+    assert ppl["byte_perplexity,none"] > 1.0
+    assert math.isclose(ppl["bits_per_byte,none"], math.log2(ppl["byte_perplexity,none"]), rel_tol=1e-6)
+    assert on_disk["higher_is_better"]["tiny_ppl"]["bits_per_byte"] is False
+    assert on_disk["higher_is_better"]["tiny_mc"]["acc"] is True
+
+
+def test_same_seed_same_numbers(first_run, tiny_model, task_dir, tmp_path):
+    _, first = first_run
+    second = evaluate_model(
+        tiny_model, ["tiny_mc", "tiny_ppl"], tmp_path / "again.json",
+        include_path=task_dir, batch_size=4, limit=4, seed=7,
+    )
+    assert second["tasks"] == first["tasks"]
+    assert second["n_samples"] == first["n_samples"]
+
+
+def test_missing_model_dir_fails_fast(tmp_path, task_dir):
+    missing = tmp_path / "no_such_model"
+    with pytest.raises(FileNotFoundError, match="no_such_model"):
+        evaluate_model(str(missing), ["tiny_mc"], tmp_path / "x.json", include_path=task_dir)
+    empty = tmp_path / "empty_model"
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        evaluate_model(str(empty), ["tiny_mc"], tmp_path / "x.json", include_path=task_dir)
+    with pytest.raises(FileNotFoundError, match="no_such_model"):
+        evaluate_model("./no_such_model", ["tiny_mc"], tmp_path / "x.json")
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_unknown_task_fails_before_model_load(tmp_path, task_dir, monkeypatch):
+    import lm_eval
+
+    def boom(*args, **kwargs):  # the model must never be loaded
+        raise AssertionError("simple_evaluate called despite an unknown task")
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", boom)
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="tiny_nope") as err:
+        evaluate_model(str(model_dir), ["tiny_mc", "tiny_nope"], tmp_path / "x.json", include_path=task_dir)
+    # the message lists the tasks that do exist under include_path
+    assert "tiny_mc" in str(err.value) and "tiny_ppl" in str(err.value)
+    with pytest.raises(FileNotFoundError, match="no_tasks_here"):
+        evaluate_model(str(model_dir), ["tiny_mc"], tmp_path / "x.json", include_path=tmp_path / "no_tasks_here")
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_headline_metric():
+    res = {
+        "exact_match,strict-match": 0.25,
+        "exact_match_stderr,strict-match": 0.1,
+        "exact_match,flexible-extract": 0.5,
+        "acc,none": 0.75,
+        "acc_stderr,none": 0.05,
+    }
+    assert headline_metric(res, ["exact_match,flexible-extract"]) == ("exact_match,flexible-extract", 0.5)
+    assert headline_metric(res, ["acc_norm", "acc"]) == ("acc,none", 0.75)
+    assert headline_metric(res, "acc,none") == ("acc,none", 0.75)
+    with pytest.raises(ValueError, match="ambiguous"):
+        headline_metric(res, ["exact_match"])
+    with pytest.raises(KeyError, match="bits_per_byte"):
+        headline_metric(res, ["bits_per_byte"])

@@ -1,0 +1,234 @@
+"""Tables from hand-made evaluation / stats JSONs, checked against values computed here."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from slm.tables import checkpoints_table, results_table, selection_table
+
+TASK_METRICS = {
+    "arith_gen": "exact_match,flexible-extract",
+    "arith_mc": "acc,none",
+    "math_ppl": "bits_per_byte,none",
+}
+KIND_NAMES = ["other", "math", "noise", "boilerplate", "wrong_math"]
+
+# model -> (arith_gen, arith_mc, math_ppl); raw lm-eval fractions / bits
+SCORES = {
+    "base": (0.1234, 0.40, 2.5),
+    "reference": (0.3456, 0.55, 1.9),
+    "clm": (0.2000, 0.4817, 2.1),
+    "slm": (0.2655, 0.5125, 2.05),
+}
+
+
+def write_eval(path: Path, model: str, scores) -> Path:
+    gen, mc, bpb = scores
+    data = {
+        "model": model,
+        "tasks": {
+            "arith_gen": {
+                "exact_match,strict-match": gen / 2,
+                "exact_match_stderr,strict-match": 0.01,
+                "exact_match,flexible-extract": gen,
+                "exact_match_stderr,flexible-extract": 0.01,
+            },
+            "arith_mc": {"acc,none": mc, "acc_stderr,none": 0.02, "acc_norm,none": mc / 2},
+            "math_ppl": {"word_perplexity,none": 30.0, "bits_per_byte,none": bpb},
+        },
+        "n_samples": {"arith_gen": 100, "arith_mc": 100, "math_ppl": 50},
+        "lm_eval_version": "0.4.13",
+        "limit": None,
+        "seed": 1234,
+    }
+    path.write_text(json.dumps(data))
+    return path
+
+
+def write_stats(path: Path, run: str, ratio: float, seen: int, kinds: dict[str, tuple[int, int]]) -> Path:
+    loss_bearing = sum(s for s, _ in kinds.values())
+    selected = sum(k for _, k in kinds.values())
+    data = {
+        "run": run,
+        "ratio": ratio,
+        "unit": "batch",
+        "steps": 400,
+        "tokens_seen": seen,
+        "tokens_loss_bearing": loss_bearing,
+        "tokens_selected": selected,
+        "kind_names": KIND_NAMES,
+        "kinds": {k: {"seen": s, "selected": sel} for k, (s, sel) in kinds.items()},
+        "tokens_per_second": 9500.0,
+    }
+    path.write_text(json.dumps(data))
+    return path
+
+
+CLM_KINDS = {"other": (400, 400), "math": (800, 800), "noise": (200, 200),
+             "boilerplate": (100, 100), "wrong_math": (100, 100), }
+SLM_KINDS = {"other": (400, 180), "math": (800, 700), "noise": (200, 10),
+             "boilerplate": (100, 0), "wrong_math": (100, 30)}
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    evals = {name: write_eval(tmp_path / f"{name}.json", name, s) for name, s in SCORES.items()}
+    stats = {
+        "clm": write_stats(tmp_path / "clm_stats.json", "clm", 1.0, 1650, CLM_KINDS),
+        "slm": write_stats(tmp_path / "slm_stats.json", "slm", 0.6, 1650, SLM_KINDS),
+    }
+    models = [
+        {"name": "Base", "role": "base", "eval_json": evals["base"], "train_stats": None},
+        {"name": "Reference", "role": "reference", "eval_json": evals["reference"], "train_stats": None},
+        {"name": "CLM", "role": "clm", "eval_json": evals["clm"], "train_stats": stats["clm"]},
+        {"name": "SLM (ratio 0.6)", "role": "slm", "eval_json": evals["slm"], "train_stats": stats["slm"]},
+    ]
+    return tmp_path, evals, stats, models
+
+
+def test_results_table_values(inputs):
+    tmp, evals, stats, models = inputs
+    df = results_table(
+        models, TASK_METRICS, tmp / "t.md", tmp / "t.csv",
+        delta=("SLM (ratio 0.6)", "CLM"), lower_is_better={"math_ppl"},
+    )
+    names = ["Base", "Reference", "CLM", "SLM (ratio 0.6)", "Δ (SLM − CLM)"]
+    assert list(df.index) == names
+    assert list(df.columns) == ["arith_gen", "arith_mc", "math_ppl", "AVG", "Train tokens", "Seen tokens"]
+
+    for name, key in zip(names[:4], SCORES):
+        gen, mc, bpb = SCORES[key]
+        assert df.at[name, "arith_gen"] == pytest.approx(round(100 * gen, 1))
+        assert df.at[name, "arith_mc"] == pytest.approx(round(100 * mc, 1))
+        assert df.at[name, "math_ppl"] == pytest.approx(bpb)  # raw, not a percentage
+        # AVG: mean of the two accuracy columns only, in percent
+        assert df.at[name, "AVG"] == pytest.approx(round((100 * gen + 100 * mc) / 2, 1))
+    assert df.at["Base", "arith_gen"] == 12.3
+    assert df.at["SLM (ratio 0.6)", "AVG"] == 38.9  # (26.55 + 51.25) / 2 = 38.9
+
+    # token columns
+    assert pd.isna(df.at["Base", "Train tokens"]) and pd.isna(df.at["Base", "Seen tokens"])
+    assert df.at["CLM", "Train tokens"] == 1600 and df.at["CLM", "Seen tokens"] == 1650
+    assert df.at["SLM (ratio 0.6)", "Train tokens"] == 920 and df.at["SLM (ratio 0.6)", "Seen tokens"] == 1650
+
+    # Δ row: differences of unrounded display values
+    d = df.loc["Δ (SLM − CLM)"]
+    assert d["arith_gen"] == pytest.approx(round(100 * (0.2655 - 0.2000), 1))
+    assert d["arith_mc"] == pytest.approx(round(100 * (0.5125 - 0.4817), 1))
+    assert d["math_ppl"] == pytest.approx(2.05 - 2.1)
+    assert d["AVG"] == pytest.approx(round((26.55 + 51.25) / 2 - (20.0 + 48.17) / 2, 1))
+    assert d["Train tokens"] == f"{(920 - 1600) / 1600:+.0%}" == "-42%"
+    assert d["Seen tokens"] == "+0%"
+
+    md = (tmp / "t.md").read_text()
+    assert "| Model" in md and "Δ (SLM − CLM)" in md
+    assert "`exact_match,flexible-extract`" in md and "`bits_per_byte,none`" in md
+    assert "accuracy, %" in md and "lower is better" in md
+    assert " 12.3 " in md and " 2.5000 " in md and "-42%" in md and "1.6K" in md
+    csv = pd.read_csv(tmp / "t.csv", index_col=0)
+    assert list(csv.columns)[:3] == [
+        "arith_gen [exact_match,flexible-extract]", "arith_mc [acc,none]", "math_ppl [bits_per_byte,none]"
+    ]
+    assert csv.loc["Reference", "arith_mc [acc,none]"] == 55.0
+    assert not list(tmp.glob(".*tmp*"))
+
+
+def test_results_table_without_delta_and_bare_metric(inputs):
+    tmp, evals, stats, models = inputs
+    ref_stats = write_stats(tmp / "ref_stats.json", "reference", 1.0, 500, {"math": (500, 500)})
+    models[1]["train_stats"] = ref_stats
+    models[0]["train_stats"] = ref_stats  # a base model never shows train tokens
+    df = results_table(models, {"arith_mc": "acc"}, tmp / "t.md", tmp / "t.csv")
+    assert list(df.index) == ["Base", "Reference", "CLM", "SLM (ratio 0.6)"]
+    assert df["AVG"].tolist() == df["arith_mc"].tolist() == [40.0, 55.0, 48.2, 51.2]
+    assert pd.isna(df.at["Base", "Train tokens"]) and df.at["Base", "Seen tokens"] == 500
+    assert df.at["Reference", "Train tokens"] == 500
+    # a perplexity metric is treated as lower-is-better even if not declared
+    df = results_table(models, {"arith_mc": "acc,none", "math_ppl": "bits_per_byte,none"},
+                       tmp / "t.md", tmp / "t.csv")
+    assert df.at["CLM", "AVG"] == 48.2
+
+
+def test_results_table_errors(inputs):
+    tmp, evals, stats, models = inputs
+    missing = dict(models[2], eval_json=tmp / "nope.json")
+    with pytest.raises(FileNotFoundError, match="nope.json"):
+        results_table([missing], TASK_METRICS, tmp / "t.md", tmp / "t.csv")
+    bad = tmp / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="bad.json"):
+        results_table([dict(models[2], eval_json=bad)], TASK_METRICS, tmp / "t.md", tmp / "t.csv")
+    shapeless = tmp / "shapeless.json"
+    shapeless.write_text(json.dumps({"model": "x"}))
+    with pytest.raises(ValueError, match="shapeless.json"):
+        results_table([dict(models[2], eval_json=shapeless)], TASK_METRICS, tmp / "t.md", tmp / "t.csv")
+    with pytest.raises(ValueError, match=r"'gsm8k'.*base\.json"):
+        results_table(models, {"gsm8k": "exact_match,strict-match"}, tmp / "t.md", tmp / "t.csv")
+    with pytest.raises(ValueError, match="ambiguous"):
+        results_table(models, {"arith_gen": "exact_match"}, tmp / "t.md", tmp / "t.csv")
+    with pytest.raises(ValueError, match="f1"):
+        results_table(models, {"arith_mc": "f1,none"}, tmp / "t.md", tmp / "t.csv")
+    with pytest.raises(ValueError, match="SLM 0.3"):
+        results_table(models, TASK_METRICS, tmp / "t.md", tmp / "t.csv", delta=("SLM 0.3", "CLM"))
+    bad_stats = tmp / "bad_stats.json"
+    bad_stats.write_text(json.dumps({"run": "slm"}))
+    with pytest.raises(ValueError, match="bad_stats.json"):
+        results_table([dict(models[3], train_stats=bad_stats)], TASK_METRICS, tmp / "t.md", tmp / "t.csv")
+    assert not (tmp / "t.md").exists() and not (tmp / "t.csv").exists()
+
+
+def test_checkpoints_table(inputs, tmp_path):
+    tmp, evals, stats, models = inputs
+    ck_stats = write_stats(tmp / "slm_ck1.json", "slm", 0.6, 800, {"math": (800, 480)})
+    runs = [
+        {"run": "slm", "checkpoints": [
+            {"tokens": 1650, "eval_json": evals["slm"], "train_stats": stats["slm"]},
+            {"tokens": 800, "eval_json": evals["base"], "train_stats": ck_stats},
+        ]},
+        {"run": "clm", "checkpoints": [
+            {"tokens": 1650, "eval_json": evals["clm"], "train_stats": None},
+        ]},
+    ]
+    df = checkpoints_table(runs, TASK_METRICS, tmp / "ck.csv")
+    assert list(df.columns) == ["run", "tokens_seen", "tokens_selected", "task", "metric", "value"]
+    assert len(df) == 3 * 3
+    assert df["run"].tolist() == ["clm"] * 3 + ["slm"] * 6
+    assert df["tokens_seen"].tolist() == [1650] * 3 + [800] * 3 + [1650] * 3
+    assert df["task"].tolist() == list(TASK_METRICS) * 3
+    assert df["metric"].tolist()[:3] == list(TASK_METRICS.values())
+    assert pd.isna(df["tokens_selected"].iloc[0])
+    assert df["tokens_selected"].tolist()[3:] == [480] * 3 + [920] * 3
+    assert df["value"].tolist()[3:6] == list(SCORES["base"])
+    back = pd.read_csv(tmp / "ck.csv")
+    assert back["value"].tolist() == pytest.approx(df["value"].tolist())
+
+
+def test_selection_table(inputs):
+    tmp, evals, stats, models = inputs
+    slm3 = write_stats(tmp / "slm03.json", "slm", 0.3, 1650,
+                       {**{k: (s, 0) for k, (s, _) in SLM_KINDS.items()}, "math": (800, 480), "wrong_math": (0, 0)})
+    df = selection_table([stats["clm"], stats["slm"], slm3], tmp / "s.md", tmp / "s.csv")
+    assert list(df.columns) == ["clm", "slm (0.6)", "slm (0.3)", "share of tokens (%)"]
+    assert list(df.index) == KIND_NAMES + ["all"]
+    assert df["clm"].tolist() == [100.0] * 6
+    for kind, (seen, sel) in SLM_KINDS.items():
+        assert df.at[kind, "slm (0.6)"] == round(100 * sel / seen, 1)
+        assert df.at[kind, "share of tokens (%)"] == round(100 * seen / 1600, 1)
+    assert df.at["noise", "slm (0.6)"] == 5.0 and df.at["boilerplate", "slm (0.6)"] == 0.0
+    assert df.at["all", "slm (0.6)"] == round(100 * 920 / 1600, 1) == 57.5
+    assert df.at["all", "share of tokens (%)"] == 100.0
+    assert math.isnan(df.at["wrong_math", "slm (0.3)"])  # that run saw none
+    assert df.at["all", "slm (0.3)"] == round(100 * 480 / 1500, 1)
+    # a kind nobody saw is dropped
+    only = write_stats(tmp / "only.json", "x", 1.0, 10, {"math": (10, 10), "noise": (0, 0)})
+    df2 = selection_table([only], tmp / "s2.md", tmp / "s2.csv")
+    assert list(df2.index) == ["math", "all"]
+    md = (tmp / "s.md").read_text()
+    assert "| kind" in md and "57.5" in md and "share of tokens" in md
+    with pytest.raises(FileNotFoundError, match="missing_stats.json"):
+        selection_table([tmp / "missing_stats.json"], tmp / "s.md", tmp / "s.csv")

@@ -1,0 +1,90 @@
+if GENERATED:
+
+    rule generate_data:
+        output:
+            hq=f"{RAW}/hq.jsonl",
+            pretrain=f"{RAW}/pretrain.jsonl",
+            corpus=[f"{RAW}/corpus/shard-{i:03d}.jsonl" for i in range(config["data"]["generator"]["corpus_shards"])],
+            eval=expand(
+                f"{RAW}/eval/{{name}}.jsonl",
+                name=["arith_gen", "arith_fewshot", "arith_mc", "math_ppl"],
+            ),
+            manifest=f"{RAW}/manifest.json",
+        params:
+            spec=spec({"seed": config["seed"], **config["data"]["generator"]}),
+        log:
+            "logs/generate_data.log",
+        benchmark:
+            "benchmarks/generate_data.tsv"
+        conda:
+            "../../envs/slm.yaml"
+        shell:
+            "{SLM} generate --spec {params.spec:q} --out {RAW} > {log} 2>&1"
+
+    rule eval_tasks:
+        input:
+            rules.generate_data.output.eval,
+        output:
+            directory("results/eval/tasks"),
+        params:
+            spec=spec(config["evaluation"].get("local_tasks", {})),
+        log:
+            "logs/eval_tasks.log",
+        conda:
+            "../../envs/slm.yaml"
+        shell:
+            "{SLM} eval-tasks --eval-dir {RAW}/eval --spec {params.spec:q} --out {output} > {log} 2>&1"
+
+
+if "train" in config["tokenizer"]:
+
+    rule train_tokenizer:
+        input:
+            sorted(
+                {
+                    f
+                    for name in ("high_quality", "corpus", "pretrain")
+                    if name in config["data"]
+                    for s in shard_ids(name)
+                    for f in raw_files(name, s)
+                }
+            ),
+        output:
+            directory("results/data/tokenizer"),
+        params:
+            vocab_size=config["tokenizer"]["train"]["vocab_size"],
+        log:
+            "logs/train_tokenizer.log",
+        benchmark:
+            "benchmarks/train_tokenizer.tsv"
+        conda:
+            "../../envs/slm.yaml"
+        shell:
+            "{SLM} tokenizer --files {input} --vocab-size {params.vocab_size} --out {output} > {log} 2>&1"
+
+
+rule prepare:
+    input:
+        files=lambda w: raw_files(w.dataset, w.shard),
+        tokenizer=local_inputs(tokenizer_dir()),
+    output:
+        directory("results/data/packed/{dataset}/shard-{shard}"),
+    params:
+        source=lambda w: spec(config["data"][w.dataset]),
+        num_shards=lambda w: n_shards(config, w.dataset) if config["data"][w.dataset]["source"] == "hf" else 1,
+        shard=lambda w: int(w.shard) if config["data"][w.dataset]["source"] == "hf" else 0,
+        tokenizer=tokenizer_dir(),
+        seq_len=config["sequence_length"],
+    wildcard_constraints:
+        dataset="high_quality|corpus|pretrain",
+        shard=r"\d+",
+    log:
+        "logs/prepare/{dataset}-{shard}.log",
+    benchmark:
+        "benchmarks/prepare/{dataset}-{shard}.tsv"
+    conda:
+        "../../envs/slm.yaml"
+    shell:
+        "{SLM} prepare --source {params.source:q} --files {input.files} --shard {params.shard}"
+        " --num-shards {params.num_shards} --tokenizer {params.tokenizer} --seq-len {params.seq_len}"
+        " --out {output} > {log} 2>&1"

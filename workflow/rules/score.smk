@@ -1,0 +1,25 @@
+rule score:
+    input:
+        model=rules.train_reference.output[0],
+        shard="results/data/packed/corpus/shard-{shard}",
+    output:
+        directory("results/scores/shard-{shard}"),
+    params:
+        batch_size=config.get("scoring", {}).get("batch_size", 16),
+        device=config["device"],
+        precision=config["precision"],
+    wildcard_constraints:
+        shard=r"\d+",
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+    log:
+        "logs/score/shard-{shard}.log",
+    benchmark:
+        "benchmarks/score/shard-{shard}.tsv"
+    conda:
+        "../../envs/slm.yaml"
+    shell:
+        "OMP_NUM_THREADS={threads} {SLM} score --model {input.model} --shard {input.shard} --out {output}"
+        " --batch-size {params.batch_size} --device {params.device} --precision {params.precision}"
+        " > {log} 2>&1"

@@ -1,0 +1,5 @@
+import sys
+
+from slm.cli import main
+
+sys.exit(main())

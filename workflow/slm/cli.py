@@ -1,0 +1,163 @@
+"""Command-line entry points, one per pipeline stage: ``python -m slm <stage> ...``.
+
+Each Snakemake rule calls exactly one of these. Structured options travel as one JSON ``--spec``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+
+def _json(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {err}") from err
+
+
+def cmd_generate(args) -> None:
+    from slm.data.generate import generate_all
+
+    generate_all(Path(args.out), **args.spec)
+
+
+def cmd_tokenizer(args) -> None:
+    from slm.data.tokenizer import train_tokenizer
+
+    train_tokenizer([Path(f) for f in args.files], Path(args.out), vocab_size=args.vocab_size)
+
+
+def cmd_prepare(args) -> None:
+    from transformers import AutoTokenizer
+
+    from slm.data.packed import pack_documents
+    from slm.data.sources import iter_documents
+
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    documents = iter_documents(args.source, files=args.files, shard=args.shard, num_shards=args.num_shards)
+    index = pack_documents(documents, tokenizer, Path(args.out), seq_len=args.seq_len,
+                           source={**args.source, "files": args.files, "shard": args.shard})
+    logging.info("packed %d documents into %d sequences of %d tokens (%d tail tokens dropped) in %s",
+                 index["n_documents"], index["n_sequences"], index["seq_len"], index["dropped_tail_tokens"], args.out)
+
+
+def cmd_init_model(args) -> None:
+    from slm.model import init_model
+
+    init_model(args.tokenizer, args.out, seed=args.seed, **args.spec)
+
+
+def cmd_train(args) -> None:
+    from slm.train import train
+
+    stats = train(args.spec)
+    logging.info("done: %s", json.dumps({k: stats[k] for k in ("steps", "tokens_seen", "tokens_selected")}))
+
+
+def cmd_score(args) -> None:
+    from slm.score import score_shard
+
+    score_shard(args.model, args.shard, args.out, batch_size=args.batch_size, device=args.device,
+                precision=args.precision)
+
+
+def cmd_eval_tasks(args) -> None:
+    from slm.data.eval_tasks import write_task_yamls
+
+    write_task_yamls(Path(args.eval_dir), Path(args.out), **args.spec)
+
+
+def cmd_evaluate(args) -> None:
+    from slm.evaluate import evaluate_model
+    from slm.model import resolve_device
+
+    options = {**args.spec, "device": str(resolve_device(args.spec.get("device", "auto")))}
+    include_path = Path(args.include_path) if args.include_path else None
+    evaluate_model(args.model, args.tasks, Path(args.out), include_path=include_path, **options)
+
+
+def cmd_tables(args) -> None:
+    from slm.tables import checkpoints_table, results_table, selection_table
+
+    spec = args.spec
+    out = Path(args.out)
+    table = results_table(spec["models"], spec["task_metrics"], out / "results.md", out / "results.csv",
+                          delta=tuple(spec["delta"]) if spec.get("delta") else None,
+                          lower_is_better=set(spec.get("lower_is_better", [])))
+    checkpoints_table(spec["runs"], spec["task_metrics"], out / "checkpoints.csv")
+    selection_table([Path(p) for p in spec["train_stats"]], out / "selection.md", out / "selection.csv")
+    print(table.to_string())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="slm", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name, func, help_text):
+        p = sub.add_parser(name, help=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    p = add("generate", cmd_generate, "generate the synthetic offline data")
+    p.add_argument("--spec", type=_json, required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer")
+    p.add_argument("--files", nargs="+", required=True)
+    p.add_argument("--vocab-size", type=int, required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("prepare", cmd_prepare, "tokenize and pack one shard into memory-mapped arrays")
+    p.add_argument("--source", type=_json, required=True)
+    p.add_argument("--files", nargs="*", default=[])
+    p.add_argument("--shard", type=int, default=0)
+    p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--seq-len", type=int, required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("init-model", cmd_init_model, "initialise a small Llama")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--spec", type=_json, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("train", cmd_train, "train (base pretraining, reference fine-tuning, SLM or CLM)")
+    p.add_argument("--spec", type=_json, required=True)
+
+    p = add("score", cmd_score, "score a packed shard with the reference model")
+    p.add_argument("--model", required=True)
+    p.add_argument("--shard", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+
+    p = add("eval-tasks", cmd_eval_tasks, "write lm-eval task YAMLs for the generated held-out sets")
+    p.add_argument("--eval-dir", required=True)
+    p.add_argument("--spec", type=_json, default={})
+    p.add_argument("--out", required=True)
+
+    p = add("evaluate", cmd_evaluate, "run lm-eval on one model")
+    p.add_argument("--model", required=True)
+    p.add_argument("--tasks", nargs="+", required=True)
+    p.add_argument("--include-path")
+    p.add_argument("--spec", type=_json, default={})
+    p.add_argument("--out", required=True)
+
+    p = add("tables", cmd_tables, "build the results tables")
+    p.add_argument("--spec", type=_json, required=True)
+    p.add_argument("--out", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        stream=sys.stderr)
+    args = build_parser().parse_args(argv)
+    args.func(args)
+    return 0

@@ -1,0 +1,93 @@
+"""Checks of the workflow configuration that a JSON schema cannot express.
+
+The schema (workflow/schemas/config.schema.yaml) checks types and ranges; these check how keys fit
+together and that named local files exist, so that bad input stops the run before any work.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+DATASETS = ("high_quality", "corpus", "pretrain")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _fail(key: str, why: str):
+    raise ConfigError(f"config key '{key}': {why}")
+
+
+def check_config(config: dict, base_dir: Path | str = ".") -> None:
+    base_dir = Path(base_dir)
+    data = config["data"]
+    generator = data.get("generator")
+    base = config["base_model"]
+    for name in DATASETS:
+        spec = data.get(name)
+        if spec is None:
+            continue
+        if spec["source"] == "generated" and generator is None:
+            _fail(f"data.{name}", "source 'generated' needs a data.generator block")
+        if spec["source"] == "files":
+            for path in spec["paths"]:
+                if not (base_dir / path).is_file():
+                    _fail(f"data.{name}.paths", f"file not found: {path}")
+    if generator is not None:
+        if generator["min_steps"] > generator["max_steps"]:
+            _fail("data.generator.min_steps", "must not exceed data.generator.max_steps")
+        if sum(generator["kind_weights"].values()) <= 0:
+            _fail("data.generator.kind_weights", "needs a positive weight")
+    if "init" in base and "pretrain" in base and "pretrain" not in data:
+        _fail("data.pretrain", "base_model.pretrain needs a data.pretrain source")
+    tokenizer = config["tokenizer"]
+    if "train" in tokenizer:
+        if "path" in base:
+            _fail("tokenizer.train", "a hub/local base model (base_model.path) brings its own tokenizer: "
+                  "use tokenizer: {from_base_model: true}")
+        for name in DATASETS:
+            if data.get(name, {}).get("source") == "hf":
+                _fail("tokenizer.train", f"trains on local data only, but data.{name} is a hub dataset")
+    elif "init" in base:
+        _fail("tokenizer", "a freshly initialised base model (base_model.init) needs tokenizer.train")
+    if "path" in base and str(base["path"]).startswith((".", "/")) and not (base_dir / base["path"]).is_dir():
+        _fail("base_model.path", f"local model directory not found: {base['path']}")
+
+    training = config["training"]
+    for group in ("reference", "training", "base_model.pretrain"):
+        section = base.get("pretrain") if group == "base_model.pretrain" else config[group]
+        if section is None:
+            continue
+        if ("max_tokens" in section) == ("epochs" in section):
+            _fail(group, "give exactly one of max_tokens and epochs")
+        micro = section.get("micro_batch_size")
+        if micro and section.get("batch_size", micro) % micro:
+            _fail(f"{group}.micro_batch_size", f"must divide batch_size {section.get('batch_size')}")
+    budget = training.get("max_tokens")
+    for tokens in training.get("checkpoints", []):
+        if budget is not None and tokens >= budget:
+            _fail("training.checkpoints", f"{tokens} is not below training.max_tokens {budget}")
+
+    evaluation = config["evaluation"]
+    for task in evaluation["tasks"]:
+        if task not in evaluation["metrics"]:
+            _fail("evaluation.metrics", f"no metric named for task {task!r}")
+    for task in evaluation.get("lower_is_better", []):
+        if task not in evaluation["tasks"]:
+            _fail("evaluation.lower_is_better", f"{task!r} is not in evaluation.tasks")
+    if "local_tasks" in evaluation and generator is None:
+        _fail("evaluation.local_tasks", "the local held-out tasks come from data.generator")
+    for run, spec in config["runs"].items():
+        if spec["method"] == "clm" and spec.get("score_fn", "excess") != "excess":
+            _fail(f"runs.{run}.score_fn", "a clm run trains on every token and takes no score function")
+
+
+def n_shards(config: dict, dataset: str) -> int:
+    """How many packed shards a dataset is cut into."""
+    spec = config["data"][dataset]
+    if spec["source"] == "files":
+        return len(spec["paths"]) if dataset == "corpus" else 1
+    if spec["source"] == "hf":
+        return spec.get("shards", 1)
+    return config["data"]["generator"]["corpus_shards"] if dataset == "corpus" else 1

@@ -1,0 +1,275 @@
+"""Run the real lm-evaluation-harness on one model and write a compact, stable results JSON.
+
+Compact JSON format (one file per evaluated model)::
+
+    {
+      "model": "<model dir or hub id, as given>",
+      "tasks": {"<task>": {"<metric>,<filter>": value, "<metric>_stderr,<filter>": value|null, ...}},
+      "higher_is_better": {"<task>": {"<metric>": true|false, ...}},
+      "n_samples": {"<task>": n_documents_evaluated},
+      "lm_eval_version": "0.4.13",
+      "limit": null|int|float,
+      "seed": 1234,
+      "dtype": "float32",
+      "batch_size": 16,
+      "wall_seconds": 12.3
+    }
+
+Metric keys are exactly lm-eval's ``"<metric>,<filter>"`` keys (e.g. ``"acc,none"``,
+``"exact_match,strict-match"``, ``"bits_per_byte,none"``); nothing is renamed, so a key
+in this file is the key shown in lm-eval's own output.  Standard errors are kept under
+lm-eval's ``"<metric>_stderr,<filter>"`` keys; lm-eval's ``"N/A"`` (and any non-finite
+number) is stored as ``null``.  Non-metric entries (``alias``, ``name``, ``sample_len``)
+are dropped.  :func:`headline_metric` resolves a metric by full key or, when exactly one
+filter carries it, by bare metric name (``"acc"`` -> ``"acc,none"``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+from slm.io import atomic_write_json
+
+log = logging.getLogger(__name__)
+
+STDERR_MARK = "_stderr,"
+
+
+# --------------------------------------------------------------------------- helpers
+def _looks_local(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or Path(model).is_dir()
+
+
+def check_model(model: str | os.PathLike) -> str:
+    """Validate a model argument; return it as a string (local paths expanded and absolute).
+
+    A local-looking path (starting with ``/``, ``./``, ``../``, ``~`` or an existing
+    directory) must be a directory holding ``config.json``.  Anything else is taken to be
+    a Hugging Face hub id and is passed through untouched.
+    """
+    model = os.fspath(model)
+    if not model:
+        raise ValueError("model is empty: give a local model directory or a hub id")
+    if _looks_local(model):
+        path = Path(model).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"model directory does not exist: {model}")
+        if not path.is_dir():
+            raise ValueError(f"model path is not a directory: {model}")
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(
+                f"model directory {model} has no config.json (not a transformers checkpoint?)"
+            )
+        return str(path.resolve())
+    return model
+
+
+def make_task_manager(include_path: Path | str | None = None):
+    """A :class:`lm_eval.tasks.TaskManager` with the built-in tasks plus ``include_path``."""
+    from lm_eval.tasks import TaskManager
+
+    if include_path is not None:
+        include_path = Path(include_path)
+        if not include_path.exists():
+            raise FileNotFoundError(f"lm-eval include_path does not exist: {include_path}")
+        include_path = str(include_path.resolve())
+    return TaskManager(include_path=include_path)
+
+
+def check_tasks(task_manager, tasks: Iterable[str], include_path: Path | str | None = None) -> list[str]:
+    """Raise ``ValueError`` naming every task that ``task_manager`` does not know."""
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("no lm-eval tasks given")
+    known = set(task_manager.all_tasks)
+    unknown = [t for t in tasks if t not in known and not Path(t).is_file()]
+    if not unknown:
+        return tasks
+    local: list[str] = []
+    if include_path is not None:
+        root = Path(include_path).resolve()
+        for name, entry in task_manager.task_index.items():
+            yaml_path = getattr(entry, "yaml_path", None)
+            if yaml_path is not None and Path(yaml_path).resolve().is_relative_to(root):
+                local.append(name)
+    hints = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, task_manager.all_tasks, n=5, cutoff=0.6)
+        if close:
+            hints.append(f"{name!r}: did you mean {', '.join(close)}?")
+    message = f"unknown lm-eval task(s): {', '.join(map(repr, unknown))}."
+    if include_path is not None:
+        message += f" Tasks defined under {include_path}: {sorted(local)[:30] or 'none'}."
+    else:
+        message += " No include_path given (custom task YAMLs need one)."
+    examples = sorted(task_manager.all_subtasks)[:8]
+    message += f" Some built-in tasks: {examples} ({len(known)} names known)."
+    if hints:
+        message += " " + " ".join(hints)
+    raise ValueError(message)
+
+
+def _clean_value(value: Any) -> float | int | None:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) else None
+    try:  # numpy scalars
+        value = float(value)
+    except (TypeError, ValueError):
+        return None  # "N/A" and friends
+    return value if math.isfinite(value) else None
+
+
+def compact_results(raw: dict, *, model: str, limit, seed: int) -> dict:
+    """Reduce lm-eval's result dict to the compact format documented in the module docstring."""
+    tasks: dict[str, dict[str, Any]] = {}
+    entries = dict(raw.get("results", {}))
+    for group, metrics in raw.get("groups", {}).items():  # group aggregates, if any
+        entries.setdefault(group, metrics)
+    for task, metrics in entries.items():
+        clean: dict[str, Any] = {}
+        for key, value in metrics.items():
+            if "," not in key:  # alias, name, sample_len, ...
+                continue
+            cleaned = _clean_value(value)
+            if cleaned is None and STDERR_MARK not in key:
+                log.warning("task %s: metric %s is not a finite number (%r)", task, key, value)
+            clean[key] = cleaned
+        tasks[task] = clean
+    n_samples = {}
+    for task, counts in raw.get("n-samples", {}).items():
+        n_samples[task] = counts.get("effective", counts.get("original")) if isinstance(counts, dict) else counts
+    higher = {
+        task: {metric: bool(flag) for metric, flag in (flags or {}).items()}
+        for task, flags in raw.get("higher_is_better", {}).items()
+    }
+    return {
+        "model": model,
+        "tasks": tasks,
+        "higher_is_better": higher,
+        "n_samples": n_samples,
+        "lm_eval_version": _lm_eval_version(),
+        "limit": limit,
+        "seed": seed,
+    }
+
+
+def _lm_eval_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("lm_eval")
+    except PackageNotFoundError:  # pragma: no cover
+        import lm_eval
+
+        return getattr(lm_eval, "__version__", "unknown")
+
+
+def headline_metric(task_results: dict, preferred: list[str]) -> tuple[str, float | None]:
+    """Pick the first metric of ``preferred`` present in one task's compact results.
+
+    Each entry of ``preferred`` is either a full lm-eval key (``"exact_match,flexible-extract"``)
+    or a bare metric name (``"acc"``).  A bare name matches when exactly one non-stderr key
+    ``"<name>,<filter>"`` exists; if several filters carry it the name is ambiguous and a
+    ``ValueError`` lists the candidates.  Returns ``(full_key, value)``; raises ``KeyError``
+    listing the available metrics when nothing matches.
+    """
+    if isinstance(preferred, str):
+        preferred = [preferred]
+    for want in preferred:
+        if want in task_results:
+            return want, task_results[want]
+        if "," in want:
+            continue
+        matches = [
+            key
+            for key in task_results
+            if STDERR_MARK not in key and key.split(",", 1)[0] == want
+        ]
+        if len(matches) == 1:
+            return matches[0], task_results[matches[0]]
+        if len(matches) > 1:
+            raise ValueError(
+                f"metric {want!r} is ambiguous: filters {sorted(matches)}; give the full key"
+            )
+    available = sorted(k for k in task_results if STDERR_MARK not in k)
+    raise KeyError(f"none of the metrics {list(preferred)} found; available: {available}")
+
+
+# --------------------------------------------------------------------------- main entry
+def evaluate_model(
+    model: str,
+    tasks: list[str],
+    out_json: Path,
+    *,
+    include_path: Path | None = None,
+    batch_size: int = 16,
+    limit: int | None = None,
+    device: str = "cpu",
+    seed: int = 1234,
+    dtype: str = "float32",
+    max_length: int | None = None,
+    bootstrap_iters: int = 1000,
+) -> dict:
+    """Evaluate ``model`` on lm-eval ``tasks`` and write the compact JSON to ``out_json``.
+
+    Inputs are validated before the model is loaded: a missing/invalid local model
+    directory, a missing ``include_path`` or an unknown task raise immediately.  All four
+    lm-eval seeds are set to ``seed``; per-sample logs are not kept.  ``bootstrap_iters``
+    only affects bootstrapped standard errors (0 skips all stderr computation).
+    Returns the compact dict that was written.
+    """
+    import lm_eval
+
+    model_name = os.fspath(model)
+    pretrained = check_model(model_name)
+    tasks = list(tasks)
+    if not tasks:
+        raise ValueError("no lm-eval tasks given")
+    t0 = time.perf_counter()
+    task_manager = make_task_manager(include_path)
+    check_tasks(task_manager, tasks, include_path)
+
+    model_args: dict[str, Any] = {"pretrained": pretrained, "dtype": dtype, "device": device}
+    if max_length is not None:
+        model_args["max_length"] = int(max_length)
+    log.info(
+        "lm-eval %s: model %s, tasks %s, limit %s, batch %s, device %s, dtype %s, seed %s",
+        _lm_eval_version(), model_name, tasks, limit, batch_size, device, dtype, seed,
+    )
+    raw = lm_eval.simple_evaluate(
+        model="hf",
+        model_args=model_args,
+        tasks=tasks,
+        batch_size=batch_size,
+        limit=limit,
+        bootstrap_iters=bootstrap_iters,
+        log_samples=False,
+        task_manager=task_manager,
+        random_seed=seed,
+        numpy_random_seed=seed,
+        torch_random_seed=seed,
+        fewshot_random_seed=seed,
+    )
+    if raw is None:  # only non-zero ranks get None
+        raise RuntimeError("lm_eval.simple_evaluate returned no results (non-zero rank?)")
+    result = compact_results(raw, model=model_name, limit=limit, seed=seed)
+    missing = [t for t in tasks if t not in result["tasks"]]
+    if missing:  # a tag expands to its member tasks and has no entry of its own
+        log.warning("no result entry named %s (tags?); got %s", missing, sorted(result["tasks"]))
+    wall = time.perf_counter() - t0
+    result.update({"dtype": dtype, "batch_size": batch_size, "wall_seconds": round(wall, 3)})
+    out_json = Path(out_json)
+    atomic_write_json(out_json, result)
+    for task in tasks:
+        shown = {k: v for k, v in result["tasks"].get(task, {}).items() if STDERR_MARK not in k}
+        log.info("%s | %s: %s (n=%s)", model_name, task, shown, result["n_samples"].get(task))
+    log.info("evaluated %s on %d task(s) in %.1f s -> %s", model_name, len(tasks), wall, out_json)
+    return result

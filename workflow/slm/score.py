@@ -1,0 +1,111 @@
+"""Score a packed shard with the reference model: the loss of every token, in its training context."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from slm.data.packed import PackedShard
+from slm.io import atomic_path, atomic_write_json, read_json, sha256_file
+from slm.model import load_model, resolve_device, token_losses
+
+log = logging.getLogger(__name__)
+
+ALIGNMENT = (
+    "scores[i] = -log p_ref(tokens[i] | tokens[s..i-1]) where s = i - i % seq_len is the start of the "
+    "packed sequence holding token i; NaN at every sequence start (no context)"
+)
+
+
+def model_fingerprint(model_dir: str | Path) -> str:
+    """Hash of a local model's weights (or the hub id when it is not a local directory)."""
+    path = Path(model_dir)
+    weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
+    if not weights:
+        return f"id:{model_dir}"
+    return "sha256:" + ",".join(sha256_file(w) for w in weights)
+
+
+def score_shard(
+    model_dir: str | Path,
+    shard_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    batch_size: int = 16,
+    device: str = "auto",
+    precision: str = "fp32",
+) -> dict:
+    shard = PackedShard.open(shard_dir)
+    dev = resolve_device(device)
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    model, _ = load_model(model_dir, dev, dtype)
+    model.eval()
+    seq_len = shard.seq_len
+    n_seq = shard.n_sequences
+    scores = np.empty(shard.index["n_tokens"], dtype=np.float16)
+    start = time.perf_counter()
+    last_log = start
+    with torch.inference_mode():
+        for first in range(0, n_seq, batch_size):
+            rows = range(first, min(first + batch_size, n_seq))
+            block = np.asarray(shard.tokens[rows.start * seq_len : rows.stop * seq_len], dtype=np.int64)
+            ids = torch.from_numpy(block).view(len(rows), seq_len).to(dev)
+            losses = token_losses(model(input_ids=ids).logits, ids)
+            scores[rows.start * seq_len : rows.stop * seq_len] = losses.reshape(-1).cpu().numpy()
+            now = time.perf_counter()
+            if now - last_log > 10 or rows.stop == n_seq:
+                done = rows.stop * seq_len
+                log.info("scored %d/%d tokens (%.0f tokens/s)", done, len(scores), done / (now - start))
+                last_log = now
+    elapsed = time.perf_counter() - start
+    meta = {
+        "n_tokens": int(len(scores)),
+        "seq_len": seq_len,
+        "tokens_sha256": shard.index["tokens_sha256"],
+        "token_shard": str(shard_dir),
+        "reference_model": str(model_dir),
+        "reference_fingerprint": model_fingerprint(model_dir),
+        "alignment": ALIGNMENT,
+        "dtype": "float16",
+        "mean_loss": float(np.nanmean(scores.astype(np.float32))),
+        "tokens_per_second": len(scores) / elapsed,
+    }
+    with atomic_path(out_dir) as tmp:
+        tmp.mkdir()
+        np.save(tmp / "scores.npy", scores)
+        atomic_write_json(tmp / "meta.json", meta)
+    log.info("wrote %s: %d tokens, mean loss %.4f, %.0f tokens/s", out_dir, len(scores), meta["mean_loss"],
+             meta["tokens_per_second"])
+    return meta
+
+
+class ScoreMismatchError(ValueError):
+    """A score shard that does not belong to its token shard or to the expected reference model."""
+
+
+def open_scores(score_dir: str | Path, shard: PackedShard, reference_model: str | Path | None = None) -> np.ndarray:
+    """Memory-map a score shard after checking that it scores exactly ``shard``'s tokens."""
+    score_dir = Path(score_dir)
+    meta = read_json(score_dir / "meta.json", "score shard metadata")
+    problems = []
+    if meta.get("n_tokens") != shard.index["n_tokens"]:
+        problems.append(f"token count {meta.get('n_tokens')} != {shard.index['n_tokens']}")
+    if meta.get("seq_len") != shard.seq_len:
+        problems.append(f"sequence length {meta.get('seq_len')} != {shard.seq_len}")
+    if meta.get("tokens_sha256") != shard.index["tokens_sha256"]:
+        problems.append("token hash differs (the shard was re-prepared after scoring)")
+    if reference_model is not None and meta.get("reference_fingerprint") != model_fingerprint(reference_model):
+        problems.append(f"scored by another reference model than {reference_model}")
+    scores = np.load(score_dir / "scores.npy", mmap_mode="r")
+    if scores.shape != (shard.index["n_tokens"],):
+        problems.append(f"scores.npy has shape {scores.shape}")
+    if problems:
+        raise ScoreMismatchError(
+            f"score shard {score_dir} does not match token shard {shard.path}: " + "; ".join(problems)
+            + ". Re-run the scoring step for this shard."
+        )
+    return scores
