@@ -1,0 +1,1152 @@
+"""Seeded synthetic data for the SLM pipeline (stand-in for OpenWebMath + a clean math set).
+
+Everything is generated from string-seeded ``random.Random`` streams
+(``random.Random(f"{seed}-{stream}")``), one stream per output, so that
+
+* the same arguments give byte-identical files, and
+* each output only depends on its own parameters (the held-out sets do not change when the
+  training corpus grows, and vice versa).
+
+Outputs (all UTF-8 JSON lines, written atomically, ``manifest.json`` last):
+
+``hq.jsonl``
+    ``{"text": "Question: ...\\nAnswer: 12 + 7 = 19. 19 - 5 = 14. The answer is 14."}`` -- the
+    high-quality set the reference model is fine-tuned on (one clean worked problem per line).
+``corpus/shard-NNN.jsonl`` and ``pretrain.jsonl``
+    ``{"text": ..., "spans": [[start, end, kind], ...]}`` -- web-like documents mixing correct math
+    in varied formats, noise (hashes, ids, timestamps), boilerplate (a few notices repeated
+    verbatim), wrong math (worked problems with arithmetic errors) and glue text. ``spans`` cover
+    ``text`` exactly (contiguous, non-overlapping, in order, no empty span, adjacent spans of the
+    same kind merged); offsets are Python ``str`` (code point) offsets, which equal byte offsets
+    because all generated text is ASCII.
+``eval/arith_gen.jsonl``, ``eval/arith_fewshot.jsonl``
+    ``{"question": ..., "solution": ..., "answer": "14"}``
+``eval/arith_mc.jsonl``
+    ``{"question": ..., "choices": ["13", "14", "21", "16"], "label": 1, "answer": "14",
+    "solution": ...}`` -- 4 distinct non-negative candidate answers (the correct one, the answer
+    obtained with one wrong step, and near misses: off by 1-10, a digit swap, one step short, the
+    last operation flipped), shuffled; ``answer``/``solution`` are for checking only (the task
+    never shows them to the model).
+``eval/math_ppl.jsonl``
+    ``{"text": ...}`` -- several canonical worked problems per document.
+
+The held-out problems are generated first; every training problem (hq, pretrain, corpus -- correct
+and wrong math) whose question text is a held-out question is rejected and redrawn, so the sets are
+disjoint on question text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import random
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "KIND_NAMES",
+    "KIND_IDS",
+    "MAX_RESULT",
+    "SEGMENTS_PER_DOC",
+    "BOILERPLATE",
+    "STEP_RE",
+    "ANSWER_RE",
+    "Problem",
+    "generate_all",
+    "parse_steps",
+]
+
+KIND_NAMES = (
+    "other",
+    "math",
+    "noise",
+    "boilerplate",
+    "wrong_math",
+)  # id = index; 0 = unlabelled
+KIND_IDS = {name: i for i, name in enumerate(KIND_NAMES)}
+
+MAX_RESULT = 999  # every intermediate result lies in [0, MAX_RESULT]
+MAX_MUL = 9  # multiplications are by a single digit 2..9
+SEGMENTS_PER_DOC = (5, 15)  # inclusive range of content segments per corpus document
+PPL_PROBLEMS_PER_DOC = (3, 6)  # inclusive range of problems per math_ppl document
+MC_CHOICES = 4
+_MAX_TRIES = 10_000  # redraws allowed when looking for a new (unseen) problem
+
+STEP_RE = re.compile(r"(\d+) ([+*-]) (\d+) = (\d+)")
+ANSWER_RE = re.compile(r"answer is (-?\d+)")
+
+_OP_WEIGHTS = {"+": 0.45, "-": 0.45, "*": 0.10}
+
+
+def _apply(a: int, op: str, b: int) -> int:
+    if op == "+":
+        return a + b
+    if op == "-":
+        return a - b
+    if op == "*":
+        return a * b
+    raise ValueError(f"unknown operation {op!r}")
+
+
+def parse_steps(text: str) -> list[tuple[int, str, int, int]]:
+    """All ``a op b = c`` steps written in ``text``, as ``(a, op, b, c)`` integer tuples."""
+    return [(int(a), op, int(b), int(c)) for a, op, b, c in STEP_RE.findall(text)]
+
+
+# --------------------------------------------------------------------------------------------
+# Problems
+# --------------------------------------------------------------------------------------------
+
+Step = tuple[int, str, int, int]
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A word problem and its worked solution (``steps`` are ``(a, op, b, c)``)."""
+
+    question: str
+    steps: tuple[Step, ...]
+    answer: int
+
+    @property
+    def is_correct(self) -> bool:
+        return all(_apply(a, op, b) == c for a, op, b, c in self.steps) and (
+            self.answer == self.steps[-1][3]
+        )
+
+    def step_text(self) -> str:
+        return " ".join(f"{a} {op} {b} = {c}." for a, op, b, c in self.steps)
+
+    def solution(self) -> str:
+        """Canonical worked solution: ``12 + 7 = 19. 19 - 5 = 14. The answer is 14.``"""
+        return f"{self.step_text()} The answer is {self.answer}."
+
+    def canonical(self) -> str:
+        return f"Question: {self.question}\nAnswer: {self.solution()}"
+
+
+# name, subject pronoun, possessive pronoun
+_NAMES = (
+    ("Tom", "he", "his"),
+    ("Ann", "she", "her"),
+    ("Maria", "she", "her"),
+    ("Liam", "he", "his"),
+    ("Noah", "he", "his"),
+    ("Emma", "she", "her"),
+    ("Olivia", "she", "her"),
+    ("Ava", "she", "her"),
+    ("Lucas", "he", "his"),
+    ("Mia", "she", "her"),
+    ("Ethan", "he", "his"),
+    ("Sofia", "she", "her"),
+    ("Omar", "he", "his"),
+    ("Priya", "she", "her"),
+    ("Kenji", "he", "his"),
+    ("Chloe", "she", "her"),
+    ("Mateo", "he", "his"),
+    ("Zara", "she", "her"),
+    ("David", "he", "his"),
+    ("Grace", "she", "her"),
+    ("Ivan", "he", "his"),
+    ("Lena", "she", "her"),
+    ("Samuel", "he", "his"),
+    ("Nora", "she", "her"),
+    ("Ali", "he", "his"),
+    ("Hana", "she", "her"),
+    ("Jack", "he", "his"),
+    ("Ella", "she", "her"),
+    ("Diego", "he", "his"),
+    ("Amara", "she", "her"),
+    ("Felix", "he", "his"),
+    ("Ruby", "she", "her"),
+    ("Oscar", "he", "his"),
+    ("Leila", "she", "her"),
+    ("Hugo", "he", "his"),
+    ("Iris", "she", "her"),
+    ("Ben", "he", "his"),
+    ("Yuki", "she", "her"),
+    ("Marco", "he", "his"),
+    ("Tara", "she", "her"),
+)
+
+
+@dataclass(frozen=True)
+class _Scenario:
+    """Story templates. ``person`` scenarios have verb-phrase op templates (the subject is added:
+    name or pronoun, with optional connectors and ``, then`` chaining); the others have full
+    sentences. Placeholders: {name} {other} {poss} {obj} {a} {b}."""
+
+    person: bool
+    objects: tuple[str, ...]
+    start: tuple[str, ...]
+    add: tuple[str, ...]
+    sub: tuple[str, ...]
+    mul: tuple[str, ...]
+    question: tuple[str, ...]
+
+
+_SCENARIOS: tuple[_Scenario, ...] = (
+    _Scenario(  # fruit
+        True,
+        (
+            "apples",
+            "oranges",
+            "pears",
+            "plums",
+            "peaches",
+            "lemons",
+            "bananas",
+            "apricots",
+        ),
+        (
+            "{name} has {a} {obj}.",
+            "{name} picks {a} {obj} from the orchard.",
+            "There are {a} {obj} in {name}'s basket.",
+        ),
+        (
+            "buys {b} more",
+            "picks {b} more {obj}",
+            "gets {b} {obj} from {other}",
+            "finds {b} more {obj} in the kitchen",
+        ),
+        (
+            "gives {b} to {other}",
+            "eats {b} of them",
+            "sells {b} {obj} at the market",
+            "uses {b} {obj} to bake a pie",
+        ),
+        ("ends up with {b} times as many {obj} as before",),
+        (
+            "How many {obj} does {name} have now?",
+            "How many {obj} does {name} have at the end?",
+            "How many {obj} are in {name}'s basket now?",
+        ),
+    ),
+    _Scenario(  # collection
+        True,
+        (
+            "stickers",
+            "marbles",
+            "stamps",
+            "trading cards",
+            "seashells",
+            "beads",
+            "postcards",
+        ),
+        (
+            "{name} has a collection of {a} {obj}.",
+            "{name} owns {a} {obj}.",
+            "{name} starts the week with {a} {obj}.",
+        ),
+        (
+            "buys {b} more {obj}",
+            "wins {b} {obj} in a game",
+            "receives {b} {obj} from {other}",
+            "trades for {b} new {obj}",
+        ),
+        (
+            "gives {b} {obj} to {other}",
+            "loses {b} of them",
+            "trades away {b} {obj}",
+            "sells {b} {obj} online",
+        ),
+        ("grows the collection to {b} times its size",),
+        (
+            "How many {obj} does {name} have now?",
+            "How many {obj} are in {name}'s collection at the end?",
+        ),
+    ),
+    _Scenario(  # bakery
+        True,
+        ("cookies", "muffins", "cupcakes", "rolls", "pretzels", "bagels", "scones"),
+        (
+            "{name} bakes {a} {obj} for the school fair.",
+            "{name} has {a} {obj} ready in the morning.",
+            "The bakery run by {name} has {a} {obj} on the shelf.",
+        ),
+        (
+            "bakes {b} more {obj}",
+            "makes another batch of {b} {obj}",
+            "gets a delivery of {b} {obj}",
+        ),
+        (
+            "sells {b} {obj}",
+            "gives {b} {obj} to {other}",
+            "packs {b} {obj} for a customer",
+        ),
+        ("keeps baking until there are {b} times as many {obj}",),
+        (
+            "How many {obj} does {name} have at the end of the day?",
+            "How many {obj} does {name} have now?",
+        ),
+    ),
+    _Scenario(  # money
+        True,
+        ("dollars",),
+        (
+            "{name} has {a} dollars in {poss} wallet.",
+            "{name} saves {a} dollars.",
+            "{name}'s piggy bank holds {a} dollars.",
+        ),
+        (
+            "earns {b} dollars mowing lawns",
+            "gets {b} dollars from {other}",
+            "deposits {b} more dollars",
+            "finds {b} dollars in an old coat",
+        ),
+        (
+            "spends {b} dollars on a book",
+            "pays {other} {b} dollars",
+            "spends {b} dollars on lunch",
+            "buys a toy for {b} dollars",
+        ),
+        ("invests the money and ends up with {b} times as much",),
+        (
+            "How many dollars does {name} have now?",
+            "How much money, in dollars, does {name} have at the end?",
+        ),
+    ),
+    _Scenario(  # game points
+        True,
+        ("points",),
+        (
+            "{name} scores {a} points in the first round.",
+            "{name} begins the game with {a} points.",
+        ),
+        (
+            "earns {b} more points",
+            "scores {b} points in the next round",
+            "wins a bonus of {b} points",
+        ),
+        (
+            "loses {b} points for a penalty",
+            "spends {b} points on a power-up",
+            "drops {b} points after a mistake",
+        ),
+        ("hits a multiplier that makes the score {b} times as large",),
+        ("How many points does {name} have now?", "What is {name}'s final score?"),
+    ),
+    _Scenario(  # garden
+        True,
+        ("tulips", "roses", "tomato plants", "sunflowers", "carrots", "daisies"),
+        ("{name} plants {a} {obj} in the garden.", "{name}'s garden has {a} {obj}."),
+        ("plants {b} more {obj}", "gets {b} {obj} from {other} and plants them"),
+        ("gives {b} {obj} to {other}", "pulls out {b} {obj} that did not grow"),
+        ("expands the garden to {b} times as many {obj}",),
+        (
+            "How many {obj} are in {name}'s garden now?",
+            "How many {obj} does {name} have now?",
+        ),
+    ),
+    _Scenario(  # bookshelf
+        True,
+        ("books", "comics", "magazines"),
+        ("{name} has {a} {obj} on {poss} shelf.", "{name} keeps {a} {obj} in a box."),
+        ("buys {b} more {obj}", "borrows {b} {obj} from {other}"),
+        ("donates {b} {obj} to the library", "lends {b} {obj} to {other}"),
+        (),
+        (
+            "How many {obj} does {name} have now?",
+            "How many {obj} does {name} have at the end?",
+        ),
+    ),
+    _Scenario(  # school supplies
+        True,
+        ("pencils", "crayons", "erasers", "notebooks", "markers"),
+        ("{name} has {a} {obj} in {poss} bag.", "{name} brings {a} {obj} to school."),
+        ("buys a pack of {b} {obj}", "gets {b} {obj} from {other}"),
+        ("gives {b} {obj} to classmates", "loses {b} {obj}"),
+        (),
+        ("How many {obj} does {name} have now?",),
+    ),
+    _Scenario(  # bus
+        False,
+        ("passengers",),
+        (
+            "A bus leaves the station with {a} passengers.",
+            "There are {a} passengers on a bus.",
+        ),
+        (
+            "At the next stop, {b} people get on.",
+            "Then {b} more passengers board the bus.",
+            "At the market, {b} people get on.",
+        ),
+        (
+            "At the next stop, {b} people get off.",
+            "Then {b} passengers get off at the school.",
+            "At the park, {b} passengers leave the bus.",
+        ),
+        ("At the main square the number of passengers becomes {b} times as large.",),
+        (
+            "How many passengers are on the bus now?",
+            "How many people are on the bus at the end?",
+        ),
+    ),
+    _Scenario(  # library
+        False,
+        ("books",),
+        (
+            "The school library has {a} books on one shelf.",
+            "A library cart holds {a} books.",
+        ),
+        (
+            "The librarian adds {b} new books.",
+            "Then {b} books are returned.",
+            "{name} brings back {b} books.",
+        ),
+        (
+            "Students borrow {b} books.",
+            "Then {b} old books are removed.",
+            "{name} checks out {b} books.",
+        ),
+        ("After a donation drive there are {b} times as many books.",),
+        ("How many books are there now?", "How many books are left at the end?"),
+    ),
+    _Scenario(  # warehouse
+        False,
+        ("boxes", "crates", "packages", "pallets"),
+        ("A warehouse holds {a} {obj}.", "There are {a} {obj} in a storage room."),
+        ("A truck delivers {b} more {obj}.", "Then {b} {obj} arrive from the factory."),
+        (
+            "Then {b} {obj} are shipped to a store.",
+            "Workers send {b} {obj} to customers.",
+        ),
+        ("Next month the stock grows to {b} times as many {obj}.",),
+        ("How many {obj} are there now?", "How many {obj} are in storage at the end?"),
+    ),
+    _Scenario(  # water tank
+        False,
+        ("liters",),
+        (
+            "A tank contains {a} liters of water.",
+            "A rain barrel holds {a} liters of water.",
+        ),
+        ("Then {b} liters are pumped in.", "A storm adds {b} more liters."),
+        (
+            "Then {b} liters are used to water the garden.",
+            "Overnight {b} liters leak out.",
+        ),
+        (),
+        (
+            "How many liters of water are in it now?",
+            "How many liters are left at the end?",
+        ),
+    ),
+    _Scenario(  # parking lot
+        False,
+        ("cars",),
+        (
+            "There are {a} cars in a parking lot.",
+            "A parking garage has {a} cars in it.",
+        ),
+        ("Then {b} more cars park there.", "In the afternoon, {b} cars arrive."),
+        ("Then {b} cars drive away.", "In the evening, {b} cars leave."),
+        (),
+        ("How many cars are there now?", "How many cars are parked at the end?"),
+    ),
+    _Scenario(  # party
+        False,
+        ("guests",),
+        (
+            "There are {a} guests at a party.",
+            "{a} people come to {name}'s birthday party.",
+        ),
+        ("Then {b} more guests arrive.", "Later, {b} friends of {name} join."),
+        ("Then {b} guests leave early.", "After dinner, {b} people go home."),
+        (),
+        (
+            "How many guests are at the party now?",
+            "How many people are still at the party?",
+        ),
+    ),
+    _Scenario(  # farm
+        False,
+        ("sheep", "chickens", "goats", "cows", "ducks", "rabbits"),
+        ("A farmer has {a} {obj}.", "{name}'s farm has {a} {obj}."),
+        ("Then {b} baby {obj} are born.", "The farmer buys {b} more {obj}."),
+        (
+            "The farmer sells {b} {obj} at the market.",
+            "Then {b} {obj} are moved to another farm.",
+        ),
+        ("Over the years the herd grows to {b} times as many {obj}.",),
+        ("How many {obj} are on the farm now?", "How many {obj} are there at the end?"),
+    ),
+    _Scenario(  # candy jar
+        False,
+        ("candies", "jelly beans", "gumballs", "mints"),
+        ("A jar holds {a} {obj}.", "There are {a} {obj} in a bowl on {name}'s desk."),
+        ("{name} puts {b} more {obj} in.", "Then {other} adds {b} {obj}."),
+        ("{name}'s friends take {b} {obj}.", "Then {other} eats {b} {obj}."),
+        (),
+        ("How many {obj} are left now?", "How many {obj} are there at the end?"),
+    ),
+)
+
+_CONNECTORS = (
+    "Then",
+    "After that,",
+    "Later,",
+    "Next,",
+    "Afterwards,",
+    "Later that day,",
+)
+
+
+def _draw_steps(
+    rng: random.Random, n_steps: int, max_operand: int, allow_mul: bool
+) -> tuple[Step, ...]:
+    a = rng.randint(2, max_operand)
+    steps: list[Step] = []
+    for _ in range(n_steps):
+        ops, weights = [], []
+        if a + 2 <= MAX_RESULT:
+            ops.append("+")
+            weights.append(_OP_WEIGHTS["+"])
+        if a >= 2:
+            ops.append("-")
+            weights.append(_OP_WEIGHTS["-"])
+        if allow_mul and 2 <= a <= MAX_RESULT // 2:
+            ops.append("*")
+            weights.append(_OP_WEIGHTS["*"])
+        op = rng.choices(ops, weights)[0]
+        if op == "+":
+            b = rng.randint(2, min(max_operand, MAX_RESULT - a))
+        elif op == "-":
+            b = rng.randint(2, min(max_operand, a))
+        else:
+            b = rng.randint(2, min(MAX_MUL, MAX_RESULT // a))
+        c = _apply(a, op, b)
+        steps.append((a, op, b, c))
+        a = c
+    return tuple(steps)
+
+
+def _story(rng: random.Random, scen: _Scenario, steps: Sequence[Step]) -> str:
+    name, pron, poss = rng.choice(_NAMES)
+    other = rng.choice([n for n in _NAMES if n[0] != name])[0]
+    obj = rng.choice(scen.objects)
+    fields = {"name": name, "other": other, "poss": poss, "obj": obj}
+    templates = {"+": scen.add, "-": scen.sub, "*": scen.mul}
+    sentences = [rng.choice(scen.start).format(a=steps[0][0], **fields)]
+    if scen.person:
+        clauses = [
+            rng.choice(templates[op]).format(b=b, **fields) for _, op, b, _ in steps
+        ]
+        i = 0
+        while i < len(clauses):
+            subj = pron if rng.random() < 0.6 else name
+            conn = rng.choice(_CONNECTORS) if (i > 0 and rng.random() < 0.6) else ""
+            if (
+                i + 1 < len(clauses) and rng.random() < 0.35
+            ):  # "He buys 7 more, then gives 5 to Ann."
+                body = f"{subj} {clauses[i]}, then {clauses[i + 1]}"
+                i += 2
+            else:
+                body = f"{subj} {clauses[i]}"
+                i += 1
+            sentence = f"{conn} {body}." if conn else f"{body}."
+            sentences.append(sentence[0].upper() + sentence[1:])
+    else:
+        for _, op, b, _ in steps:
+            sentences.append(rng.choice(templates[op]).format(b=b, **fields))
+    sentences.append(rng.choice(scen.question).format(**fields))
+    return " ".join(sentences)
+
+
+def _draw_problem(
+    rng: random.Random, max_operand: int, min_steps: int, max_steps: int
+) -> Problem:
+    scen = rng.choice(_SCENARIOS)
+    n_steps = rng.randint(min_steps, max_steps)
+    steps = _draw_steps(rng, n_steps, max_operand, allow_mul=bool(scen.mul))
+    return Problem(_story(rng, scen, steps), steps, steps[-1][3])
+
+
+def _swap_digits(rng: random.Random, c: int) -> int | None:
+    s = str(c)
+    positions = [
+        i
+        for i in range(len(s) - 1)
+        if s[i] != s[i + 1] and not (i == 0 and s[1] == "0")
+    ]
+    if not positions:
+        return None
+    i = rng.choice(positions)
+    return int(s[:i] + s[i + 1] + s[i] + s[i + 2 :])
+
+
+def _corrupt(rng: random.Random, problem: Problem) -> Problem:
+    """A copy of ``problem`` with one wrong step result (off by 1-10 or two digits swapped); the
+    later steps are carried out correctly from the wrong value, so the final answer is wrong.
+    """
+    steps = problem.steps
+    for _ in range(100):
+        k = rng.randrange(len(steps))
+        a, op, b, c = steps[k]
+        wrong = _swap_digits(rng, c) if (c >= 10 and rng.random() < 0.3) else None
+        if wrong is None:
+            wrong = c + rng.choice((-1, 1)) * rng.randint(1, 10)
+        if wrong == c or not 0 <= wrong <= MAX_RESULT:
+            continue
+        new = list(steps[:k]) + [(a, op, b, wrong)]
+        cur, ok = wrong, True
+        for _, op2, b2, _ in steps[k + 1 :]:
+            c2 = _apply(cur, op2, b2)
+            if not 0 <= c2 <= MAX_RESULT:
+                ok = False
+                break
+            new.append((cur, op2, b2, c2))
+            cur = c2
+        if ok and cur != problem.answer:
+            return Problem(problem.question, tuple(new), cur)
+    raise RuntimeError(f"could not corrupt problem {problem!r}")  # pragma: no cover
+
+
+class _ProblemSource:
+    """Draws problems from one RNG stream, skipping questions in ``forbidden`` (and, with
+    ``unique``, questions already drawn from this source); drawn questions are added to ``seen``.
+    """
+
+    def __init__(
+        self,
+        rng: random.Random,
+        params: dict,
+        forbidden: set[str],
+        unique: bool,
+        seen: set[str] | None = None,
+    ):
+        self.rng = rng
+        self.max_operand = params["max_operand"]
+        self.min_steps = params["min_steps"]
+        self.max_steps = params["max_steps"]
+        self.forbidden = forbidden
+        self.unique = unique
+        self.seen = seen if seen is not None else set()
+
+    def __call__(self) -> Problem:
+        for _ in range(_MAX_TRIES):
+            p = _draw_problem(
+                self.rng, self.max_operand, self.min_steps, self.max_steps
+            )
+            if p.question in self.forbidden or (
+                self.unique and p.question in self.seen
+            ):
+                continue
+            self.seen.add(p.question)
+            return p
+        raise RuntimeError(
+            f"could not draw a new distinct problem after {_MAX_TRIES} tries; "
+            "increase max_operand/max_steps or request fewer problems"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Corpus segments
+# --------------------------------------------------------------------------------------------
+
+_ENDINGS = (
+    "The answer is {n}.",
+    "So the answer is {n}.",
+    "Therefore, the answer is {n}.",
+)
+
+
+def _prose_solution(rng: random.Random, p: Problem) -> str:
+    first = {
+        "+": (
+            "If you have {a} and add {b} you get {e}",
+            "Starting from {a} and adding {b} gives {e}",
+            "Take {a} and add {b}: {e}",
+        ),
+        "-": (
+            "If you have {a} and take away {b} you get {e}",
+            "Starting from {a} and subtracting {b} gives {e}",
+            "Take {a} and remove {b}: {e}",
+        ),
+        "*": (
+            "If you have {a} and multiply by {b} you get {e}",
+            "Starting from {a} and multiplying by {b} gives {e}",
+            "Take {a} times {b}: {e}",
+        ),
+    }
+    later = {
+        "+": (
+            ", then add {b} to get {e}",
+            ", and adding {b} gives {e}",
+            "; next add {b}: {e}",
+        ),
+        "-": (
+            ", then take away {b} to get {e}",
+            ", and subtracting {b} leaves {e}",
+            "; next remove {b}: {e}",
+        ),
+        "*": (
+            ", then multiply by {b} to get {e}",
+            ", and multiplying by {b} gives {e}",
+            "; next times {b}: {e}",
+        ),
+    }
+    parts = []
+    for i, (a, op, b, c) in enumerate(p.steps):
+        table = first if i == 0 else later
+        parts.append(rng.choice(table[op]).format(a=a, b=b, e=f"{a} {op} {b} = {c}"))
+    return "".join(parts) + ". " + rng.choice(_ENDINGS).format(n=p.answer)
+
+
+def _render_problem(rng: random.Random, p: Problem) -> str:
+    """A worked problem in one of several web-like formats."""
+    fmt = rng.randrange(6)
+    if fmt == 4:  # inline prose, question first
+        return f"{p.question} {_prose_solution(rng, p)}"
+    if fmt == 5:  # inline prose, no question
+        return _prose_solution(rng, p)
+    ending = rng.choice(_ENDINGS).format(n=p.answer)
+    sol = f"{p.step_text()} {ending}"
+    if fmt == 0:
+        return f"Question: {p.question}\nAnswer: {sol}"
+    if fmt == 1:
+        return f"Problem: {p.question}\nSolution: {sol}"
+    if fmt == 2:
+        return f"Q: {p.question}\nA: {sol}"
+    return f"Exercise {rng.randint(1, 60)}. {p.question}\nWorked solution: {sol}"
+
+
+_HEX = "0123456789abcdef"
+_ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
+_USER_PREFIXES = (
+    "user",
+    "guest",
+    "mathfan",
+    "anon",
+    "student",
+    "learner",
+    "xx",
+    "throwaway",
+)
+
+
+def _hex(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice(_HEX) for _ in range(n))
+
+
+def _digits(rng: random.Random, n: int) -> str:
+    return "".join(rng.choice("0123456789") for _ in range(n))
+
+
+def _timestamp(rng: random.Random) -> str:
+    return (
+        f"{rng.randint(2008, 2024)}-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} "
+        f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d}:{rng.randint(0, 59):02d}"
+    )
+
+
+def _username(rng: random.Random) -> str:
+    sep = rng.choice(("_", "", ".", "-"))
+    tail = "".join(rng.choice(_ALNUM) for _ in range(rng.randint(3, 6)))
+    return f"{rng.choice(_USER_PREFIXES)}{sep}{tail}"
+
+
+def _uuid(rng: random.Random) -> str:
+    return "-".join(_hex(rng, n) for n in (8, 4, 4, 4, 12))
+
+
+def _noise_line(rng: random.Random) -> str:
+    k = rng.randrange(9)
+    if k == 0:
+        return f"Posted by {_username(rng)} at {_timestamp(rng)} | id {_hex(rng, 10)}"
+    if k == 1:
+        return f"sha256: {_hex(rng, 64)}"
+    if k == 2:
+        return f"commit {_hex(rng, 40)}"
+    if k == 3:
+        return f"uuid {_uuid(rng)}"
+    if k == 4:
+        ip = ".".join(str(rng.randint(0, 255)) for _ in range(4))
+        return (
+            f"[{_timestamp(rng)}] session={_hex(rng, 16)} ip={ip} "
+            f"status={rng.choice((200, 301, 302, 404, 500, 503))}"
+        )
+    if k == 5:
+        return f"ref no. {_digits(rng, rng.randint(8, 14))}"
+    if k == 6:
+        return (
+            f"Last edited by {_username(rng)}; {rng.randint(1, 99999)} views; "
+            f"post #{_digits(rng, rng.randint(5, 8))}"
+        )
+    if k == 7:
+        return f"tx {_hex(rng, 32)} block {_digits(rng, 7)}"
+    return " ".join(_digits(rng, rng.randint(3, 9)) for _ in range(rng.randint(3, 8)))
+
+
+def _noise(rng: random.Random) -> str:
+    return "\n".join(_noise_line(rng) for _ in range(rng.randint(1, 3)))
+
+
+BOILERPLATE = (
+    "Home | Forum | Homework Help | Worksheets | Search | Log in | Register",
+    "This site uses cookies to improve your experience. By continuing to browse the site you "
+    "agree to our use of cookies. [Accept] [Learn more]",
+    "Copyright (c) 2009-2024 MathHelpBoards. All rights reserved. Content is licensed under "
+    "CC BY-SA 4.0 unless otherwise noted.",
+    "Share this: Facebook | Twitter | Reddit | Email | Print",
+    "Skip to main content. Accessibility help. Sign up for our newsletter!",
+)
+
+_TITLES = (
+    "Homework help thread",
+    "Re: word problems practice",
+    "Math help forum",
+    "Daily arithmetic practice",
+    "Worksheet answers",
+    "Re: can someone check these?",
+    "Practice set: multi-step problems",
+    "Grade 3 math review",
+    "Mental math tips",
+    "Re: Re: homework question",
+)
+_PROSE = (
+    "Can someone check my work?",
+    "Here is how I solved it:",
+    "Thanks in advance!",
+    "I think I got this one.",
+    "This one was tricky.",
+    "See the worked example below.",
+    "Try it yourself before reading the solution.",
+    "My teacher gave us this one.",
+    "Here is another one from the worksheet:",
+    "Hope this helps.",
+    "Edit: fixed a typo.",
+    "Let me know if anything is unclear.",
+)
+_LEADINS = (
+    "Here is how I solved it:",
+    "Next one:",
+    "Another example:",
+    "My attempt:",
+    "Worked example:",
+    "From the textbook:",
+)
+
+
+def _merge_spans(pieces: Iterable[tuple[str, str]]) -> tuple[str, list[list]]:
+    text_parts: list[str] = []
+    spans: list[list] = []
+    pos = 0
+    for piece, kind in pieces:
+        if not piece:
+            continue
+        end = pos + len(piece)
+        if spans and spans[-1][2] == kind:
+            spans[-1][1] = end
+        else:
+            spans.append([pos, end, kind])
+        text_parts.append(piece)
+        pos = end
+    return "".join(text_parts), spans
+
+
+def _make_doc(
+    rng: random.Random,
+    kinds: Sequence[str],
+    weights: Sequence[float],
+    draw: _ProblemSource,
+) -> dict:
+    pieces: list[tuple[str, str]] = []
+    if rng.random() < 0.6:
+        pieces.append((rng.choice(_TITLES), "other"))
+    for _ in range(rng.randint(*SEGMENTS_PER_DOC)):
+        kind = rng.choices(kinds, weights)[0]
+        if pieces:
+            pieces.append(("\n\n" if rng.random() < 0.3 else "\n", "other"))
+        if kind in ("math", "wrong_math"):
+            if rng.random() < 0.25:
+                pieces.append((rng.choice(_LEADINS) + "\n", "other"))
+            p = draw()
+            if kind == "wrong_math":
+                p = _corrupt(rng, p)
+            pieces.append((_render_problem(rng, p), kind))
+        elif kind == "noise":
+            pieces.append((_noise(rng), kind))
+        elif kind == "boilerplate":
+            pieces.append((rng.choice(BOILERPLATE), kind))
+        else:
+            pieces.append((rng.choice(_PROSE), "other"))
+    text, spans = _merge_spans(pieces)
+    return {"text": text, "spans": spans}
+
+
+# --------------------------------------------------------------------------------------------
+# Held-out sets
+# --------------------------------------------------------------------------------------------
+
+
+def _mc_item(rng: random.Random, p: Problem) -> dict:
+    ans = p.answer
+    distractors: list[int] = []
+
+    def add(x: int) -> None:
+        if (
+            x >= 0
+            and x != ans
+            and x not in distractors
+            and len(distractors) < MC_CHOICES - 1
+        ):
+            distractors.append(x)
+
+    add(_corrupt(rng, p).answer)  # the answer you get with one wrong step
+    pool = [ans + d for d in range(-10, 11) if d]
+    if len(p.steps) >= 2:
+        pool.append(p.steps[-2][3])  # stopping one step early
+    a, op, b, _ = p.steps[-1]
+    if op in "+-":
+        pool.append(_apply(a, "-" if op == "+" else "+", b))  # last operation flipped
+    swapped = _swap_digits(rng, ans) if ans >= 10 else None
+    if swapped is not None:
+        pool.append(swapped)
+    rng.shuffle(pool)
+    for x in pool:
+        add(x)
+    choices = [ans, *distractors]
+    rng.shuffle(choices)
+    return {
+        "question": p.question,
+        "choices": [str(c) for c in choices],
+        "label": choices.index(ans),
+        "answer": str(ans),
+        "solution": p.solution(),
+    }
+
+
+# --------------------------------------------------------------------------------------------
+# I/O helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _atomic_write_text(path: Path, text: str) -> str:
+    """Write ``text`` to ``path`` via a temporary sibling + os.replace; returns its sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = text.encode("utf-8")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return hashlib.sha256(data).hexdigest()
+
+
+def _write_jsonl(path: Path, records: Sequence[dict]) -> str:
+    return _atomic_write_text(path, "".join(_dumps(r) + "\n" for r in records))
+
+
+# --------------------------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------------------------
+
+
+def _check_int(name: str, value, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
+def _validate(params: dict) -> dict[str, float]:
+    if isinstance(params["seed"], bool) or not isinstance(params["seed"], int):
+        raise ValueError(f"seed must be an integer, got {params['seed']!r}")
+    for name in (
+        "hq_problems",
+        "corpus_shards",
+        "docs_per_shard",
+        "pretrain_docs",
+        "eval_problems",
+        "eval_mc_problems",
+        "eval_ppl_docs",
+        "fewshot_problems",
+        "min_steps",
+    ):
+        _check_int(name, params[name], 1)
+    _check_int("max_operand", params["max_operand"], 2)
+    if params["max_operand"] > MAX_RESULT // 2:
+        raise ValueError(
+            f"max_operand must be <= {MAX_RESULT // 2}, got {params['max_operand']}"
+        )
+    _check_int("max_steps", params["max_steps"], 1)
+    if params["min_steps"] > params["max_steps"]:
+        raise ValueError(
+            f"min_steps ({params['min_steps']}) must be <= max_steps ({params['max_steps']})"
+        )
+    kw = params["kind_weights"]
+    if not isinstance(kw, dict) or not kw:
+        raise ValueError(
+            f"kind_weights must be a non-empty dict of kind -> weight, got {kw!r}"
+        )
+    unknown = sorted(str(k) for k in kw if k not in KIND_NAMES)
+    if unknown:
+        raise ValueError(
+            f"kind_weights has unknown kind names {unknown}; valid: {list(KIND_NAMES)}"
+        )
+    weights: dict[str, float] = {}
+    for k in KIND_NAMES:
+        if k not in kw:
+            continue
+        w = kw[k]
+        if (
+            isinstance(w, bool)
+            or not isinstance(w, (int, float))
+            or not w == w
+            or w < 0
+            or w == float("inf")
+        ):
+            raise ValueError(
+                f"kind_weights[{k!r}] must be a finite non-negative number, got {w!r}"
+            )
+        weights[k] = float(w)
+    if sum(weights.values()) <= 0:
+        raise ValueError("kind_weights must have a positive sum")
+    return weights
+
+
+def _chars_per_kind(docs: Iterable[dict]) -> dict[str, int]:
+    counts = dict.fromkeys(KIND_NAMES, 0)
+    for d in docs:
+        for s, e, k in d["spans"]:
+            counts[k] += e - s
+    return counts
+
+
+def generate_all(
+    out_dir: Path,
+    *,
+    seed: int,
+    hq_problems: int,
+    corpus_shards: int,
+    docs_per_shard: int,
+    pretrain_docs: int,
+    eval_problems: int,
+    eval_mc_problems: int,
+    eval_ppl_docs: int,
+    fewshot_problems: int,
+    max_operand: int,
+    min_steps: int,
+    max_steps: int,
+    kind_weights: dict[str, float],
+) -> dict:
+    """Generate every synthetic data file under ``out_dir``; returns the manifest (also written
+    to ``out_dir/manifest.json``, last). See the module docstring for the formats."""
+    params = {
+        "seed": seed,
+        "hq_problems": hq_problems,
+        "corpus_shards": corpus_shards,
+        "docs_per_shard": docs_per_shard,
+        "pretrain_docs": pretrain_docs,
+        "eval_problems": eval_problems,
+        "eval_mc_problems": eval_mc_problems,
+        "eval_ppl_docs": eval_ppl_docs,
+        "fewshot_problems": fewshot_problems,
+        "max_operand": max_operand,
+        "min_steps": min_steps,
+        "max_steps": max_steps,
+        "kind_weights": kind_weights,
+    }
+    weights = _validate(params)
+    params["kind_weights"] = {k: float(v) for k, v in sorted(kind_weights.items())}
+    kinds, kind_w = list(weights), list(weights.values())
+    out_dir = Path(out_dir)
+
+    def stream(name: str) -> random.Random:
+        return random.Random(f"slm-synth-{seed}-{name}")
+
+    files: dict[str, dict] = {}
+
+    def emit(rel: str, records: list[dict]) -> None:
+        files[rel] = {
+            "count": len(records),
+            "sha256": _write_jsonl(out_dir / rel, records),
+        }
+
+    # Held-out sets first (pairwise disjoint), so that they do not depend on training sizes.
+    heldout: set[str] = set()
+
+    def heldout_source(name: str) -> _ProblemSource:
+        return _ProblemSource(
+            stream(name), params, forbidden=set(), unique=True, seen=heldout
+        )
+
+    src = heldout_source("eval-gen")
+    gen = [src() for _ in range(eval_problems)]
+    src = heldout_source("eval-fewshot")
+    fewshot = [src() for _ in range(fewshot_problems)]
+    src = heldout_source("eval-mc")
+    mc_rng = stream("eval-mc-choices")
+    mc = [_mc_item(mc_rng, src()) for _ in range(eval_mc_problems)]
+    src = heldout_source("eval-ppl")
+    ppl_rng = stream("eval-ppl-layout")
+    ppl = []
+    for _ in range(eval_ppl_docs):
+        probs = [src() for _ in range(ppl_rng.randint(*PPL_PROBLEMS_PER_DOC))]
+        ppl.append({"text": "\n\n".join(p.canonical() for p in probs)})
+
+    def qa(p: Problem) -> dict:
+        return {
+            "question": p.question,
+            "solution": p.solution(),
+            "answer": str(p.answer),
+        }
+
+    # Training data: never a held-out question.
+    src = _ProblemSource(stream("hq"), params, forbidden=heldout, unique=True)
+    hq = [{"text": src().canonical()} for _ in range(hq_problems)]
+
+    corpus_chars = dict.fromkeys(KIND_NAMES, 0)
+    corpus_counts: list[tuple[str, list[dict]]] = []
+    for i in range(corpus_shards):
+        rng = stream(f"corpus-{i}")
+        draw = _ProblemSource(
+            stream(f"corpus-{i}-problems"), params, forbidden=heldout, unique=False
+        )
+        docs = [_make_doc(rng, kinds, kind_w, draw) for _ in range(docs_per_shard)]
+        for k, n in _chars_per_kind(docs).items():
+            corpus_chars[k] += n
+        corpus_counts.append((f"corpus/shard-{i:03d}.jsonl", docs))
+
+    rng = stream("pretrain")
+    draw = _ProblemSource(
+        stream("pretrain-problems"), params, forbidden=heldout, unique=False
+    )
+    pretrain = [_make_doc(rng, kinds, kind_w, draw) for _ in range(pretrain_docs)]
+
+    emit("eval/arith_gen.jsonl", [qa(p) for p in gen])
+    emit("eval/arith_fewshot.jsonl", [qa(p) for p in fewshot])
+    emit("eval/arith_mc.jsonl", mc)
+    emit("eval/math_ppl.jsonl", ppl)
+    emit("hq.jsonl", hq)
+    for rel, docs in corpus_counts:
+        emit(rel, docs)
+    emit("pretrain.jsonl", pretrain)
+
+    manifest = {
+        "format_version": 1,
+        "seed": seed,
+        "params": params,
+        "kind_names": list(KIND_NAMES),
+        "files": dict(sorted(files.items())),
+        "corpus_shards": [rel for rel, _ in corpus_counts],
+        "corpus_chars_per_kind": corpus_chars,
+        "pretrain_chars_per_kind": _chars_per_kind(pretrain),
+    }
+    _atomic_write_text(
+        out_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n"
+    )
+    return manifest

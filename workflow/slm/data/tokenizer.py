@@ -1,0 +1,172 @@
+"""Byte-level BPE tokenizer trained with the ``tokenizers`` library, saved in transformers format.
+
+* Pre-tokenization: digits are split individually (every digit is its own token), then GPT-2
+  style byte-level splitting without a prefix space; the byte-level decoder inverts it exactly, so
+  ``decode(encode(text)) == text`` for any text.
+* One special token, :data:`EOS_TOKEN` (id 0), used as eos, pad *and* bos token. Nothing is ever
+  added automatically when encoding (``add_bos_token=False``, ``add_eos_token=False``, and a
+  post-processor that adds nothing): callers insert EOS between documents themselves. Having
+  ``bos_token == EOS_TOKEN`` makes lm-eval's loglikelihood prefix token (``bos_token_id``) the EOS
+  id, i.e. the same document separator the models see in training.
+* ``clean_up_tokenization_spaces=False`` so that decoding does not touch spaces before
+  punctuation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["EOS_TOKEN", "read_documents", "train_tokenizer"]
+
+EOS_TOKEN = "<|endoftext|>"
+_MIN_VOCAB = 256 + 1  # byte alphabet + EOS
+
+
+def read_documents(path: Path, text_field: str = "text") -> list[str]:
+    """The documents of one file: the ``text_field`` of every JSON line of a ``.jsonl`` file, or
+    the whole content of a ``.txt`` file (one document). Raises ``FileNotFoundError`` /
+    ``ValueError`` naming the file when it is missing, not UTF-8, malformed or has no text.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"tokenizer training file not found: {path}")
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"tokenizer training file is not valid UTF-8: {path} ({exc})"
+        ) from exc
+    suffix = path.suffix.lower()
+    if suffix == ".txt":
+        docs = [raw] if raw.strip() else []
+    elif suffix in (".jsonl", ".json"):
+        docs = []
+        for lineno, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}:{lineno}: invalid JSON line ({exc})") from exc
+            if not isinstance(obj, dict) or text_field not in obj:
+                raise ValueError(f"{path}:{lineno}: no {text_field!r} field")
+            text = obj[text_field]
+            if not isinstance(text, str):
+                raise ValueError(
+                    f"{path}:{lineno}: field {text_field!r} is not a string"
+                )
+            if text:
+                docs.append(text)
+    else:
+        raise ValueError(
+            f"unsupported tokenizer training file type (want .jsonl or .txt): {path}"
+        )
+    if not any(d.strip() for d in docs):
+        raise ValueError(f"tokenizer training file contains no text: {path}")
+    return docs
+
+
+def _build_tokenizer(docs: Sequence[str], vocab_size: int):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE(unk_token=None, fuse_unk=False, byte_fallback=False))
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+        ]
+    )
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        min_frequency=2,
+        special_tokens=[EOS_TOKEN],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(docs, trainer=trainer, length=len(docs))
+    return tok
+
+
+def train_tokenizer(
+    files: list[Path],
+    out_dir: Path,
+    *,
+    vocab_size: int,
+    text_field: str = "text",
+    model_max_length: int = 2048,
+) -> None:
+    """Train the byte-level BPE on ``files`` and save it (transformers format) to ``out_dir``.
+
+    The tokenizer is saved into a temporary sibling directory first, which then replaces
+    ``out_dir``; an existing ``out_dir`` is only removed once the new one is complete.
+    """
+    if (
+        isinstance(vocab_size, bool)
+        or not isinstance(vocab_size, int)
+        or vocab_size < _MIN_VOCAB
+    ):
+        raise ValueError(
+            f"vocab_size must be an integer >= {_MIN_VOCAB}, got {vocab_size!r}"
+        )
+    if (
+        isinstance(model_max_length, bool)
+        or not isinstance(model_max_length, int)
+        or model_max_length < 1
+    ):
+        raise ValueError(
+            f"model_max_length must be a positive integer, got {model_max_length!r}"
+        )
+    files = [Path(f) for f in files]
+    if not files:
+        raise ValueError("files must name at least one training file")
+    docs: list[str] = []
+    for f in files:
+        docs.extend(read_documents(f, text_field))
+
+    from transformers import PreTrainedTokenizerFast
+
+    tok = _build_tokenizer(docs, vocab_size)
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token=EOS_TOKEN,
+        pad_token=EOS_TOKEN,
+        bos_token=EOS_TOKEN,
+        unk_token=None,
+        add_bos_token=False,
+        add_eos_token=False,
+        clean_up_tokenization_spaces=False,
+        model_max_length=model_max_length,
+        padding_side="right",
+    )
+
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp creates it 0700
+    old = None
+    try:
+        hf_tok.save_pretrained(str(tmp))
+        if out_dir.exists() or out_dir.is_symlink():
+            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(out_dir, old)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        if old is not None and old.exists() and not out_dir.exists():
+            os.replace(old, out_dir)  # put the previous tokenizer back
+        raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    if old is not None and old.exists():
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
