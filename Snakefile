@@ -18,6 +18,6 @@ include: "workflow/rules/tables.smk"
 
 
 rule all:
+    default_target: True
     input:
         rules.tables.output,
-    default_target: True

@@ -9,19 +9,18 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from slm.config import check_config, n_shards  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
-check_config(config, workflow.basedir)
+check_config(config)
 
 RAW = "results/data/raw"
 GENERATED = "generator" in config["data"]
 
-# Rules run the package from this checkout: in a conda environment (--sdm conda) its python,
-# otherwise the interpreter running Snakemake.
-_python = (
-    "python"
-    if DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
-    else sys.executable
-)
-SLM = f"PYTHONPATH={Path(workflow.basedir) / 'workflow'}:$PYTHONPATH {_python} -m slm"
+# Rules run `python -m slm` from this checkout: in a conda environment (--sdm conda) with its
+# python, otherwise with the interpreter running Snakemake.
+# (The prefix is formatted like a shell command: literal braces are doubled.)
+_prefix = f"export PYTHONPATH={Path(workflow.basedir) / 'workflow'}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
+if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
+    _prefix += f"export PATH={Path(sys.executable).parent}:$PATH; "
+shell.prefix(_prefix)
 
 RUNS = list(config["runs"])
 CHECKPOINTS = config["training"].get("checkpoints", [])
@@ -111,3 +110,78 @@ def train_spec(section, threads, **fields):
             **fields,
         }
     )
+
+
+def run_scores(wildcards):
+    if config["runs"][wildcards.run]["method"] == "clm":
+        return []
+    return [f"results/scores/shard-{s}" for s in shard_ids("corpus")]
+
+
+def run_fields(run):
+    """The selection settings of a run; CLM is SLM with ratio 1.0."""
+    spec = config["runs"][run]
+    if spec["method"] == "clm":
+        return {"ratio": 1.0}
+    return {k: spec[k] for k in ("ratio", "unit", "score_fn") if k in spec}
+
+
+def evaluated_model(wildcards):
+    return local_inputs(model_dir(wildcards.model, wildcards.point))
+
+
+def table_models():
+    models = [
+        {
+            "name": "Base",
+            "role": "base",
+            "eval_json": eval_json("base"),
+            "train_stats": None,
+        },
+        {
+            "name": "Reference",
+            "role": "reference",
+            "eval_json": eval_json("reference"),
+            "train_stats": "results/models/reference/final/train_stats.json",
+        },
+    ]
+    for run, run_spec in config["runs"].items():
+        label = run_spec["method"].upper()
+        if run_spec["method"] == "slm":
+            label += f" (ratio {run_spec['ratio']})"
+        models.append(
+            {
+                "name": f"{run}: {label}",
+                "role": run_spec["method"],
+                "eval_json": eval_json(run),
+                "train_stats": f"results/models/{run}/final/train_stats.json",
+            }
+        )
+    return models
+
+
+def table_delta():
+    """SLM minus CLM, when the config has one run of each."""
+    models = table_models()
+    slm = [m["name"] for m in models if m["role"] == "slm"]
+    clm = [m["name"] for m in models if m["role"] == "clm"]
+    return [slm[0], clm[0]] if slm and clm else None
+
+
+def table_runs():
+    return [
+        {
+            "run": run,
+            "checkpoints": [
+                {
+                    "tokens": (
+                        int(point.removeprefix("tokens-")) if point != "final" else None
+                    ),
+                    "eval_json": eval_json(run, point),
+                    "train_stats": f"{model_dir(run, point)}/train_stats.json",
+                }
+                for point in eval_points(run)
+            ],
+        }
+        for run in RUNS
+    ]

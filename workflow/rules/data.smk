@@ -4,36 +4,41 @@ if GENERATED:
         output:
             hq=f"{RAW}/hq.jsonl",
             pretrain=f"{RAW}/pretrain.jsonl",
-            corpus=[f"{RAW}/corpus/shard-{i:03d}.jsonl" for i in range(config["data"]["generator"]["corpus_shards"])],
+            corpus=[
+                f"{RAW}/corpus/shard-{i:03d}.jsonl"
+                for i in range(config["data"]["generator"]["corpus_shards"])
+            ],
             eval=expand(
                 f"{RAW}/eval/{{name}}.jsonl",
                 name=["arith_gen", "arith_fewshot", "arith_mc", "math_ppl"],
             ),
             manifest=f"{RAW}/manifest.json",
-        params:
-            spec=spec({"seed": config["seed"], **config["data"]["generator"]}),
         log:
             "logs/generate_data.log",
         benchmark:
             "benchmarks/generate_data.tsv"
         conda:
             "../../envs/slm.yaml"
+        params:
+            spec=spec({"seed": config["seed"], **config["data"]["generator"]}),
+            out=lambda w, output: Path(output.manifest).parent,
         shell:
-            "{SLM} generate --spec {params.spec:q} --out {RAW} > {log} 2>&1"
+            "python -m slm generate --spec {params.spec:q} --out {params.out} > {log} 2>&1"
 
     rule eval_tasks:
         input:
             rules.generate_data.output.eval,
         output:
             directory("results/eval/tasks"),
-        params:
-            spec=spec(config["evaluation"].get("local_tasks", {})),
         log:
             "logs/eval_tasks.log",
         conda:
             "../../envs/slm.yaml"
+        params:
+            spec=spec(config["evaluation"].get("local_tasks", {})),
+            eval_dir=lambda w, input: Path(input[0]).parent,
         shell:
-            "{SLM} eval-tasks --eval-dir {RAW}/eval --spec {params.spec:q} --out {output} > {log} 2>&1"
+            "python -m slm eval-tasks --eval-dir {params.eval_dir} --spec {params.spec:q} --out {output} > {log} 2>&1"
 
 
 if "train" in config["tokenizer"]:
@@ -51,16 +56,16 @@ if "train" in config["tokenizer"]:
             ),
         output:
             directory("results/data/tokenizer"),
-        params:
-            vocab_size=config["tokenizer"]["train"]["vocab_size"],
         log:
             "logs/train_tokenizer.log",
         benchmark:
             "benchmarks/train_tokenizer.tsv"
         conda:
             "../../envs/slm.yaml"
+        params:
+            vocab_size=config["tokenizer"]["train"]["vocab_size"],
         shell:
-            "{SLM} tokenizer --files {input} --vocab-size {params.vocab_size} --out {output} > {log} 2>&1"
+            "python -m slm tokenizer --files {input} --vocab-size {params.vocab_size} --out {output} > {log} 2>&1"
 
 
 rule prepare:
@@ -69,22 +74,28 @@ rule prepare:
         tokenizer=local_inputs(tokenizer_dir()),
     output:
         directory("results/data/packed/{dataset}/shard-{shard}"),
-    params:
-        source=lambda w: spec(config["data"][w.dataset]),
-        num_shards=lambda w: n_shards(config, w.dataset) if config["data"][w.dataset]["source"] == "hf" else 1,
-        shard=lambda w: int(w.shard) if config["data"][w.dataset]["source"] == "hf" else 0,
-        tokenizer=tokenizer_dir(),
-        seq_len=config["sequence_length"],
-    wildcard_constraints:
-        dataset="high_quality|corpus|pretrain",
-        shard=r"\d+",
     log:
         "logs/prepare/{dataset}-{shard}.log",
     benchmark:
         "benchmarks/prepare/{dataset}-{shard}.tsv"
+    wildcard_constraints:
+        dataset="high_quality|corpus|pretrain",
+        shard=r"\d+",
     conda:
         "../../envs/slm.yaml"
+    params:
+        source=lambda w: spec(config["data"][w.dataset]),
+        num_shards=lambda w: (
+            n_shards(config, w.dataset)
+            if config["data"][w.dataset]["source"] == "hf"
+            else 1
+        ),
+        shard=lambda w: (
+            int(w.shard) if config["data"][w.dataset]["source"] == "hf" else 0
+        ),
+        tokenizer=lambda w, input: input.tokenizer or tokenizer_dir(),
+        seq_len=config["sequence_length"],
     shell:
-        "{SLM} prepare --source {params.source:q} --files {input.files} --shard {params.shard}"
+        "python -m slm prepare --source {params.source:q} --files {input.files} --shard {params.shard}"
         " --num-shards {params.num_shards} --tokenizer {params.tokenizer} --seq-len {params.seq_len}"
         " --out {output} > {log} 2>&1"

@@ -1,13 +1,20 @@
-def evaluated_model(wildcards):
-    return local_inputs(model_dir(wildcards.model, wildcards.point))
-
-
 rule evaluate:
     input:
         model=evaluated_model,
         tasks=rules.eval_tasks.output if GENERATED else [],
     output:
         "results/eval/{model}/{point}.json",
+    log:
+        "logs/evaluate/{model}/{point}.log",
+    benchmark:
+        "benchmarks/evaluate/{model}/{point}.tsv"
+    wildcard_constraints:
+        point=r"final|tokens-\d+",
+    conda:
+        "../../envs/slm.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
     params:
         model=lambda w: model_dir(w.model, w.point),
         tasks=config["evaluation"]["tasks"],
@@ -20,17 +27,6 @@ rule evaluate:
                 "device": config["device"],
             }
         ),
-    wildcard_constraints:
-        point=r"final|tokens-\d+",
-    threads: 1
-    resources:
-        mem_mb=4000,
-    log:
-        "logs/evaluate/{model}/{point}.log",
-    benchmark:
-        "benchmarks/evaluate/{model}/{point}.tsv"
-    conda:
-        "../../envs/slm.yaml"
     shell:
-        "OMP_NUM_THREADS={threads} {SLM} evaluate --model {params.model} --tasks {params.tasks}"
+        "OMP_NUM_THREADS={threads} python -m slm evaluate --model {params.model} --tasks {params.tasks}"
         " {params.include} --spec {params.spec:q} --out {output} > {log} 2>&1"

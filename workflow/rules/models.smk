@@ -5,6 +5,10 @@ if "init" in config["base_model"]:
             tokenizer=tokenizer_dir(),
         output:
             directory("results/models/base-init"),
+        log:
+            "logs/init_base.log",
+        conda:
+            "../../envs/slm.yaml"
         params:
             spec=spec(
                 {
@@ -13,12 +17,8 @@ if "init" in config["base_model"]:
                 }
             ),
             seed=config["seed"],
-        log:
-            "logs/init_base.log",
-        conda:
-            "../../envs/slm.yaml"
         shell:
-            "{SLM} init-model --tokenizer {input.tokenizer} --spec {params.spec:q} --seed {params.seed}"
+            "python -m slm init-model --tokenizer {input.tokenizer} --spec {params.spec:q} --seed {params.seed}"
             " --out {output} > {log} 2>&1"
 
 
@@ -30,6 +30,15 @@ if "pretrain" in config["base_model"]:
             data=packed("pretrain"),
         output:
             directory("results/models/base"),
+        log:
+            "logs/train/base.log",
+        benchmark:
+            "benchmarks/train/base.tsv"
+        conda:
+            "../../envs/slm.yaml"
+        threads: workflow.cores
+        resources:
+            mem_mb=4000,
         params:
             spec=lambda w, input, output, threads: train_spec(
                 config["base_model"]["pretrain"],
@@ -39,17 +48,8 @@ if "pretrain" in config["base_model"]:
                 out_dir=output[0],
                 state_dir="results/train_state/base",
             ),
-        threads: workflow.cores
-        resources:
-            mem_mb=4000,
-        log:
-            "logs/train/base.log",
-        benchmark:
-            "benchmarks/train/base.tsv"
-        conda:
-            "../../envs/slm.yaml"
         shell:
-            "{SLM} train --spec {params.spec:q} > {log} 2>&1"
+            "python -m slm train --spec {params.spec:q} > {log} 2>&1"
 
 
 rule train_reference:
@@ -58,6 +58,15 @@ rule train_reference:
         data=packed("high_quality"),
     output:
         directory("results/models/reference/final"),
+    log:
+        "logs/train/reference.log",
+    benchmark:
+        "benchmarks/train/reference.tsv"
+    conda:
+        "../../envs/slm.yaml"
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
     params:
         spec=lambda w, input, output, threads: train_spec(
             config["reference"],
@@ -67,14 +76,5 @@ rule train_reference:
             out_dir=output[0],
             state_dir="results/train_state/reference",
         ),
-    threads: workflow.cores
-    resources:
-        mem_mb=4000,
-    log:
-        "logs/train/reference.log",
-    benchmark:
-        "benchmarks/train/reference.tsv"
-    conda:
-        "../../envs/slm.yaml"
     shell:
-        "{SLM} train --spec {params.spec:q} > {log} 2>&1"
+        "python -m slm train --spec {params.spec:q} > {log} 2>&1"

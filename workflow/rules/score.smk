@@ -4,22 +4,22 @@ rule score:
         shard="results/data/packed/corpus/shard-{shard}",
     output:
         directory("results/scores/shard-{shard}"),
-    params:
-        batch_size=config.get("scoring", {}).get("batch_size", 16),
-        device=config["device"],
-        precision=config["precision"],
-    wildcard_constraints:
-        shard=r"\d+",
-    threads: workflow.cores
-    resources:
-        mem_mb=4000,
     log:
         "logs/score/shard-{shard}.log",
     benchmark:
         "benchmarks/score/shard-{shard}.tsv"
+    wildcard_constraints:
+        shard=r"\d+",
     conda:
         "../../envs/slm.yaml"
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
+    params:
+        batch_size=config.get("scoring", {}).get("batch_size", 16),
+        device=config["device"],
+        precision=config["precision"],
     shell:
-        "OMP_NUM_THREADS={threads} {SLM} score --model {input.model} --shard {input.shard} --out {output}"
+        "OMP_NUM_THREADS={threads} python -m slm score --model {input.model} --shard {input.shard} --out {output}"
         " --batch-size {params.batch_size} --device {params.device} --precision {params.precision}"
         " > {log} 2>&1"

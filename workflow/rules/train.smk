@@ -1,24 +1,12 @@
-def run_scores(wildcards):
-    if config["runs"][wildcards.run]["method"] == "clm":
-        return []
-    return [f"results/scores/shard-{s}" for s in shard_ids("corpus")]
-
-
-def run_fields(run):
-    """The selection settings of a run; CLM is SLM with ratio 1.0."""
-    spec = config["runs"][run]
-    if spec["method"] == "clm":
-        return {"ratio": 1.0}
-    return {k: spec[k] for k in ("ratio", "unit", "score_fn") if k in spec}
-
-
 rule train:
     input:
         model=local_inputs(base_model()),
         data=packed("corpus"),
         scores=run_scores,
         reference=lambda w: (
-            [] if config["runs"][w.run]["method"] == "clm" else rules.train_reference.output
+            []
+            if config["runs"][w.run]["method"] == "clm"
+            else rules.train_reference.output
         ),
     output:
         final=directory("results/models/{run}/final"),
@@ -26,6 +14,17 @@ rule train:
             directory(f"results/models/{{run}}/checkpoints/tokens-{n}")
             for n in CHECKPOINTS
         ],
+    log:
+        "logs/train/{run}.log",
+    benchmark:
+        "benchmarks/train/{run}.tsv"
+    wildcard_constraints:
+        run="|".join(RUNS),
+    conda:
+        "../../envs/slm.yaml"
+    threads: workflow.cores
+    resources:
+        mem_mb=4000,
     params:
         spec=lambda w, input, output, threads: train_spec(
             config["training"],
@@ -39,16 +38,5 @@ rule train:
             state_dir=f"results/train_state/{w.run}",
             **run_fields(w.run),
         ),
-    wildcard_constraints:
-        run="|".join(RUNS),
-    threads: workflow.cores
-    resources:
-        mem_mb=4000,
-    log:
-        "logs/train/{run}.log",
-    benchmark:
-        "benchmarks/train/{run}.tsv"
-    conda:
-        "../../envs/slm.yaml"
     shell:
-        "{SLM} train --spec {params.spec:q} > {log} 2>&1"
+        "python -m slm train --spec {params.spec:q} > {log} 2>&1"

@@ -1,0 +1,121 @@
+"""The real Snakemake workflow: a dry run of the default, bad configs refused, and one full smoke run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
+    return proc
+
+
+def with_config(workdir: Path, config: dict) -> Path:
+    (workdir / "config").mkdir(parents=True, exist_ok=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    return workdir
+
+
+def default_config() -> dict:
+    return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+
+
+def test_default_config_plans_the_whole_pipeline(tmp_path):
+    out = snakemake(with_config(tmp_path, default_config()), "-n", "--cores", "2").stdout
+    for rule in ("generate_data", "train_tokenizer", "prepare", "pretrain_base", "train_reference", "score",
+                 "train", "evaluate", "tables"):
+        assert f"rule {rule}:" in out
+    assert "results/scores/shard-003" in out and "results/models/slm/checkpoints/tokens-600000" in out
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda c: c["runs"]["slm"].update(ratio=1.5), "ratio"),
+        (lambda c: c["runs"].update(dpo={"method": "dpo"}), "method"),
+        (lambda c: c["training"].update(checkpoints=[5_000_000]), "training.checkpoints"),
+        (lambda c: c["data"].update(corpus={"source": "files", "paths": ["missing.jsonl"]}), "missing.jsonl"),
+        (lambda c: c["evaluation"]["metrics"].pop("arith_mc"), "evaluation.metrics"),
+    ],
+)
+def test_bad_config_stops_before_any_job(tmp_path, change, message):
+    config = default_config()
+    change(config)
+    proc = snakemake(with_config(tmp_path, config), "-n", "--cores", "1", check=False)
+    assert proc.returncode != 0
+    assert message in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> Path:
+    workdir = tmp_path_factory.mktemp("smoke")
+    (workdir / "config").mkdir()
+    shutil.copy(REPO / "tests" / "e2e" / "config.yaml", workdir / "config" / "config.yaml")
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+@pytest.mark.e2e
+def test_results_table_has_clm_and_slm_rows_with_numbers(smoke_run):
+    table = pd.read_csv(smoke_run / "results/tables/results.csv", index_col=0)
+    names = list(table.index)
+    assert any(n.startswith("slm") for n in names) and any(n.startswith("clm") for n in names)
+    assert any(n.startswith("Δ") for n in names)
+    task_columns = [c for c in table.columns if c.split(" ")[0] in ("arith_gen", "arith_mc", "math_ppl")]
+    assert len(task_columns) == 3
+    for name in names:
+        if name.startswith(("slm", "clm")):
+            assert np.isfinite(table.loc[name, task_columns].astype(float)).all()
+    stats = json.loads((smoke_run / "results/models/slm/final/train_stats.json").read_text())
+    assert stats["tokens_selected"] == pytest.approx(0.6 * stats["tokens_loss_bearing"], abs=stats["steps"])
+    slm_row = [n for n in names if n.startswith("slm")][0]
+    assert int(table.loc[slm_row, "Train tokens"]) == stats["tokens_selected"]
+    selection = pd.read_csv(smoke_run / "results/tables/selection.csv", index_col=0)
+    assert {"math", "noise", "boilerplate", "all"} <= set(selection.index)
+    curve = pd.read_csv(smoke_run / "results/tables/checkpoints.csv")
+    assert sorted(curve["tokens_seen"].unique()) == [4096, 8192]
+
+
+@pytest.mark.e2e
+def test_score_files_align_with_token_files(smoke_run):
+    for scores_dir in sorted((smoke_run / "results/scores").iterdir()):
+        shard = smoke_run / "results/data/packed/corpus" / scores_dir.name
+        assert np.load(scores_dir / "scores.npy", mmap_mode="r").shape == np.load(
+            shard / "tokens.npy", mmap_mode="r"
+        ).shape
+
+
+@pytest.mark.e2e
+def test_checkpoint_loads_and_generates(smoke_run):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = smoke_run / "results/models/slm/checkpoints/tokens-4096"
+    model = AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    ids = tokenizer("Question: Tom has 3 apples.", return_tensors="pt").input_ids
+    out = model.generate(ids, max_new_tokens=5, do_sample=False)
+    assert out.shape[1] == ids.shape[1] + 5
+    assert json.loads((path / "train_stats.json").read_text())["tokens_seen"] == 4096
+
+
+@pytest.mark.e2e
+def test_rerun_is_a_no_op_and_logs_exist(smoke_run):
+    proc = snakemake(smoke_run, "-n", "--cores", "1")
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    for log in ("logs/train/slm.log", "logs/score/shard-000.log", "logs/evaluate/slm/final.log"):
+        assert (smoke_run / log).stat().st_size > 0
