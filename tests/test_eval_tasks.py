@@ -13,6 +13,8 @@ import warnings
 from pathlib import Path
 
 import pytest
+
+from slm.data.generate import parse_steps
 import yaml
 
 from slm.data.eval_tasks import (
@@ -86,7 +88,8 @@ def task_dict(env):
 
 def test_yaml_files(env):
     assert [p.name for p in env["paths"]] == [f"{t}.yaml" for t in TASKS]
-    configs = build_task_configs(env["eval_dir"], num_fewshot=3, max_gen_toks=24)
+    configs = build_task_configs(env["eval_dir"], num_fewshot=3, max_gen_toks=24,
+                                 step_file=env["tasks_dir"] / "arith_step.jsonl")
     for path in env["paths"]:
         cfg = yaml.safe_load(path.read_text())
         assert cfg == configs[path.stem]
@@ -100,9 +103,8 @@ def test_yaml_files(env):
     assert (
         GEN_FILTER == "strict-match"
     )  # the key config/config.yaml's evaluation.metrics names
-    assert not [
-        p for p in env["tasks_dir"].iterdir() if p.suffix != ".yaml"
-    ]  # no temp files left
+    leftovers = [p.name for p in env["tasks_dir"].iterdir() if p.suffix != ".yaml"]
+    assert leftovers == ["arith_step.jsonl"]  # no temp files left
 
 
 def test_tasks_load_with_prompts(env, task_dict):
@@ -197,15 +199,36 @@ class OracleLM:
                 return [generate(gen[question(r.args[0])]) for r in requests]
 
             def loglikelihood(self, requests, disable_tqdm=False):
-                good = (
-                    lambda r: r.args[1].strip() == mc[question(r.args[0])]["answer"]
-                )  # noqa: E731
-                return [(-1.0 if good(r) else -9.0, False) for r in requests]
+                def score(r):
+                    context, target = r.args
+                    if context.endswith("="):  # arith_step: greedy exactly on the true result
+                        a, op, b = context.rsplit("\n", 1)[1].split(". ")[-1].split()[-4:-1]
+                        true = {"+": int(a) + int(b), "-": int(a) - int(b), "*": int(a) * int(b)}[op]
+                        return (-0.5, target == f" {true}")
+                    good = target.strip() == mc[question(context)]["answer"]
+                    return (-1.0 if good else -9.0, False)
+
+                return [score(r) for r in requests]
 
             def loglikelihood_rolling(self, requests, disable_tqdm=False):
                 return [-len(r.args[0].encode("utf-8")) * math.log(2) for r in requests]
 
         return _Oracle()
+
+
+def test_step_documents_cut_each_solution_before_each_result(env):
+    from slm.data.eval_tasks import step_documents
+
+    rows = read_jsonl(env["eval_dir"] / "arith_gen.jsonl")
+    docs = step_documents(env["eval_dir"])
+    assert len(docs) == sum(len(parse_steps(row["solution"])) for row in rows)
+    by_question = {row["question"]: row for row in rows}
+    for doc in docs:
+        question, prefix = doc["context"].removeprefix("Question: ").split("\nAnswer: ")
+        solution = by_question[question]["solution"]
+        assert (prefix + doc["target"]) == solution[: len(prefix) + len(doc["target"])]
+        a, op, b, c = parse_steps(prefix + doc["target"])[-1]
+        assert doc["target"] == f" {c}" and prefix.endswith(f"{a} {op} {b} =")
 
 
 def test_scoring_with_oracle(env):
@@ -232,6 +255,9 @@ def test_scoring_with_oracle(env):
     assert r["arith_mc"]["acc,none"] == 1.0 and r["arith_mc"]["acc_norm,none"] == 1.0
     assert r["math_ppl"]["bits_per_byte,none"] == pytest.approx(1.0)
     assert r["math_ppl"]["byte_perplexity,none"] == pytest.approx(2.0)
+    n_steps = sum(len(parse_steps(row["solution"])) for row in rows)
+    assert len(res["samples"]["arith_step"]) == n_steps
+    assert r["arith_step"]["acc,none"] == 1.0
     strict = [s for s in res["samples"]["arith_gen"] if s["filter"] == GEN_FILTER]
     assert sorted(s["target"] for s in strict) == sorted(r["answer"] for r in rows)
     invalid = [

@@ -76,8 +76,8 @@ def test_results_table_has_clm_and_slm_rows_with_numbers(smoke_run):
     names = list(table.index)
     assert any(n.startswith("slm") for n in names) and any(n.startswith("clm") for n in names)
     assert any(n.startswith("Δ") for n in names)
-    task_columns = [c for c in table.columns if c.split(" ")[0] in ("arith_gen", "arith_mc", "math_ppl")]
-    assert len(task_columns) == 3
+    task_columns = [c for c in table.columns if c.split(" ")[0] in ("arith_gen", "arith_mc", "arith_step", "math_ppl")]
+    assert len(task_columns) == 4
     for name in names:
         if name.startswith(("slm", "clm")):
             assert np.isfinite(table.loc[name, task_columns].astype(float)).all()

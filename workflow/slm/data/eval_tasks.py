@@ -16,6 +16,13 @@ the ``json`` dataset builder with absolute ``data_files`` paths:
 ``arith_mc`` (multiple_choice, 0-shot)
     Prompt ``Question: {question}\\nAnswer: The answer is``; continuations `` <choice>``;
     metrics ``acc`` and ``acc_norm`` (keys ``acc,none`` and ``acc_norm,none``).
+``arith_step`` (loglikelihood, 0-shot)
+    For every ``a op b = c`` step of every held-out solution: the context is the question and the
+    correct solution up to ``=``, the target the computed result `` c``. ``acc`` (key
+    ``acc,none``) is 1 when greedy decoding reproduces the result exactly; ``perplexity`` is over
+    the result tokens. This measures the skill tokens (the computed digits) that exact match on a
+    short generation measures noisily. Its documents (``arith_step.jsonl``) are derived from
+    ``arith_gen.jsonl`` and written beside the YAMLs.
 ``math_ppl`` (loglikelihood_rolling, 0-shot)
     Rolling log-likelihood of ``text``; metrics ``word_perplexity``, ``byte_perplexity`` and
     ``bits_per_byte`` (keys ``<metric>,none``).
@@ -28,10 +35,12 @@ math_ppl), which stay 0-shot.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import yaml
+
+from slm.data.generate import STEP_RE
+from slm.io import atomic_write_text
 
 __all__ = [
     "TASKS",
@@ -43,7 +52,8 @@ __all__ = [
     "write_task_yamls",
 ]
 
-TASKS = ("arith_gen", "arith_mc", "math_ppl")
+TASKS = ("arith_gen", "arith_mc", "arith_step", "math_ppl")
+STEP_FILE = "arith_step.jsonl"
 
 # eval_dir-relative files: test split (+ few-shot train split)
 TASK_FILES = {
@@ -63,11 +73,29 @@ def _count_lines(path: Path) -> int:
         return sum(1 for line in fh if line.strip())
 
 
+def step_documents(eval_dir: Path) -> list[dict]:
+    """One document per computed result of every held-out solution (see ``arith_step``)."""
+    docs = []
+    with open(Path(eval_dir) / TASK_FILES["arith_gen"]["test"], encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            problem = json.loads(line)
+            for step, match in enumerate(STEP_RE.finditer(problem["solution"])):
+                prefix = problem["solution"][: match.start(4)].rstrip()
+                docs.append({
+                    "context": f"Question: {problem['question']}\nAnswer: {prefix}",
+                    "target": f" {match.group(4)}",
+                    "step": step,
+                })
+    return docs
+
+
 def build_task_configs(
-    eval_dir: Path, *, num_fewshot: int = 3, max_gen_toks: int = 64
+    eval_dir: Path, *, num_fewshot: int = 3, max_gen_toks: int = 64, step_file: Path | None = None
 ) -> dict[str, dict]:
     """The task configs (as plain dicts, one per task in :data:`TASKS`) that
-    :func:`write_task_yamls` writes."""
+    :func:`write_task_yamls` writes; ``step_file`` is where the ``arith_step`` documents live."""
     if (
         isinstance(num_fewshot, bool)
         or not isinstance(num_fewshot, int)
@@ -103,6 +131,8 @@ def build_task_configs(
             f"num_fewshot={num_fewshot} exceeds the {n_fewshot_docs} few-shot examples in "
             f"{data_files['arith_gen']['train']}"
         )
+
+    data_files["arith_step"] = {"test": str(Path(step_file or eval_dir / STEP_FILE).resolve())}
 
     def dataset(task: str) -> dict:
         return {
@@ -178,6 +208,20 @@ def build_task_configs(
             "metric_list": [metric("acc"), metric("acc_norm")],
             "metadata": {"version": 1.0},
         },
+        "arith_step": {
+            "task": "arith_step",
+            **dataset("arith_step"),
+            "output_type": "loglikelihood",
+            "doc_to_text": "{{context}}",
+            "doc_to_target": "{{target}}",
+            "target_delimiter": "",
+            "num_fewshot": 0,
+            "metric_list": [
+                metric("acc"),
+                {"metric": "perplexity", "aggregation": "perplexity", "higher_is_better": False},
+            ],
+            "metadata": {"version": 1.0},
+        },
         "math_ppl": {
             "task": "math_ppl",
             **dataset("math_ppl"),
@@ -220,30 +264,18 @@ def _str_representer(dumper: yaml.SafeDumper, value: str):
 _Dumper.add_representer(str, _str_representer)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_task_yamls(
     eval_dir: Path, out_dir: Path, *, num_fewshot: int = 3, max_gen_toks: int = 64
 ) -> list[Path]:
     """Write ``<out_dir>/<task>.yaml`` for every task in :data:`TASKS` (in that order) and return
     their paths. ``out_dir`` should hold nothing else that lm-eval could mistake for a task (it
     is passed to lm-eval as ``include_path``)."""
-    configs = build_task_configs(
-        eval_dir, num_fewshot=num_fewshot, max_gen_toks=max_gen_toks
-    )
     out_dir = Path(out_dir)
+    step_file = out_dir / STEP_FILE
+    configs = build_task_configs(
+        eval_dir, num_fewshot=num_fewshot, max_gen_toks=max_gen_toks, step_file=step_file
+    )
+    atomic_write_text(step_file, "".join(json.dumps(d) + "\n" for d in step_documents(eval_dir)))
     paths = []
     for task in TASKS:
         header = (
@@ -257,7 +289,7 @@ def write_task_yamls(
             width=1000,
         )
         path = out_dir / f"{task}.yaml"
-        _atomic_write_text(path, header + body)
+        atomic_write_text(path, header + body)
         paths.append(path)
     return paths
 
