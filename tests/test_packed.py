@@ -64,7 +64,7 @@ def test_missing_file_and_missing_field_are_named(tmp_path):
         list(iter_files([tmp_path / "nope.jsonl"]))
     path = tmp_path / "f.jsonl"
     path.write_text('{"body": "x"}\n')
-    with pytest.raises(KeyError, match="text_field"):
+    with pytest.raises(ValueError, match="text_field"):
         list(iter_files([path]))
 
 

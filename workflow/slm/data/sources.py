@@ -35,8 +35,10 @@ def _iter_jsonl(path: Path, text_field: str) -> Iterator[Document]:
                 record = json.loads(line)
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{lineno}: not valid JSON ({err})") from err
-            if text_field not in record:
-                raise KeyError(f"{path}:{lineno}: record has no field {text_field!r} (data key text_field)")
+            if not isinstance(record, dict) or text_field not in record:
+                raise ValueError(f"{path}:{lineno}: record has no field {text_field!r} (data key text_field)")
+            if not isinstance(record[text_field], str):
+                raise ValueError(f"{path}:{lineno}: field {text_field!r} is not a string")
             yield record[text_field], record.get("spans")
 
 

@@ -14,12 +14,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+from slm.data.sources import iter_files
+from slm.io import atomic_path
 
 __all__ = ["EOS_TOKEN", "read_documents", "train_tokenizer"]
 
@@ -28,44 +27,9 @@ _MIN_VOCAB = 256 + 1  # byte alphabet + EOS
 
 
 def read_documents(path: Path, text_field: str = "text") -> list[str]:
-    """The documents of one file: the ``text_field`` of every JSON line of a ``.jsonl`` file, or
-    the whole content of a ``.txt`` file (one document). Raises ``FileNotFoundError`` /
-    ``ValueError`` naming the file when it is missing, not UTF-8, malformed or has no text.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tokenizer training file not found: {path}")
-    try:
-        raw = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"tokenizer training file is not valid UTF-8: {path} ({exc})"
-        ) from exc
-    suffix = path.suffix.lower()
-    if suffix == ".txt":
-        docs = [raw] if raw.strip() else []
-    elif suffix in (".jsonl", ".json"):
-        docs = []
-        for lineno, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: invalid JSON line ({exc})") from exc
-            if not isinstance(obj, dict) or text_field not in obj:
-                raise ValueError(f"{path}:{lineno}: no {text_field!r} field")
-            text = obj[text_field]
-            if not isinstance(text, str):
-                raise ValueError(
-                    f"{path}:{lineno}: field {text_field!r} is not a string"
-                )
-            if text:
-                docs.append(text)
-    else:
-        raise ValueError(
-            f"unsupported tokenizer training file type (want .jsonl or .txt): {path}"
-        )
+    """The non-empty documents of one file (see :func:`slm.data.sources.iter_files`); raises
+    naming the file when it is missing, not UTF-8, malformed or has no text."""
+    docs = [text for text, _ in iter_files([path], text_field=text_field) if text]
     if not any(d.strip() for d in docs):
         raise ValueError(f"tokenizer training file contains no text: {path}")
     return docs
@@ -145,28 +109,5 @@ def train_tokenizer(
         padding_side="right",
     )
 
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp creates it 0700
-    old = None
-    try:
+    with atomic_path(out_dir) as tmp:
         hf_tok.save_pretrained(str(tmp))
-        if out_dir.exists() or out_dir.is_symlink():
-            old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-            if old.exists():
-                shutil.rmtree(old)
-            os.replace(out_dir, old)
-        os.replace(tmp, out_dir)
-    except BaseException:
-        if old is not None and old.exists() and not out_dir.exists():
-            os.replace(old, out_dir)  # put the previous tokenizer back
-        raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    if old is not None and old.exists():
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old)
-        else:
-            old.unlink()
