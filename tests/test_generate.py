@@ -66,7 +66,19 @@ def corpus_docs(data: Path) -> list[dict]:
 
 
 def segments(docs: list[dict], kind: str) -> list[str]:
-    return [d["text"][s:e] for d in docs for s, e, k in d["spans"] if k == kind]
+    """Texts of the spans of ``kind``; for wrong_math, whole segments (wrong_result spans joined in)."""
+    if kind != "wrong_math":
+        return [d["text"][s:e] for d in docs for s, e, k in d["spans"] if k == kind]
+    out = []
+    for d in docs:
+        run = None
+        for s, e, k in d["spans"] + [[len(d["text"]), len(d["text"]), "other"]]:
+            if k in ("wrong_math", "wrong_result"):
+                run = [run[0] if run else s, e]
+            elif run:
+                out.append(d["text"][run[0]:run[1]])
+                run = None
+    return out
 
 
 def check_chain(steps, *, correct: bool) -> None:
@@ -124,8 +136,8 @@ def test_files_and_manifest(data):
     assert set(chars) == set(KIND_NAMES)
     assert sum(chars.values()) == sum(len(d["text"]) for d in docs)
     for kind in KIND_NAMES:
-        assert chars[kind] == sum(len(t) for t in segments(docs, kind))
-    for kind in ("math", "noise", "boilerplate", "wrong_math", "other"):
+        assert chars[kind] == sum(e - s for d in docs for s, e, k in d["spans"] if k == kind)
+    for kind in KIND_NAMES:
         assert chars[kind] > 0, kind
     # nothing temporary left behind
     assert not [p for p in data.rglob("*") if "tmp" in p.name]
@@ -234,6 +246,22 @@ def test_corpus_math_is_correct_and_wrong_math_is_wrong(data):
         for _, op, b, _ in steps:
             cur = OPS[op](cur, b)
         assert cur != steps[-1][3], seg
+
+
+def test_wrong_result_spans_are_exactly_the_wrong_numbers(data):
+    docs = corpus_docs(data)
+    n = 0
+    for doc in docs:
+        text = doc["text"]
+        for s, e, kind in doc["spans"]:
+            if kind != "wrong_result":
+                continue
+            n += 1
+            a, op, b = re.search(r"(\d+) ([+*-]) (\d+) = $", text[:s]).groups()
+            c = text[s:e]
+            assert c.isdigit() and not text[e].isdigit()
+            assert OPS[op](int(a), int(b)) != int(c)
+    assert n == len(segments(docs, "wrong_math"))
 
 
 def test_noise_and_boilerplate(data):

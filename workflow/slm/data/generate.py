@@ -65,7 +65,8 @@ KIND_NAMES = (
     "noise",
     "boilerplate",
     "wrong_math",
-)  # id = index; 0 = unlabelled
+    "wrong_result",
+)  # id = index; 0 = unlabelled. wrong_result: the wrong number inside a wrong_math segment
 KIND_IDS = {name: i for i, name in enumerate(KIND_NAMES)}
 
 MAX_RESULT = 999  # every intermediate result lies in [0, MAX_RESULT]
@@ -848,6 +849,16 @@ def _merge_spans(pieces: Iterable[tuple[str, str]]) -> tuple[str, list[list]]:
     return "".join(text_parts), spans
 
 
+def _wrong_pieces(text: str, problem: Problem) -> list[tuple[str, str]]:
+    """Split a rendered wrong problem so the wrong result itself is labelled ``wrong_result``:
+    the few tokens that are misaligned, inside a segment that is otherwise ordinary math text."""
+    a, op, b, c = next(step for step in problem.steps if _apply(*step[:3]) != step[3])
+    expression = f"{a} {op} {b} = "
+    start = text.index(expression) + len(expression)
+    end = start + len(str(c))
+    return [(text[:start], "wrong_math"), (text[start:end], "wrong_result"), (text[end:], "wrong_math")]
+
+
 def _make_doc(
     rng: random.Random,
     kinds: Sequence[str],
@@ -865,9 +876,10 @@ def _make_doc(
             if rng.random() < 0.25:
                 pieces.append((rng.choice(_LEADINS) + "\n", "other"))
             p = draw()
-            if kind == "wrong_math":
-                p = _corrupt(rng, p)
-            pieces.append((_render_problem(rng, p), kind))
+            if kind == "math":
+                pieces.append((_render_problem(rng, p), kind))
+            else:
+                pieces.extend(_wrong_pieces(_render_problem(rng, wrong := _corrupt(rng, p)), wrong))
         elif kind == "noise":
             pieces.append((_noise(rng), kind))
         elif kind == "boilerplate":

@@ -21,10 +21,10 @@ from typing import Iterable
 
 import numpy as np
 
+from slm.data.generate import KIND_NAMES
 from slm.io import atomic_path, atomic_write_json, read_json, sha256_file
 
 FORMAT_VERSION = 1
-KIND_NAMES = ("other", "math", "noise", "boilerplate", "wrong_math")
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
