@@ -119,3 +119,15 @@ def test_rerun_is_a_no_op_and_logs_exist(smoke_run):
     assert "Nothing to be done" in proc.stdout + proc.stderr
     for log in ("logs/train/slm.log", "logs/score/shard-000.log", "logs/evaluate/slm/final.log"):
         assert (smoke_run / log).stat().st_size > 0
+
+
+@pytest.mark.e2e
+def test_a_changed_hyperparameter_reruns_training(smoke_run):
+    config = yaml.safe_load((smoke_run / "config" / "config.yaml").read_text())
+    config["training"]["lr"] *= 2
+    changed = smoke_run / "config" / "changed-lr.yaml"
+    changed.write_text(yaml.safe_dump(config))
+    out = snakemake(smoke_run, "-n", "--cores", "1", "--configfile", str(changed)).stdout
+    planned = {line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith(("rule ", "localrule "))}
+    assert {"train", "evaluate", "tables"} <= planned
+    assert not planned & {"train_reference", "score", "prepare", "generate_data"}

@@ -98,15 +98,18 @@ def eval_json(model, point="final"):
     return f"results/eval/{model}/{point}.json"
 
 
-def train_spec(section, threads, **fields):
-    """The trainer's JSON spec: an optimisation section of the config plus run-specific fields."""
+def train_options(section, **fields):
+    """The trainer's hyperparameters: an optimisation section of the config plus run settings.
+
+    Kept apart from the (input/output-derived) paths so that Snakemake's params trigger sees a
+    changed hyperparameter and reruns the job.
+    """
     return spec(
         {
             **section,
             "seed": config["seed"],
             "device": config["device"],
             "precision": config["precision"],
-            "threads": threads,
             **fields,
         }
     )

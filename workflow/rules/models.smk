@@ -40,16 +40,17 @@ if "pretrain" in config["base_model"]:
         resources:
             mem_mb=4000,
         params:
-            spec=lambda w, input, output, threads: train_spec(
-                config["base_model"]["pretrain"],
-                threads,
-                init_model=input.model,
-                data=list(input.data),
-                out_dir=output[0],
-                state_dir="results/train_state/base",
+            options=train_options(config["base_model"]["pretrain"]),
+            paths=lambda w, input, output: spec(
+                {
+                    "init_model": input.model,
+                    "data": list(input.data),
+                    "out_dir": output[0],
+                    "state_dir": "results/train_state/base",
+                }
             ),
         shell:
-            "python -m slm train --spec {params.spec:q} > {log} 2>&1"
+            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
 
 
 rule train_reference:
@@ -68,13 +69,13 @@ rule train_reference:
     resources:
         mem_mb=4000,
     params:
-        spec=lambda w, input, output, threads: train_spec(
-            config["reference"],
-            threads,
-            init_model=base_model(),
-            data=list(input.data),
-            out_dir=output[0],
-            state_dir="results/train_state/reference",
+        options=train_options(config["reference"], init_model=base_model()),
+        paths=lambda w, input, output: spec(
+            {
+                "data": list(input.data),
+                "out_dir": output[0],
+                "state_dir": "results/train_state/reference",
+            }
         ),
     shell:
-        "python -m slm train --spec {params.spec:q} > {log} 2>&1"
+        "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"

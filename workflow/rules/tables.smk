@@ -1,7 +1,9 @@
 rule tables:
     input:
-        evals=[m["eval_json"] for m in table_models()]
-        + [c["eval_json"] for r in table_runs() for c in r["checkpoints"]],
+        evals=sorted(
+            {m["eval_json"] for m in table_models()}
+            | {c["eval_json"] for r in table_runs() for c in r["checkpoints"]}
+        ),
         models=["results/models/reference/final"]
         + [f"results/models/{run}/final" for run in RUNS],
     output:
@@ -15,6 +17,7 @@ rule tables:
     conda:
         "../../envs/slm.yaml"
     params:
+        out=lambda w, output: Path(output.results_md).parent,
         spec=spec(
             {
                 "models": table_models(),
@@ -31,4 +34,4 @@ rule tables:
             }
         ),
     shell:
-        "python -m slm tables --spec {params.spec:q} --out results/tables > {log} 2>&1"
+        "python -m slm tables --spec {params.spec:q} --out {params.out} > {log} 2>&1"

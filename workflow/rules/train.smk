@@ -26,17 +26,18 @@ rule train:
     resources:
         mem_mb=4000,
     params:
-        spec=lambda w, input, output, threads: train_spec(
-            config["training"],
-            threads,
-            init_model=base_model(),
-            data=list(input.data),
-            scores=list(input.scores) or None,
-            reference_model=input.reference[0] if input.reference else None,
-            out_dir=output.final,
-            checkpoint_dir=f"results/models/{w.run}/checkpoints",
-            state_dir=f"results/train_state/{w.run}",
-            **run_fields(w.run),
+        options=lambda w: train_options(
+            config["training"], init_model=base_model(), **run_fields(w.run)
+        ),
+        paths=lambda w, input, output: spec(
+            {
+                "data": list(input.data),
+                "scores": list(input.scores) or None,
+                "reference_model": input.reference[0] if input.reference else None,
+                "out_dir": output.final,
+                "checkpoint_dir": f"results/models/{w.run}/checkpoints",
+                "state_dir": f"results/train_state/{w.run}",
+            }
         ),
     shell:
-        "python -m slm train --spec {params.spec:q} > {log} 2>&1"
+        "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"

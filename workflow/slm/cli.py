@@ -54,7 +54,7 @@ def cmd_init_model(args) -> None:
 def cmd_train(args) -> None:
     from slm.train import train
 
-    stats = train(args.spec)
+    stats = train({**args.options, **args.paths, "threads": args.threads})
     logging.info("done: %s", json.dumps({k: stats[k] for k in ("steps", "tokens_seen", "tokens_selected")}))
 
 
@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
 
     p = add("train", cmd_train, "train (base pretraining, reference fine-tuning, SLM or CLM)")
-    p.add_argument("--spec", type=_json, required=True)
+    p.add_argument("--options", type=_json, required=True, help="hyperparameters and selection settings")
+    p.add_argument("--paths", type=_json, required=True, help="model, data, score and output paths")
+    p.add_argument("--threads", type=int, default=None)
 
     p = add("score", cmd_score, "score a packed shard with the reference model")
     p.add_argument("--model", required=True)
