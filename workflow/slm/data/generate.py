@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from slm.io import atomic_write_text
 
 __all__ = [
     "KIND_NAMES",
@@ -941,25 +942,11 @@ def _dumps(obj) -> str:
     return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
 
 
-def _atomic_write_text(path: Path, text: str) -> str:
-    """Write ``text`` to ``path`` via a temporary sibling + os.replace; returns its sha256."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = text.encode("utf-8")
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return hashlib.sha256(data).hexdigest()
-
-
 def _write_jsonl(path: Path, records: Sequence[dict]) -> str:
-    return _atomic_write_text(path, "".join(_dumps(r) + "\n" for r in records))
+    """Write the records atomically; return the file's sha256."""
+    text = "".join(_dumps(r) + "\n" for r in records)
+    atomic_write_text(path, text)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1158,7 +1145,7 @@ def generate_all(
         "corpus_chars_per_kind": corpus_chars,
         "pretrain_chars_per_kind": _chars_per_kind(pretrain),
     }
-    _atomic_write_text(
+    atomic_write_text(
         out_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n"
     )
     return manifest
