@@ -6,7 +6,12 @@ from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from slm.config import check_config, n_shards  # noqa: E402
+from slm.config import (
+    check_config,
+    n_shards,
+    shard_arguments,
+    source_files,
+)  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
@@ -50,8 +55,8 @@ def raw_files(dataset, shard):
         files = generated_files(dataset)
     elif source["source"] == "files":
         files = source["paths"]
-    else:
-        return []
+    else:  # hf: no local files; mixture: its files components', inputs of every shard
+        return source_files(config, dataset)
     return [files[int(shard)]] if dataset == "corpus" else files
 
 
@@ -71,6 +76,23 @@ def base_model():
     return "results/models/base" if "pretrain" in base else "results/models/base-init"
 
 
+REFERENCE_GIVEN = "path" in config["reference"]
+
+
+def reference_model():
+    """The model that scores the corpus: given (reference.path) or fine-tuned here."""
+    return (
+        config["reference"]["path"]
+        if REFERENCE_GIVEN
+        else "results/models/reference/final"
+    )
+
+
+def reference_init():
+    """The model the reference is fine-tuned from: reference.init_model, else the base model."""
+    return config["reference"].get("init_model", base_model())
+
+
 def local_inputs(*paths):
     """Only the paths the workflow produces (hub ids are not files to wait for)."""
     return [p for p in paths if p.startswith("results/")]
@@ -81,7 +103,7 @@ def model_dir(model, point):
     if model == "base":
         return base_model()
     if model == "reference":
-        return "results/models/reference/final"
+        return reference_model()
     if point == "final":
         return f"results/models/{model}/final"
     return f"results/models/{model}/checkpoints/{point}"
@@ -145,7 +167,9 @@ def table_models():
             "name": "Reference",
             "role": "reference",
             "eval_json": eval_json("reference"),
-            "train_stats": "results/models/reference/final/train_stats.json",
+            "train_stats": (
+                None if REFERENCE_GIVEN else f"{reference_model()}/train_stats.json"
+            ),
         },
     ]
     for run, run_spec in config["runs"].items():

@@ -85,14 +85,8 @@ rule prepare:
         "../../envs/slm.yaml"
     params:
         source=lambda w: spec(config["data"][w.dataset]),
-        num_shards=lambda w: (
-            n_shards(config, w.dataset)
-            if config["data"][w.dataset]["source"] == "hf"
-            else 1
-        ),
-        shard=lambda w: (
-            int(w.shard) if config["data"][w.dataset]["source"] == "hf" else 0
-        ),
+        num_shards=lambda w: shard_arguments(config, w.dataset, w.shard)[1],
+        shard=lambda w: shard_arguments(config, w.dataset, w.shard)[0],
         tokenizer=lambda w, input: input.tokenizer or tokenizer_dir(),
         seq_len=config["sequence_length"],
     shell:

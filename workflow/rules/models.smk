@@ -53,29 +53,34 @@ if "pretrain" in config["base_model"]:
             "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
 
 
-rule train_reference:
-    input:
-        model=local_inputs(base_model()),
-        data=packed("high_quality"),
-    output:
-        directory("results/models/reference/final"),
-    log:
-        "logs/train/reference.log",
-    benchmark:
-        "benchmarks/train/reference.tsv"
-    conda:
-        "../../envs/slm.yaml"
-    threads: workflow.cores
-    resources:
-        mem_mb=4000,
-    params:
-        options=train_options(config["reference"], init_model=base_model()),
-        paths=lambda w, input, output: spec(
-            {
-                "data": list(input.data),
-                "out_dir": output[0],
-                "state_dir": "results/train_state/reference",
-            }
-        ),
-    shell:
-        "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
+if not REFERENCE_GIVEN:
+
+    rule train_reference:
+        input:
+            model=local_inputs(reference_init()),
+            data=packed("high_quality"),
+        output:
+            directory("results/models/reference/final"),
+        log:
+            "logs/train/reference.log",
+        benchmark:
+            "benchmarks/train/reference.tsv"
+        conda:
+            "../../envs/slm.yaml"
+        threads: workflow.cores
+        resources:
+            mem_mb=4000,
+        params:
+            options=train_options(
+                {k: v for k, v in config["reference"].items() if k != "init_model"},
+                init_model=reference_init(),
+            ),
+            paths=lambda w, input, output: spec(
+                {
+                    "data": list(input.data),
+                    "out_dir": output[0],
+                    "state_dir": "results/train_state/reference",
+                }
+            ),
+        shell:
+            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"

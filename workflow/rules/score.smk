@@ -1,6 +1,6 @@
 rule score:
     input:
-        model=rules.train_reference.output[0],
+        model=local_inputs(reference_model()),
         shard="results/data/packed/corpus/shard-{shard}",
     output:
         directory("results/scores/shard-{shard}"),
@@ -16,10 +16,11 @@ rule score:
     resources:
         mem_mb=4000,
     params:
+        model=lambda w, input: input.model[0] if input.model else reference_model(),
         batch_size=config.get("scoring", {}).get("batch_size", 16),
         device=config["device"],
         precision=config["precision"],
     shell:
-        "OMP_NUM_THREADS={threads} python -m slm score --model {input.model} --shard {input.shard} --out {output}"
+        "OMP_NUM_THREADS={threads} python -m slm score --model {params.model} --shard {input.shard} --out {output}"
         " --batch-size {params.batch_size} --device {params.device} --precision {params.precision}"
         " > {log} 2>&1"

@@ -4,7 +4,7 @@ rule tables:
             {m["eval_json"] for m in table_models()}
             | {c["eval_json"] for r in table_runs() for c in r["checkpoints"]}
         ),
-        models=["results/models/reference/final"]
+        models=local_inputs(reference_model())
         + [f"results/models/{run}/final" for run in RUNS],
     output:
         results_md="results/tables/results.md",

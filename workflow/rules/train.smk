@@ -6,7 +6,7 @@ rule train:
         reference=lambda w: (
             []
             if config["runs"][w.run]["method"] == "clm"
-            else rules.train_reference.output
+            else local_inputs(reference_model())
         ),
     output:
         final=directory("results/models/{run}/final"),
@@ -33,7 +33,11 @@ rule train:
             {
                 "data": list(input.data),
                 "scores": list(input.scores) or None,
-                "reference_model": input.reference[0] if input.reference else None,
+                "reference_model": (
+                    None
+                    if config["runs"][w.run]["method"] == "clm"
+                    else reference_model()
+                ),
                 "out_dir": output.final,
                 "checkpoint_dir": f"results/models/{w.run}/checkpoints",
                 "state_dir": f"results/train_state/{w.run}",

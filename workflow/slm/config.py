@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from slm.data.sources import check_mixture, mixture_files
+
 DATASETS = ("high_quality", "corpus", "pretrain")
 
 
@@ -34,6 +36,21 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
             for path in spec["paths"]:
                 if not (base_dir / path).is_file():
                     _fail(f"data.{name}.paths", f"file not found: {path}")
+        parts = [(f"data.{name}", spec)] + [
+            (f"data.{name}.components[{i}]", c) for i, c in enumerate(spec.get("components") or []) if isinstance(c, dict)
+        ]
+        for key, part in parts:
+            if "template" in part and "messages_field" in part:
+                _fail(f"{key}.template", "give one of template and messages_field")
+        if spec["source"] == "mixture":
+            try:
+                components = check_mixture(spec, key=f"data.{name}")
+            except ValueError as err:
+                raise ConfigError(str(err)) from None
+            for i, component in enumerate(components):
+                for path in component.get("paths", []) if component["source"] == "files" else []:
+                    if not (base_dir / path).is_file():
+                        _fail(f"data.{name}.components[{i}].paths", f"file not found: {path}")
     if generator is not None:
         if generator["min_steps"] > generator["max_steps"]:
             _fail("data.generator.min_steps", "must not exceed data.generator.max_steps")
@@ -49,16 +66,23 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
         for name in DATASETS:
             if data.get(name, {}).get("source") == "hf":
                 _fail("tokenizer.train", f"trains on local data only, but data.{name} is a hub dataset")
+            if any(c.get("source") == "hf" for c in data.get(name, {}).get("components", [])):
+                _fail("tokenizer.train", f"trains on local data only, but data.{name} mixes in a hub dataset")
     elif "init" in base:
         _fail("tokenizer", "a freshly initialised base model (base_model.init) needs tokenizer.train")
     if "path" in base and str(base["path"]).startswith((".", "/")) and not (base_dir / base["path"]).is_dir():
         _fail("base_model.path", f"local model directory not found: {base['path']}")
+    reference = config["reference"]
+    for key in ("path", "init_model"):
+        model = reference.get(key)
+        if model is not None and str(model).startswith((".", "/")) and not (base_dir / model).is_dir():
+            _fail(f"reference.{key}", f"local model directory not found: {model}")
 
     training = config["training"]
     for group in ("reference", "training", "base_model.pretrain"):
         section = base.get("pretrain") if group == "base_model.pretrain" else config[group]
-        if section is None:
-            continue
+        if section is None or (group == "reference" and "path" in section):
+            continue  # a given reference model (reference.path) is not trained
         if ("max_tokens" in section) == ("epochs" in section):
             _fail(group, "give exactly one of max_tokens and epochs")
         micro = section.get("micro_batch_size")
@@ -88,6 +112,25 @@ def n_shards(config: dict, dataset: str) -> int:
     spec = config["data"][dataset]
     if spec["source"] == "files":
         return len(spec["paths"]) if dataset == "corpus" else 1
-    if spec["source"] == "hf":
+    if spec["source"] in ("hf", "mixture"):
         return spec.get("shards", 1)
     return config["data"]["generator"]["corpus_shards"] if dataset == "corpus" else 1
+
+
+def shard_arguments(config: dict, dataset: str, shard: str | int) -> tuple[int, int]:
+    """``(shard, num_shards)`` for ``slm prepare``: hub datasets and mixtures are cut by the reader;
+    a files or generated dataset is already one file (or file set) per shard."""
+    if config["data"][dataset]["source"] in ("hf", "mixture"):
+        return int(shard), n_shards(config, dataset)
+    return 0, 1
+
+
+def source_files(config: dict, dataset: str) -> list[str]:
+    """The local files named by a ``files`` source or by a mixture's ``files`` components
+    (a mixture's files are inputs of every one of its shards)."""
+    spec = config["data"][dataset]
+    if spec["source"] == "files":
+        return list(spec["paths"])
+    if spec["source"] == "mixture":
+        return mixture_files(spec)
+    return []
