@@ -85,9 +85,11 @@ def test_slm_gradient_comes_only_from_the_selected_tokens(tmp_path, base_model, 
         torch.testing.assert_close(ours[name], theirs[name], rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("unit", ["batch", "sequence"])
-def test_gradient_accumulation_selects_and_steps_like_one_big_batch(tmp_path, base_model, shards, score_dirs, unit):
-    kwargs = dict(ratio=0.6, unit=unit, scores=[str(s) for s in score_dirs])
+@pytest.mark.parametrize("unit, weighting", [("batch", "hard"), ("sequence", "hard"), ("document", "hard"),
+                                             ("batch", "soft")])
+def test_gradient_accumulation_selects_and_steps_like_one_big_batch(tmp_path, base_model, shards, score_dirs, unit,
+                                                                     weighting):
+    kwargs = dict(ratio=0.6, unit=unit, weighting=weighting, scores=[str(s) for s in score_dirs])
     whole = _trainer(tmp_path, base_model, shards, **kwargs)
     split = _trainer(tmp_path, base_model, shards, micro_batch_size=1, **kwargs)
     ids, ref = _batch(whole)
@@ -97,6 +99,20 @@ def test_gradient_accumulation_selects_and_steps_like_one_big_batch(tmp_path, ba
     assert stats_whole.n_selected == stats_split.n_selected
     for name, grad in _grads(whole.model).items():
         torch.testing.assert_close(_grads(split.model)[name], grad, rtol=1e-4, atol=1e-6)
+
+
+def test_soft_weighting_loss_is_the_softmax_weighted_mean(tmp_path, base_model, shards, score_dirs):
+    trainer = _trainer(tmp_path, base_model, shards, weighting="soft", temperature=0.5,
+                       scores=[str(s) for s in score_dirs])
+    ids, ref = _batch(trainer)
+    stats, mask = trainer.train_step(0, ids, ref)
+    model = AutoModelForCausalLM.from_pretrained(base_model)
+    logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
+    ce = -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+    weights = torch.softmax(((ce.detach() - ref[:, 1:]) / 0.5).reshape(-1), 0)
+    expected = (weights * ce.reshape(-1)).sum()
+    assert stats.as_log()["loss"] == pytest.approx(expected.item(), rel=1e-5)
+    assert int(mask.sum()) == ids.numel() - ids.shape[0]
 
 
 def _weights(path):

@@ -148,7 +148,11 @@ def run_fields(run):
     spec = config["runs"][run]
     if spec["method"] == "clm":
         return {"ratio": 1.0}
-    return {k: spec[k] for k in ("ratio", "unit", "score_fn") if k in spec}
+    return {
+        k: spec[k]
+        for k in ("ratio", "unit", "score_fn", "weighting", "temperature")
+        if k in spec
+    }
 
 
 def evaluated_model(wildcards):

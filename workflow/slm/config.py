@@ -11,6 +11,7 @@ from pathlib import Path
 from slm.data.sources import check_mixture, mixture_files
 
 DATASETS = ("high_quality", "corpus", "pretrain")
+SELECTION_DEFAULTS = {"score_fn": "excess", "unit": "batch", "weighting": "hard", "temperature": 1.0}
 
 
 class ConfigError(ValueError):
@@ -103,8 +104,11 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
     if "local_tasks" in evaluation and generator is None:
         _fail("evaluation.local_tasks", "the local held-out tasks come from data.generator")
     for run, spec in config["runs"].items():
-        if spec["method"] == "clm" and spec.get("score_fn", "excess") != "excess":
-            _fail(f"runs.{run}.score_fn", "a clm run trains on every token and takes no score function")
+        if spec["method"] == "clm":
+            # The schema fills in defaults, so only a changed value is a mistake.
+            for key, default in SELECTION_DEFAULTS.items():
+                if spec.get(key, default) != default:
+                    _fail(f"runs.{run}.{key}", "a clm run trains on every token and takes no selection settings")
 
 
 def n_shards(config: dict, dataset: str) -> int:

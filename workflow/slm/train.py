@@ -25,7 +25,16 @@ from slm.data.packed import PackedCorpus
 from slm.io import atomic_path
 from slm.model import load_model, resolve_device, save_model, token_losses
 from slm.score import open_scores
-from slm.selection import SCORE_FUNCTIONS, UNITS, n_selected, select_tokens, token_scores
+from slm.selection import (
+    SCORE_FUNCTIONS,
+    UNITS,
+    WEIGHTINGS,
+    document_ids,
+    n_selected,
+    select_tokens,
+    soft_weights,
+    token_scores,
+)
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +54,8 @@ class TrainConfig:
     ratio: float = 1.0
     unit: str = "batch"
     score_fn: str = "excess"
+    weighting: str = "hard"
+    temperature: float = 1.0
     lr: float = 1e-3
     min_lr_ratio: float = 0.1
     warmup_steps: int = 0
@@ -85,6 +96,10 @@ class TrainConfig:
             bad("ratio", f"must be in (0, 1], got {self.ratio}")
         if self.unit not in UNITS:
             bad("unit", f"must be one of {UNITS}, got {self.unit!r}")
+        if self.weighting not in WEIGHTINGS:
+            bad("weighting", f"must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.weighting == "soft" and self.temperature <= 0:
+            bad("temperature", f"must be positive, got {self.temperature}")
         if self.score_fn not in SCORE_FUNCTIONS:
             bad("score_fn", f"must be one of {SCORE_FUNCTIONS}, got {self.score_fn!r}")
         if self.batch_size < 1:
@@ -104,8 +119,13 @@ class TrainConfig:
             bad("checkpoint_dir", "needed when checkpoints are requested")
 
     @property
+    def selective(self) -> bool:
+        """Whether tokens are weighted at all (CLM: ratio 1.0 with hard weights is not)."""
+        return self.ratio < 1.0 or self.weighting == "soft"
+
+    @property
     def needs_scores(self) -> bool:
-        return self.ratio < 1.0 and self.score_fn in ("excess", "reference")
+        return self.selective and self.score_fn in ("excess", "reference")
 
 
 def lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float):
@@ -180,6 +200,7 @@ class Trainer:
                 raise ValueError(f"training option 'checkpoints': {tokens} is outside (0, {total_tokens}] tokens")
             self.checkpoint_steps[math.ceil(tokens / self.tokens_per_step)] = tokens
         self.sampler = BatchSampler(len(self.corpus), cfg.batch_size, cfg.seed)
+        self.eos_id = self.corpus.shards[0].index["eos_id"]
         self.device = resolve_device(cfg.device)
         self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
         kind_names = self.corpus.kind_names
@@ -198,6 +219,14 @@ class Trainer:
             logits = self.model(input_ids=ids).logits
         return token_losses(logits, ids)
 
+    def _weights(self, scores: torch.Tensor, valid: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """Per-token loss weights: 0/1 for hard selection, softmax weights for soft reweighting."""
+        cfg = self.cfg
+        if cfg.weighting == "soft":
+            return soft_weights(scores, valid, cfg.temperature)
+        docs = document_ids(ids, self.eos_id) if cfg.unit == "document" else None
+        return select_tokens(scores, valid, cfg.ratio, cfg.unit, docs).float()
+
     def train_step(self, step: int, ids: torch.Tensor, ref: torch.Tensor | None) -> tuple[StepStats, torch.Tensor]:
         """Forward/backward over the optimizer batch; returns stats and the selection mask."""
         cfg = self.cfg
@@ -205,43 +234,46 @@ class Trainer:
         valid = torch.ones_like(ids, dtype=torch.bool)
         valid[:, 0] = False
         generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step) if cfg.score_fn == "random" else None
-        if cfg.ratio == 1.0:
-            total_selected = int(valid.sum())
-        elif cfg.unit == "batch":
-            total_selected = n_selected(int(valid.sum()), cfg.ratio)
+        # The loss normaliser is known before any forward pass: the number of selected tokens
+        # (hard selection) or of loss-bearing tokens (soft weights average 1).
+        if not cfg.selective or cfg.weighting == "soft":
+            normaliser = int(valid.sum())
+        elif cfg.unit == "sequence":
+            normaliser = sum(n_selected(int(v.sum()), cfg.ratio) for v in valid)
         else:
-            total_selected = sum(n_selected(int(v.sum()), cfg.ratio) for v in valid)
+            normaliser = n_selected(int(valid.sum()), cfg.ratio)
 
-        mask = None
+        weights = None
         chunks = range(0, ids.shape[0], micro)
-        if cfg.ratio < 1.0 and cfg.unit == "batch" and len(chunks) > 1:
-            # Exact batch-level top-k under gradient accumulation: every micro-batch's current losses
-            # are needed before any backward pass, so take them in a no-grad pass first.
+        if cfg.selective and (cfg.unit != "sequence" or cfg.weighting == "soft") and len(chunks) > 1:
+            # Exact batch-level ranking under gradient accumulation: every micro-batch's current
+            # losses are needed before any backward pass, so take them in a no-grad pass first.
             with torch.no_grad():
                 current = torch.cat([self._forward_losses(ids[i : i + micro]) for i in chunks])
-            mask = select_tokens(token_scores(cfg.score_fn, current, ref, generator), valid, cfg.ratio, cfg.unit)
+            weights = self._weights(token_scores(cfg.score_fn, current, ref, generator), valid, ids)
 
         stats = StepStats()
         masks = []
         for i in chunks:
-            mb_ids, mb_valid = ids[i : i + micro], valid[i : i + micro]
-            losses = self._forward_losses(mb_ids)
-            if mask is not None:
-                mb_mask = mask[i : i + micro]
-            elif cfg.ratio == 1.0:
-                mb_mask = mb_valid
+            mb = slice(i, i + micro)
+            losses = self._forward_losses(ids[mb])
+            if weights is not None:
+                mb_weights = weights[mb]
+            elif not cfg.selective:
+                mb_weights = valid[mb].float()
             else:
-                mb_ref = ref[i : i + micro] if ref is not None else None
-                mb_mask = select_tokens(
-                    token_scores(cfg.score_fn, losses.detach(), mb_ref, generator), mb_valid, cfg.ratio, cfg.unit
-                )
-            # Mean over the selected tokens of the whole optimizer batch: unselected tokens get no gradient.
-            loss = losses.masked_fill(~mb_mask, 0.0).sum() / total_selected
+                mb_ref = ref[mb] if ref is not None else None
+                mb_scores = token_scores(cfg.score_fn, losses.detach(), mb_ref, generator)
+                mb_weights = self._weights(mb_scores, valid[mb], ids[mb])
+            # Weighted sum over the optimizer batch / the normaliser: for hard selection the mean
+            # over the selected tokens, and unselected tokens (weight 0) get no gradient.
+            loss = (losses.nan_to_num(0.0) * mb_weights).sum() / normaliser
             loss.backward()
+            mb_mask = mb_weights > 0
             detached = losses.detach()
-            stats.loss_selected_sum += float(detached[mb_mask].sum())
-            stats.loss_unselected_sum += float(detached[mb_valid & ~mb_mask].sum())
-            stats.n_valid += int(mb_valid.sum())
+            stats.loss_selected_sum += float((detached.nan_to_num(0.0) * mb_weights).sum())
+            stats.loss_unselected_sum += float(detached[valid[mb] & ~mb_mask].sum())
+            stats.n_valid += int(valid[mb].sum())
             stats.n_selected += int(mb_mask.sum())
             masks.append(mb_mask)
         return stats, torch.cat(masks)
@@ -291,6 +323,7 @@ class Trainer:
             "ratio": self.cfg.ratio,
             "unit": self.cfg.unit,
             "score_fn": self.cfg.score_fn,
+            "weighting": self.cfg.weighting,
             "steps": step,
             "tokens_seen": c["tokens_seen"],
             "tokens_loss_bearing": c["tokens_loss_bearing"],
