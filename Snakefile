@@ -15,9 +15,11 @@ include: "workflow/rules/score.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/dynamics.smk"
 
 
 rule all:
     default_target: True
     input:
         rules.tables.output,
+        expand("results/dynamics/{run}", run=DYNAMICS_RUNS),

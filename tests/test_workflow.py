@@ -131,3 +131,19 @@ def test_a_changed_hyperparameter_reruns_training(smoke_run):
     planned = {line.split()[1].rstrip(":") for line in out.splitlines() if line.startswith(("rule ", "localrule "))}
     assert {"train", "evaluate", "tables"} <= planned
     assert not planned & {"train_reference", "score", "prepare", "generate_data"}
+
+
+@pytest.mark.e2e
+def test_token_dynamics_outputs(smoke_run):
+    from matplotlib.image import imread
+
+    out = smoke_run / "results/dynamics/clm"
+    shares = pd.read_csv(out / "shares.csv")
+    overall = shares[shares["kind"] == "all"]
+    assert set(overall["category"]) <= {"H->H", "L->H", "H->L", "L->L"}
+    assert overall["share"].sum() == pytest.approx(100.0)
+    curves = pd.read_csv(out / "curves.csv")
+    assert sorted(curves["tokens_seen"].unique()) == [0, 4096, 8192]
+    image = imread(out / "figure3.png")
+    assert image.ndim == 3 and image.std() > 0
+    assert 'id="selection"' in (out / "tokens.html").read_text()

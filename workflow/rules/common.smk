@@ -216,3 +216,21 @@ def table_runs():
         }
         for run in RUNS
     ]
+
+
+DYNAMICS_RUNS = config.get("dynamics", {}).get("runs", [])
+
+
+def trajectory(run):
+    """The models along a run, in training order: the base, each checkpoint, the final model."""
+    return (
+        [base_model()]
+        + [model_dir(run, f"tokens-{n}") for n in sorted(CHECKPOINTS)]
+        + [model_dir(run, "final")]
+    )
+
+
+def selection_ratio():
+    """The first SLM run's ratio, for marking selected tokens in the dynamics view."""
+    ratios = [r["ratio"] for r in config["runs"].values() if r["method"] == "slm"]
+    return ratios[0] if ratios else None

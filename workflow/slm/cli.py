@@ -93,6 +93,21 @@ def cmd_tables(args) -> None:
     print(table.to_string())
 
 
+def cmd_dynamics(args) -> None:
+    from slm.dynamics import checkpoint_losses, dynamics_summary, html_view, plot_dynamics
+    from slm.io import atomic_path
+
+    with atomic_path(args.out) as out:
+        out.mkdir()
+        checkpoint_losses(args.models, args.shard, out / "losses.npz", max_sequences=args.max_sequences,
+                          seed=args.seed, batch_size=args.batch_size, device=args.device,
+                          reference_scores=args.reference_scores)
+        dynamics_summary(out / "losses.npz", out / "shares.csv", out / "curves.csv", threshold=args.threshold)
+        plot_dynamics(out / "curves.csv", out / "figure3.png")
+        html_view(out / "losses.npz", out / "tokens.html", tokenizer_dir=args.tokenizer, ratio=args.ratio,
+                  threshold=args.threshold)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -149,6 +164,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tasks", nargs="+", required=True)
     p.add_argument("--include-path")
     p.add_argument("--spec", type=_json, default={})
+    p.add_argument("--out", required=True)
+
+    p = add("dynamics", cmd_dynamics, "token dynamics across checkpoints (Figure 3, coloured text)")
+    p.add_argument("--models", nargs="+", required=True, help="model directories in training order")
+    p.add_argument("--shard", required=True)
+    p.add_argument("--reference-scores")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--max-sequences", type=int, default=256)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--threshold", type=float, default=0.2)
+    p.add_argument("--ratio", type=float)
     p.add_argument("--out", required=True)
 
     p = add("tables", cmd_tables, "build the results tables")
