@@ -110,10 +110,11 @@ def model_dir(model, point):
 
 
 def eval_points(run):
-    points = ["final"]
-    if config["evaluation"].get("checkpoints", True):
-        points += [f"tokens-{n}" for n in CHECKPOINTS]
-    return points
+    """The points of a run that lm-eval scores: its final model and, if configured, its checkpoints."""
+    which = config["evaluation"].get("checkpoints", True)
+    if which is True or (isinstance(which, list) and run in which):
+        return [f"tokens-{n}" for n in CHECKPOINTS] + ["final"]
+    return ["final"]
 
 
 def eval_json(model, point="final"):

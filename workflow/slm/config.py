@@ -101,6 +101,13 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
     for task in evaluation.get("lower_is_better", []):
         if task not in evaluation["tasks"]:
             _fail("evaluation.lower_is_better", f"{task!r} is not in evaluation.tasks")
+    which = evaluation.get("checkpoints", True)
+    for run in which if isinstance(which, list) else []:
+        if run not in config["runs"]:
+            _fail("evaluation.checkpoints", f"{run!r} is not a run (runs: {sorted(config['runs'])})")
+    for run in config.get("dynamics", {}).get("runs", []):
+        if run not in config["runs"]:
+            _fail("dynamics.runs", f"{run!r} is not a run (runs: {sorted(config['runs'])})")
     if "local_tasks" in evaluation and generator is None:
         _fail("evaluation.local_tasks", "the local held-out tasks come from data.generator")
     for run, spec in config["runs"].items():
