@@ -31,7 +31,7 @@ from matplotlib.ticker import FuncFormatter
 
 from slm.io import atomic_path
 from slm.reported import reported_table
-from slm.tables import is_raw_metric
+from slm.tables import human_tokens, is_raw_metric
 
 DPI = 120
 X_COLUMNS = {"tokens_seen": "tokens seen", "tokens_selected": "tokens trained on (selected)"}
@@ -58,14 +58,7 @@ class FigureResult:
 
 
 # --------------------------------------------------------------------------- helpers
-def _human_tokens(n: float) -> str:
-    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= div:
-            return f"{n / div:.3g}{suffix}"
-    return f"{n:.0f}"
-
-
-TOKENS_FORMATTER = FuncFormatter(lambda v, _pos: _human_tokens(v))
+TOKENS_FORMATTER = FuncFormatter(lambda v, _pos: human_tokens(v))
 
 
 def _new_figure(ncols: int = 1, width: float = 6.4, height: float = 4.4) -> tuple[Figure, list]:

@@ -25,6 +25,7 @@ import pandas as pd
 import yaml
 
 from slm.io import atomic_write_text
+from slm.tables import human_tokens
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "config" / "paper-reported.yaml"
 
@@ -157,13 +158,6 @@ def _is_missing(value: Any) -> bool:
         return False
 
 
-def _human_tokens(n: float) -> str:
-    for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(n) >= div:
-            return f"{n / div:.3g}{suffix}"
-    return f"{n:.0f}"
-
-
 def _is_token_column(column: str) -> bool:
     lower = str(column).lower()
     return "token" in lower or lower in ("train", "uniq")
@@ -176,7 +170,7 @@ def _format(value: Any, column: str, *, signed: bool = False) -> str:
         return str(value)
     value = float(value)
     if _is_token_column(column):
-        return _human_tokens(value)
+        return human_tokens(value)
     sign = "+" if signed else ""
     if abs(value * 10 - round(value * 10)) < 1e-9:
         return format(value, sign + ".1f")

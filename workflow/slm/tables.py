@@ -92,7 +92,8 @@ def _round(value: float, metric: str) -> float:
     return round(value, 4 if is_raw_metric(metric) else 1)
 
 
-def _human_tokens(n: Any) -> str:
+def human_tokens(n: Any) -> str:
+    """Token counts as 1.2M / 15B (empty for a missing value)."""
     if isinstance(n, str):
         return n
     if n is None or pd.isna(n):
@@ -221,7 +222,7 @@ def results_table(
         v = df.at[name, AVG_COL]
         shown.at[name, AVG_COL] = "" if pd.isna(v) else format(v, "+.1f" if is_delta else ".1f")
         for col in (TRAIN_COL, SEEN_COL):
-            shown.at[name, col] = _human_tokens(df.at[name, col])
+            shown.at[name, col] = human_tokens(df.at[name, col])
     legend = ["", "Columns:"]
     for t, metric in task_metrics.items():
         unit = "raw" if is_raw_metric(metric) else "accuracy, %"
