@@ -147,3 +147,21 @@ def test_token_dynamics_outputs(smoke_run):
     image = imread(out / "figure3.png")
     assert image.ndim == 3 and image.std() > 0
     assert 'id="selection"' in (out / "tokens.html").read_text()
+
+
+@pytest.mark.e2e
+def test_figures_paper_table_and_report(smoke_run):
+    from matplotlib.image import imread
+
+    for name in ("figure1", "figure6", "figure7", "figure9"):
+        image = imread(smoke_run / f"results/figures/{name}.png")
+        assert image.ndim == 3 and image.std() > 0, name
+    captions = json.loads((smoke_run / "results/figures/captions.json").read_text())
+    assert "checkpoints.csv" in captions["figure1.png"]
+    paper = pd.read_csv(smoke_run / "results/tables/paper.csv")
+    assert {"this run", "paper"} == set(paper["Source"])
+    assert (paper.loc[paper["Model"] == "Rho-1-Math", "AVG"] == [38.1, 66.2]).all()
+    assert "\\begin{tabular}" in (smoke_run / "results/tables/paper.tex").read_text()
+    snakemake(smoke_run, "--report", "report.html", "--cores", "1")
+    html = (smoke_run / "report.html").read_text()
+    assert "Token dynamics" in html and "Figures" in html

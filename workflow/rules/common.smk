@@ -235,3 +235,37 @@ def selection_ratio():
     """The first SLM run's ratio, for marking selected tokens in the dynamics view."""
     ratios = [r["ratio"] for r in config["runs"].values() if r["method"] == "slm"]
     return ratios[0] if ratios else None
+
+
+ACCURACY_TASKS = [
+    t
+    for t in config["evaluation"]["tasks"]
+    if t not in config["evaluation"].get("lower_is_better", [])
+]
+LOSS_TASKS = config["evaluation"].get("lower_is_better", [])
+FIGURES = (
+    ["figure1.png", "figure6.png"]
+    + (["figure7.png"] if LOSS_TASKS else [])
+    + ["figure9.png"]
+)
+
+
+def ratio_runs():
+    """Runs that differ only in their selection ratio (Figure 9); CLM counts as ratio 1.0."""
+    plain = {
+        run: spec.get("ratio", 1.0)
+        for run, spec in config["runs"].items()
+        if spec.get("unit", "batch") == "batch"
+        and spec.get("score_fn", "excess") == "excess"
+        and spec.get("weighting", "hard") == "hard"
+    }
+    return plain
+
+
+def figure6_runs():
+    """The SLM and CLM runs of the results table's delta row, else every run."""
+    delta = table_delta()
+    if not delta:
+        return RUNS
+    names = {m["name"]: run for run, m in zip(RUNS, table_models()[2:])}
+    return [names[delta[0]], names[delta[1]]]

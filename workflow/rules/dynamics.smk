@@ -5,7 +5,13 @@ rule dynamics:
         scores=f"results/scores/shard-{shard_ids('corpus')[-1]}",
         tokenizer=local_inputs(tokenizer_dir()),
     output:
-        directory("results/dynamics/{run}"),
+        report(
+            directory("results/dynamics/{run}"),
+            patterns=["{name}.png", "{name}.html"],
+            caption="../report/dynamics.rst",
+            category="Token dynamics",
+            subcategory="{run}",
+        ),
     log:
         "logs/dynamics/{run}.log",
     benchmark:

@@ -7,11 +7,23 @@ rule tables:
         models=local_inputs(reference_model())
         + [f"results/models/{run}/final" for run in RUNS],
     output:
-        results_md="results/tables/results.md",
+        results_md=report(
+            "results/tables/results.md",
+            caption="../report/results.rst",
+            category="Tables",
+        ),
         results_csv="results/tables/results.csv",
-        selection_md="results/tables/selection.md",
+        selection_md=report(
+            "results/tables/selection.md",
+            caption="../report/selection.rst",
+            category="Tables",
+        ),
         selection_csv="results/tables/selection.csv",
-        checkpoints_csv="results/tables/checkpoints.csv",
+        checkpoints_csv=report(
+            "results/tables/checkpoints.csv",
+            caption="../report/checkpoints.rst",
+            category="Tables",
+        ),
     log:
         "logs/tables.log",
     conda:

@@ -108,6 +108,29 @@ def cmd_dynamics(args) -> None:
                   threshold=args.threshold)
 
 
+def cmd_figures(args) -> None:
+    from slm.figures import make_figures
+    from slm.io import atomic_write_json
+
+    spec = args.spec
+    captions = make_figures(spec["checkpoints_csv"], Path(args.out), accuracy_tasks=spec["accuracy_tasks"],
+                            loss_task=spec.get("loss_task"), metrics_by_run=spec["metrics_by_run"],
+                            ratio_runs=spec["ratio_runs"])
+    atomic_write_json(Path(args.out) / "captions.json", captions)
+
+
+def cmd_paper_table(args) -> None:
+    import pandas as pd
+
+    from slm.reported import side_by_side
+
+    spec = args.spec
+    measured = pd.read_csv(spec["results_csv"], index_col=0)
+    out = Path(args.out)
+    side_by_side(measured, spec["table"], spec.get("mapping", {}), out.with_suffix(".md"), out.with_suffix(".csv"),
+                 provenance=spec["provenance"], out_tex=out.with_suffix(".tex"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.2)
     p.add_argument("--ratio", type=float)
     p.add_argument("--out", required=True)
+
+    p = add("figures", cmd_figures, "the paper's figures from this run's tables and training logs")
+    p.add_argument("--spec", type=_json, required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("paper-table", cmd_paper_table, "this run's results beside the paper's reported numbers")
+    p.add_argument("--spec", type=_json, required=True)
+    p.add_argument("--out", required=True, help="output path without suffix (.md, .csv, .tex)")
 
     p = add("tables", cmd_tables, "build the results tables")
     p.add_argument("--spec", type=_json, required=True)

@@ -456,3 +456,46 @@ def figure9_ratio_ablation(
         "Ratio 100% is CLM."
     )
     return FigureResult(out, caption, data)
+
+
+def make_figures(
+    checkpoints_csv: str | Path,
+    out_dir: str | Path,
+    *,
+    accuracy_tasks: list[str],
+    loss_task: str | None,
+    metrics_by_run: Mapping[str, str | Path],
+    ratio_runs: Mapping[str, float],
+) -> dict[str, str]:
+    """Every figure the run's outputs support; returns {file name: caption}.
+
+    ``metrics_by_run``: the training logs to compare (Figure 6); ``ratio_runs``: runs that differ
+    only in their selection ratio, with that ratio (Figure 9; CLM is 1.0); ``loss_task``: a
+    held-out loss task whose value per checkpoint is the loss axis of Figure 7.
+    """
+    out_dir = Path(out_dir)
+    captions = {}
+    result = figure1_accuracy_vs_tokens(checkpoints_csv, accuracy_tasks, out_dir / "figure1.png")
+    captions["figure1.png"] = str(result)
+    captions["figure6.png"] = str(figure6_losses(metrics_by_run, out_dir / "figure6.png"))
+    table = pd.read_csv(checkpoints_csv)
+    if loss_task is not None:
+        wide = table.pivot_table(index=["run", "tokens_seen"], columns="task", values="value").reset_index()
+        points = pd.DataFrame({
+            "run": wide["run"],
+            "loss": wide[loss_task],
+            "accuracy": 100 * wide[accuracy_tasks].mean(axis=1),
+        })
+        result = figure7_accuracy_vs_loss(points, out_dir / "figure7.png", source=str(checkpoints_csv),
+                                          loss_label=f"held-out loss ({loss_task})",
+                                          accuracy_label="mean accuracy (%)")
+        captions["figure7.png"] = str(result)
+    finals = table[table["run"].isin(list(ratio_runs))]
+    finals = finals[finals["tokens_seen"] == finals.groupby("run")["tokens_seen"].transform("max")]
+    finals = finals[finals["task"].isin(accuracy_tasks)]
+    results = pd.DataFrame({"ratio": finals["run"].map(ratio_runs), "task": finals["task"],
+                            "value": finals["value"]})
+    result = figure9_ratio_ablation(results, out_dir / "figure9.png", source=str(checkpoints_csv),
+                                    values_in="fraction")
+    captions["figure9.png"] = str(result)
+    return captions
