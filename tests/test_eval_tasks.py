@@ -268,34 +268,20 @@ def test_scoring_with_oracle(env):
 
 @pytest.fixture(scope="module")
 def tiny_model(env):
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from slm.data.tokenizer import train_tokenizer
+    from slm.model import init_model
 
-    model_dir = env["root"] / "model"
+    tokenizer_dir = env["root"] / "tokenizer"
     data = env["root"] / "data"
     train_tokenizer(
         [data / "hq.jsonl", data / "corpus" / "shard-000.jsonl"],
-        model_dir,
+        tokenizer_dir,
         vocab_size=512,
         model_max_length=512,
     )
-    cfg = LlamaConfig(
-        vocab_size=512,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-        bos_token_id=0,
-        eos_token_id=0,
-        pad_token_id=0,
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(cfg).save_pretrained(str(model_dir))
+    model_dir = env["root"] / "model"
+    init_model(tokenizer_dir, model_dir, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+               max_position_embeddings=512, seed=0)
     return model_dir
 
 

@@ -31,9 +31,10 @@ MC_DOCS = [
 
 @pytest.fixture(scope="module")
 def tiny_model(tmp_path_factory) -> Path:
-    import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+    from transformers import PreTrainedTokenizerFast
+
+    from slm.model import init_model
 
     out = tmp_path_factory.mktemp("tiny_llama")
     bpe = Tokenizer(models.BPE())
@@ -48,24 +49,10 @@ def tiny_model(tmp_path_factory) -> Path:
     tok = PreTrainedTokenizerFast(
         tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
     )
-    eos = tok.convert_tokens_to_ids("<|endoftext|>")
-    config = LlamaConfig(
-        vocab_size=len(tok),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        max_position_embeddings=512,
-        bos_token_id=eos,
-        eos_token_id=eos,
-        pad_token_id=eos,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+    tok.save_pretrained(out / "tokenizer")
+    init_model(out / "tokenizer", out / "model", hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
+               max_position_embeddings=512, seed=0, tie_word_embeddings=False)
+    return out / "model"
 
 
 @pytest.fixture(scope="module")
