@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from slm.evaluate import STDERR_MARK, headline_metric
+from slm.evaluate import headline_metric
 from slm.io import atomic_write_text, read_json
 
 RAW_METRIC_MARKERS = ("perplexity", "bits_per_byte", "bpb", "loss")

@@ -278,6 +278,18 @@ class Trainer:
             masks.append(mb_mask)
         return stats, torch.cat(masks)
 
+    def _count(self, stats: StepStats, mask: torch.Tensor, kinds: torch.Tensor) -> None:
+        """Add a step's token counts, overall and per span kind, to the run's counters."""
+        c = self.counters
+        c["tokens_seen"] += mask.numel()
+        c["tokens_loss_bearing"] += stats.n_valid
+        c["tokens_selected"] += stats.n_selected
+        valid = torch.ones_like(mask)
+        valid[:, 0] = False
+        for key, chosen in (("kind_seen", valid), ("kind_selected", mask)):
+            counts = torch.bincount(kinds[chosen], minlength=len(self.kind_names)).tolist()
+            c[key] = [a + b for a, b in zip(c[key], counts)]
+
     # -- state ---------------------------------------------------------------------------------
     def _state_path(self) -> Path:
         return Path(self.cfg.state_dir) / STATE_FILE
@@ -374,7 +386,6 @@ class Trainer:
         )
         window_start, window_tokens = time.perf_counter(), 0
         run_start, run_tokens = window_start, 0
-        tokens_per_second = 0.0
         for step in range(start_step, self.total_steps):
             if interrupt_at_step is not None and step == interrupt_at_step:
                 raise KeyboardInterrupt(f"interrupted at step {step} (test hook)")
@@ -389,17 +400,8 @@ class Trainer:
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
 
-            mask = mask.cpu()
-            valid = torch.ones_like(mask)
-            valid[:, 0] = False
-            n_kinds = len(self.kind_names)
+            self._count(stats, mask.cpu(), kinds)
             c = self.counters
-            c["tokens_seen"] += ids.numel()
-            c["tokens_loss_bearing"] += stats.n_valid
-            c["tokens_selected"] += stats.n_selected
-            for key, sel in (("kind_seen", valid), ("kind_selected", mask)):
-                counts = torch.bincount(kinds[sel], minlength=n_kinds).tolist()
-                c[key] = [a + b for a, b in zip(c[key], counts)]
             window_tokens += ids.numel()
             run_tokens += ids.numel()
             done = step + 1
