@@ -165,3 +165,27 @@ def test_figures_paper_table_and_report(smoke_run):
     snakemake(smoke_run, "--report", "report.html", "--cores", "1")
     html = (smoke_run / "report.html").read_text()
     assert "Token dynamics" in html and "Figures" in html
+
+
+@pytest.mark.e2e
+def test_miniature_suite_at_smoke_size(smoke_run):
+    """The ablation runs of config/miniature-suite.yaml on the smoke config: one table, Figure 9."""
+    suite = yaml.safe_load((REPO / "config" / "miniature-suite.yaml").read_text())
+    snakemake(smoke_run, "--configfile", str(REPO / "config" / "miniature-suite.yaml"), "--cores", "2",
+              "paper_miniature")
+    table = pd.read_csv(smoke_run / "results/tables/results.csv", index_col=0)
+    runs = {name.split(":")[0] for name in table.index if ":" in name}
+    assert runs == {"clm", "slm", *suite["runs"]}
+    for run in suite["runs"]:
+        stats = json.loads((smoke_run / f"results/models/{run}/final/train_stats.json").read_text())
+        assert stats["ratio"] == suite["runs"][run]["ratio"]
+        assert stats["score_fn"] == suite["runs"][run].get("score_fn", "excess")
+        if suite["runs"][run].get("weighting") != "soft":
+            # Rounding per batch, or per sequence for unit: sequence.
+            n_sequences = stats["tokens_seen"] // 64
+            assert stats["tokens_selected"] == pytest.approx(stats["ratio"] * stats["tokens_loss_bearing"],
+                                                             abs=n_sequences / 2)
+    selection = pd.read_csv(smoke_run / "results/tables/selection.csv", index_col=0)
+    assert {"slm-0.4", "unit-document", "score-random"} <= set(selection.columns)
+    captions = json.loads((smoke_run / "results/figures/captions.json").read_text())
+    assert "Figure 9" in captions["figure9.png"]
