@@ -193,11 +193,13 @@ def table_models():
 
 
 def table_delta():
-    """SLM minus CLM, when the config has one run of each."""
-    models = table_models()
-    slm = [m["name"] for m in models if m["role"] == "slm"]
-    clm = [m["name"] for m in models if m["role"] == "clm"]
-    return [slm[0], clm[0]] if slm and clm else None
+    """SLM minus CLM: the runs named slm and clm when they exist, else the first run of each method."""
+    named = {}
+    for run, model in zip(RUNS, table_models()[2:]):
+        role = model["role"]
+        if run == role or role not in named:
+            named[role] = model["name"]
+    return [named["slm"], named["clm"]] if {"slm", "clm"} <= named.keys() else None
 
 
 def table_runs():
