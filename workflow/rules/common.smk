@@ -179,7 +179,9 @@ def table_models():
     ]
     for run, run_spec in config["runs"].items():
         label = run_spec["method"].upper()
-        if run_spec["method"] == "slm":
+        if run_spec.get("weighting") == "soft":
+            label += f" (soft weights, T={run_spec.get('temperature', 1.0)})"
+        elif run_spec["method"] == "slm":
             label += f" (ratio {run_spec['ratio']})"
         models.append(
             {
