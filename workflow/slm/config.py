@@ -18,6 +18,14 @@ class ConfigError(ValueError):
     pass
 
 
+def check_int(name: str, value, minimum: int) -> None:
+    """An integer option (not a bool) of at least ``minimum``, else a ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+
+
 def _fail(key: str, why: str):
     raise ConfigError(f"config key '{key}': {why}")
 

@@ -39,6 +39,7 @@ from pathlib import Path
 
 import yaml
 
+from slm.config import check_int
 from slm.data.generate import STEP_RE
 from slm.io import atomic_write_text
 
@@ -96,22 +97,8 @@ def build_task_configs(
 ) -> dict[str, dict]:
     """The task configs (as plain dicts, one per task in :data:`TASKS`) that
     :func:`write_task_yamls` writes; ``step_file`` is where the ``arith_step`` documents live."""
-    if (
-        isinstance(num_fewshot, bool)
-        or not isinstance(num_fewshot, int)
-        or num_fewshot < 0
-    ):
-        raise ValueError(
-            f"num_fewshot must be a non-negative integer, got {num_fewshot!r}"
-        )
-    if (
-        isinstance(max_gen_toks, bool)
-        or not isinstance(max_gen_toks, int)
-        or max_gen_toks < 1
-    ):
-        raise ValueError(
-            f"max_gen_toks must be a positive integer, got {max_gen_toks!r}"
-        )
+    check_int("num_fewshot", num_fewshot, 0)
+    check_int("max_gen_toks", max_gen_toks, 1)
     eval_dir = Path(eval_dir).resolve()
     data_files: dict[str, dict[str, str]] = {}
     for task, splits in TASK_FILES.items():

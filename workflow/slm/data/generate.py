@@ -45,6 +45,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from slm.config import check_int
 from slm.io import atomic_write_text
 
 __all__ = [
@@ -954,13 +955,6 @@ def _write_jsonl(path: Path, records: Sequence[dict]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _check_int(name: str, value, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{name} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-
-
 def _validate(params: dict) -> dict[str, float]:
     if isinstance(params["seed"], bool) or not isinstance(params["seed"], int):
         raise ValueError(f"seed must be an integer, got {params['seed']!r}")
@@ -975,13 +969,13 @@ def _validate(params: dict) -> dict[str, float]:
         "fewshot_problems",
         "min_steps",
     ):
-        _check_int(name, params[name], 1)
-    _check_int("max_operand", params["max_operand"], 2)
+        check_int(name, params[name], 1)
+    check_int("max_operand", params["max_operand"], 2)
     if params["max_operand"] > MAX_RESULT // 2:
         raise ValueError(
             f"max_operand must be <= {MAX_RESULT // 2}, got {params['max_operand']}"
         )
-    _check_int("max_steps", params["max_steps"], 1)
+    check_int("max_steps", params["max_steps"], 1)
     if params["min_steps"] > params["max_steps"]:
         raise ValueError(
             f"min_steps ({params['min_steps']}) must be <= max_steps ({params['max_steps']})"

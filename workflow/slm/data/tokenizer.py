@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from slm.config import check_int
 from slm.data.sources import iter_files
 from slm.io import atomic_path
 
@@ -70,22 +71,8 @@ def train_tokenizer(
     The tokenizer is saved into a temporary sibling directory first, which then replaces
     ``out_dir``; an existing ``out_dir`` is only removed once the new one is complete.
     """
-    if (
-        isinstance(vocab_size, bool)
-        or not isinstance(vocab_size, int)
-        or vocab_size < _MIN_VOCAB
-    ):
-        raise ValueError(
-            f"vocab_size must be an integer >= {_MIN_VOCAB}, got {vocab_size!r}"
-        )
-    if (
-        isinstance(model_max_length, bool)
-        or not isinstance(model_max_length, int)
-        or model_max_length < 1
-    ):
-        raise ValueError(
-            f"model_max_length must be a positive integer, got {model_max_length!r}"
-        )
+    check_int("vocab_size", vocab_size, _MIN_VOCAB)
+    check_int("model_max_length", model_max_length, 1)
     files = [Path(f) for f in files]
     if not files:
         raise ValueError("files must name at least one training file")
