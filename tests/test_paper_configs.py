@@ -61,7 +61,7 @@ def test_config_is_valid(path, tmp_path):
     config = validated(path)
     check_config(config, base_dir=tmp_path)
     assert config["tokenizer"] == {"from_base_model": True}
-    assert config["precision"] == "bf16" and config["device"] == "auto"
+    assert config["precision"] == "bf16" and config["device"] == "cuda"
     assert "generator" not in config["data"] and "local_tasks" not in config["evaluation"]
     tokens_per_step = config["training"]["batch_size"] * config["sequence_length"]
     assert tokens_per_step == 2**20  # the paper's 1M-token batches
@@ -171,3 +171,12 @@ def test_weak_to_strong_reference_starts_from_tinyllama(dry_runs):
     out = dry_runs["weak-to-strong"]
     spec = next(line for line in out.splitlines() if '"out_dir": "results/models/reference/final"' in line)
     assert '"init_model": "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T"' in spec
+
+
+def test_gpu_jobs_claim_the_gpu_resource(dry_runs):
+    """With device: cuda, model jobs claim one gpu (so --resources gpu=N or SLURM can place them)."""
+    blocks = dry_runs["math-1b"].split("\n\n")
+    for rule in ("rule train:", "rule score:", "rule evaluate:"):
+        block = next(b for b in blocks if rule in b)
+        assert "gpu=1" in block, rule
+    assert "gpu=1" not in next(b for b in blocks if "rule tables:" in b)

@@ -28,6 +28,9 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
 shell.prefix(_prefix)
 
 RUNS = list(config["runs"])
+# Jobs that run a model claim the GPU resource when the config names a CUDA device, so that
+# `--resources gpu=N` (or a cluster executor) places them; on CPU they claim none.
+GPUS = 1 if str(config["device"]).startswith("cuda") else 0
 CHECKPOINTS = config["training"].get("checkpoints", [])
 
 

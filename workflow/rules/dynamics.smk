@@ -23,6 +23,7 @@ rule dynamics:
     threads: workflow.cores
     resources:
         mem_mb=4000,
+        gpu=GPUS,
     params:
         models=lambda w: trajectory(w.run),
         tokenizer=lambda w, input: input.tokenizer or tokenizer_dir(),

@@ -15,6 +15,7 @@ rule evaluate:
     threads: 1
     resources:
         mem_mb=4000,
+        gpu=GPUS,
     params:
         model=lambda w: model_dir(w.model, w.point),
         tasks=config["evaluation"]["tasks"],
@@ -26,6 +27,7 @@ rule evaluate:
                 "limit": config["evaluation"].get("limit"),
                 "seed": config["seed"],
                 "device": config["device"],
+                "dtype": "bfloat16" if config["precision"] == "bf16" else "float32",
             }
         ),
     shell:

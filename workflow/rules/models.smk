@@ -39,6 +39,7 @@ if "pretrain" in config["base_model"]:
         threads: workflow.cores
         resources:
             mem_mb=4000,
+            gpu=GPUS,
         params:
             options=train_options(config["base_model"]["pretrain"]),
             paths=lambda w, input, output: spec(
@@ -70,6 +71,7 @@ if not REFERENCE_GIVEN:
         threads: workflow.cores
         resources:
             mem_mb=4000,
+            gpu=GPUS,
         params:
             options=train_options(
                 {k: v for k, v in config["reference"].items() if k != "init_model"},

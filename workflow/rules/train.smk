@@ -25,6 +25,7 @@ rule train:
     threads: workflow.cores
     resources:
         mem_mb=4000,
+        gpu=GPUS,
     params:
         options=lambda w: train_options(
             config["training"], init_model=base_model(), **run_fields(w.run)
