@@ -131,6 +131,16 @@ def cmd_paper_table(args) -> None:
                  provenance=spec["provenance"], out_tex=out.with_suffix(".tex"))
 
 
+def cmd_benchmark(args) -> None:
+    from slm.benchmark import benchmark, format_result
+    from slm.io import atomic_write_json
+
+    result = benchmark(args.tokenizer, args.files, **args.spec)
+    print(format_result(result))
+    if args.out:
+        atomic_write_json(Path(args.out), result)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slm", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -213,6 +223,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("tables", cmd_tables, "build the results tables")
     p.add_argument("--spec", type=_json, required=True)
     p.add_argument("--out", required=True)
+
+    p = add("benchmark", cmd_benchmark, "tokens/s and peak memory of scoring, CLM and SLM training")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--files", nargs="+", required=True, help="text files to pack (jsonl, txt or parquet)")
+    p.add_argument("--spec", type=_json, default={}, help="options of slm.benchmark.benchmark as JSON")
+    p.add_argument("--out", help="also write the figures as JSON here")
     return parser
 
 
