@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from transformers import AutoTokenizer
 
-from slm.data.packed import PackedShard, pack_documents
+from slm.data.packed import pack_documents
 from slm.data.sources import iter_files
 from slm.model import init_model, resolve_device
 from slm.score import score_shard
