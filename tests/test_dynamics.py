@@ -14,6 +14,7 @@ from slm.dynamics import (
     checkpoint_losses,
     classify,
     dynamics_summary,
+    selection_losses,
     fitted_delta,
     html_view,
     load_dynamics,
@@ -292,3 +293,37 @@ def test_html_without_reference_refuses_a_selection_view(base_model, shards, tok
     html_view(npz, tmp_path / "v.html", tokenizer_dir=tokenizer_dir, n_sequences=1)
     page = (tmp_path / "v.html").read_text(encoding="utf-8")
     assert 'id="selection"' not in page and len(_SPAN.findall(page)) == SEQ_LEN
+
+
+# --------------------------------------------------------------------------- Figure 6 (held out)
+def _variant(npz, out, **changes):
+    arrays = {**dict(np.load(npz)), **changes}
+    np.savez(out, **arrays)
+    return out
+
+
+def test_selection_losses_match_a_direct_top_k(npz, tmp_path):
+    data = dict(np.load(npz))
+    other = _variant(npz, tmp_path / "other.npz", losses=data["losses"][::-1].copy())
+    table = selection_losses({"slm": npz, "clm": other}, selector="slm", ratio=0.4)
+    valid = data["valid"]
+    for m, seen in enumerate(data["tokens_seen"]):
+        excess = data["losses"][m] - data["reference"]
+        idx = np.flatnonzero(valid)
+        k = round(0.4 * len(idx))
+        chosen = idx[np.argsort(-excess[idx], kind="stable")[:k]]
+        selected = np.zeros_like(valid)
+        selected[chosen] = True
+        for run, losses in (("slm", data["losses"][m]), ("clm", data["losses"][::-1][m])):
+            row = table[table["run"] == run].iloc[m]
+            assert row["tokens_seen"] == seen and row["selected_tokens"] == k
+            assert row["selected_loss"] == pytest.approx(losses[selected].mean(), rel=1e-5)
+            assert row["unselected_loss"] == pytest.approx(losses[valid & ~selected].mean(), rel=1e-5)
+
+
+def test_selection_losses_refuse_different_slices(npz, tmp_path):
+    tokens = np.load(npz)["tokens"].copy()
+    tokens[5] += 1
+    other = _variant(npz, tmp_path / "other.npz", tokens=tokens)
+    with pytest.raises(ValueError, match="do not hold the same slice"):
+        selection_losses({"slm": npz, "clm": other}, selector="slm", ratio=0.5)

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import yaml
 
 from slm.evaluate import evaluate_model, headline_metric
 
@@ -102,6 +103,53 @@ metadata:
   version: 1.0
 """
     )
+    # Loglikelihood of the right answer: its perplexity moves with any change of the prompt, so it
+    # shows how many shots were prepended. The same task with its shots set in the YAML instead,
+    # and with a YAML num_fewshot of 0 (which lm-eval never overrides).
+    for name, shots in (("tiny_qa", None), ("tiny_qa_2shot", 2), ("tiny_qa_0shot", 0)):
+        (root / f"{name}.yaml").write_text(
+            f"""task: {name}
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    train: {mc}
+    test: {mc}
+test_split: test
+fewshot_split: train
+output_type: loglikelihood
+doc_to_text: "{{{{question}}}}"
+doc_to_target: " {{{{choices[label]}}}}"
+metric_list:
+  - metric: perplexity
+    aggregation: perplexity
+    higher_is_better: false
+metadata:
+  version: 1.0
+"""
+            + (f"num_fewshot: {shots}\n" if shots is not None else "")
+        )
+    (root / "tiny_gen.yaml").write_text(
+        f"""task: tiny_gen
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {mc}
+test_split: test
+output_type: generate_until
+doc_to_text: "{{{{question}}}}"
+doc_to_target: "{{{{choices[label]}}}}"
+generation_kwargs:
+  until: ["\\n"]
+  do_sample: false
+  max_gen_toks: 16
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+metadata:
+  version: 1.0
+"""
+    )
     return root
 
 
@@ -183,6 +231,113 @@ def test_unknown_task_fails_before_model_load(tmp_path, task_dir, monkeypatch):
     with pytest.raises(FileNotFoundError, match="no_tasks_here"):
         evaluate_model(str(model_dir), ["tiny_mc"], tmp_path / "x.json", include_path=tmp_path / "no_tasks_here")
     assert not (tmp_path / "x.json").exists()
+
+
+OPTIONS = {"tiny_qa": {"num_fewshot": 2}, "tiny_gen": {"max_gen_toks": 3}}
+
+
+@pytest.fixture(scope="module")
+def grouped_run(tiny_model, task_dir, tmp_path_factory):
+    """Three option groups in one evaluate_model call, every simple_evaluate call recorded."""
+    import lm_eval
+
+    calls = []
+    real = lm_eval.simple_evaluate
+
+    def spy(**kwargs):
+        raw = real(**kwargs)
+        calls.append((kwargs, raw))
+        return raw
+
+    out = tmp_path_factory.mktemp("grouped") / "tiny.json"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(lm_eval, "simple_evaluate", spy)
+        result = evaluate_model(
+            str(tiny_model), ["tiny_mc", "tiny_qa", "tiny_ppl", "tiny_gen"], out,
+            include_path=task_dir, batch_size=4, limit=4, seed=7, task_options=OPTIONS,
+        )
+    return out, result, calls
+
+
+def test_task_options_run_one_call_per_group_and_merge(grouped_run, first_run):
+    from lm_eval.models.huggingface import HFLM
+
+    out, result, calls = grouped_run
+    assert [kwargs["tasks"] for kwargs, _ in calls] == [["tiny_mc", "tiny_ppl"], ["tiny_qa"], ["tiny_gen"]]
+    assert [kwargs["num_fewshot"] for kwargs, _ in calls] == [None, 2, None]
+    assert [kwargs["gen_kwargs"] for kwargs, _ in calls] == [None, None, "max_gen_toks=3"]
+    assert all(kwargs["fewshot_random_seed"] == 7 for kwargs, _ in calls)
+    models = {id(kwargs["model"]) for kwargs, _ in calls}
+    assert len(models) == 1 and isinstance(calls[0][0]["model"], HFLM), "the model is loaded once"
+    # lm-eval merged max_gen_toks into the task's YAML generation_kwargs, keeping its other keys
+    gen = calls[2][1]["configs"]["tiny_gen"]["generation_kwargs"]
+    assert gen["max_gen_toks"] == 3 and gen["until"] == ["\n"]
+
+    assert json.loads(out.read_text()) == result
+    assert set(result["tasks"]) == {"tiny_mc", "tiny_qa", "tiny_ppl", "tiny_gen"}
+    assert result["n_samples"] == {"tiny_mc": 4, "tiny_qa": 4, "tiny_ppl": 4, "tiny_gen": 4}
+    assert result["n_shot"] == {"tiny_mc": 0, "tiny_qa": 2, "tiny_ppl": 0, "tiny_gen": 0}
+    assert result["task_options"] == OPTIONS
+    assert set(result["higher_is_better"]) == set(result["tasks"])
+    # tasks without options run exactly as without task_options
+    _, plain = first_run
+    for task in ("tiny_mc", "tiny_ppl"):
+        assert result["tasks"][task] == plain["tasks"][task]
+    assert plain["n_shot"] == {"tiny_mc": 0, "tiny_ppl": 0} and plain["task_options"] == {}
+
+
+def test_num_fewshot_option_prepends_that_many_shots(grouped_run, tiny_model, task_dir, tmp_path, caplog):
+    _, asked, _ = grouped_run
+    with caplog.at_level("WARNING", logger="slm.evaluate"):
+        reference = evaluate_model(
+            tiny_model, ["tiny_qa", "tiny_qa_2shot", "tiny_qa_0shot"], tmp_path / "ref.json",
+            include_path=task_dir, batch_size=4, limit=4, seed=7,
+            task_options={"tiny_qa_0shot": {"num_fewshot": 2}},
+        )
+
+    def ppl(result, task):
+        return result["tasks"][task]["perplexity,none"]
+
+    # 2 shots asked for == 2 shots set in the task YAML; != 0 shots
+    assert math.isclose(ppl(asked, "tiny_qa"), ppl(reference, "tiny_qa_2shot"), rel_tol=1e-5)
+    assert not math.isclose(ppl(asked, "tiny_qa"), ppl(reference, "tiny_qa"), rel_tol=1e-3)
+    # a YAML num_fewshot: 0 wins over the option (lm-eval's rule), and we say so
+    assert reference["n_shot"] == {"tiny_qa": 0, "tiny_qa_2shot": 2, "tiny_qa_0shot": 0}
+    assert math.isclose(ppl(reference, "tiny_qa_0shot"), ppl(reference, "tiny_qa"), rel_tol=1e-5)
+    assert "tiny_qa_0shot ran 0-shot, not the 2 asked for" in caplog.text
+
+
+def test_bad_task_options_fail_before_model_load(tmp_path, task_dir, monkeypatch):
+    import lm_eval
+
+    def boom(*args, **kwargs):
+        raise AssertionError("simple_evaluate called despite bad task_options")
+
+    monkeypatch.setattr(lm_eval, "simple_evaluate", boom)
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    (model_dir / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="tiny_ppl"):
+        evaluate_model(str(model_dir), ["tiny_mc"], tmp_path / "x.json", include_path=task_dir,
+                       task_options={"tiny_ppl": {"num_fewshot": 1}})
+    with pytest.raises(ValueError, match=r"task_options\.tiny_mc: unknown option\(s\) \['shots'\]"):
+        evaluate_model(str(model_dir), ["tiny_mc"], tmp_path / "x.json", include_path=task_dir,
+                       task_options={"tiny_mc": {"shots": 1}})
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_config_check_task_options(tmp_path):
+    from snakemake.utils import validate
+
+    from slm.config import ConfigError, check_config
+
+    root = Path(__file__).resolve().parents[1]
+    config = yaml.safe_load((root / "config" / "paper" / "ratio-ablation.yaml").read_text())
+    validate(config, str(root / "workflow" / "schemas" / "config.schema.yaml"))
+    check_config(config, base_dir=tmp_path)  # the paper's protocol passes
+    config["evaluation"]["task_options"]["gsm8k"] = {"num_fewshot": 8}
+    with pytest.raises(ConfigError, match=r"evaluation\.task_options\.gsm8k'.*not in evaluation\.tasks"):
+        check_config(config, base_dir=tmp_path)
 
 
 def test_headline_metric():

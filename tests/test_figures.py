@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -12,16 +11,20 @@ import pytest
 from matplotlib.image import imread
 
 from slm.figures import (
+    GAIN_COLUMNS,
     FigureResult,
     figure1_accuracy_vs_tokens,
-    figure6_losses,
+    figure5_gains,
+    figure6_heldout_losses,
     figure7_accuracy_vs_loss,
     figure9_ratio_ablation,
     fit_log_linear,
     log_linear,
-    read_metrics,
+    make_figures,
 )
 from slm.reported import reported_table
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def assert_png(path: Path) -> None:
@@ -110,60 +113,47 @@ def test_figure1_errors(tmp_path):
 
 
 # --------------------------------------------------------------------------- Figure 6
-def write_metrics(path: Path, run: str, n: int = 8, *, drop_unselected_key: bool = False) -> Path:
+def write_dynamics(path: Path, losses: np.ndarray, reference: np.ndarray, tokens_seen: list[int]) -> Path:
+    """A token-dynamics file in slm.dynamics' format: one sequence, position 0 not loss-bearing."""
+    n = losses.shape[1]
+    valid = np.ones(n, dtype=bool)
+    valid[0] = False
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = []
-    for i in range(1, n + 1):
-        tokens = 4096 * 10 * i
-        base = 3.0 * math.exp(-i / 4) + 1.5
-        if run == "clm":
-            entry = {"step": 10 * i, "tokens_seen": tokens, "lr": 1e-3, "loss": base, "loss_all": base,
-                     "loss_unselected": float("nan"), "selected_fraction": 1.0, "tokens_per_second": 1e4}
-            if drop_unselected_key:
-                del entry["loss_unselected"]
-        else:
-            entry = {"step": 10 * i, "tokens_seen": tokens, "lr": 1e-3, "loss": base - 0.4,
-                     "loss_all": base - 0.1, "loss_unselected": base + 0.35, "selected_fraction": 0.6,
-                     "tokens_per_second": 1e4}
-        lines.append(json.dumps(entry))  # NaN written as the trainer writes it
-    path.write_text("\n".join(lines) + "\n")
+    np.savez(path, losses=losses.astype(np.float32), reference=reference.astype(np.float32),
+             tokens=np.arange(n), kinds=np.zeros(n, np.uint8), sequence_index=np.array([0]), valid=valid,
+             model_dirs=np.array(["m"] * len(tokens_seen)), tokens_seen=np.array(tokens_seen),
+             kind_names=np.array(["other"]), seq_len=np.int64(n), seed=np.int64(0), shard_dir=np.array("s"))
     return path
 
 
-@pytest.mark.parametrize("drop_key", [False, True])
-def test_figure6_losses(tmp_path, drop_key):
-    paths = {
-        "slm": write_metrics(tmp_path / "slm" / "metrics.jsonl", "slm"),
-        "clm": write_metrics(tmp_path / "clm" / "metrics.jsonl", "clm", drop_unselected_key=drop_key),
-    }
-    res = figure6_losses(paths, tmp_path / "figure6.png")
-    assert_png(res.png)
-    kinds = res.data.groupby("run")["kind"].agg(lambda s: sorted(set(s))).to_dict()
-    assert kinds == {"slm": ["loss", "loss_all", "loss_unselected"], "clm": ["loss_all"]}
-    slm = res.data[(res.data["run"] == "slm") & (res.data["kind"] == "loss_unselected")]
-    assert slm["tokens_seen"].tolist() == [40960 * i for i in range(1, 9)]
-    assert slm["loss"].iloc[0] == pytest.approx(3.0 * math.exp(-0.25) + 1.85)
-    for path in paths.values():
-        assert str(path) in res.caption
-    assert "Figure 6" in res.caption and "training log" in res.caption
-    assert "clm selected every token" in res.caption
+def test_figure6_compares_runs_on_the_tokens_slm_selects(tmp_path):
+    reference = np.array([np.nan, 1.0, 1.0, 1.0, 1.0])
+    # At both points SLM's excess loss is highest on tokens 1 and 2: those are the top 50%.
+    slm = np.array([[np.nan, 3.0, 2.5, 1.0, 1.2], [np.nan, 2.0, 1.5, 1.5, 1.4]])
+    clm = np.array([[np.nan, 3.0, 2.5, 1.0, 1.2], [np.nan, 2.6, 2.2, 1.2, 1.0]])
+    files = {"slm": write_dynamics(tmp_path / "slm.npz", slm, reference, [0, 100]),
+             "clm": write_dynamics(tmp_path / "clm.npz", clm, reference, [0, 100])}
+    checkpoints = write_checkpoints(tmp_path / "checkpoints.csv")
+    captions = make_figures(checkpoints, tmp_path / "figures", accuracy_tasks=["t1", "t2"], loss_task="t3",
+                            ratio_runs={"slm": 0.6, "clm": 1.0}, dynamics_by_run=files, selector="slm", ratio=0.5)
+    assert_png(tmp_path / "figures" / "figure6.png")
+    assert "top 50%" in captions["figure6.png"] and "downstream: t3" in captions["figure6.png"]
+    data = pd.read_csv(tmp_path / "figures" / "figure6.csv")
+    selected = data[data["panel"] == "tokens SLM selects"].set_index(["run", "tokens_seen"])["loss"]
+    unselected = data[data["panel"] == "tokens SLM does not select"].set_index(["run", "tokens_seen"])["loss"]
+    assert selected[("slm", 100)] == pytest.approx(1.75) and selected[("clm", 100)] == pytest.approx(2.4)
+    assert unselected[("slm", 100)] == pytest.approx(1.45) and unselected[("clm", 100)] == pytest.approx(1.1)
+    downstream = data[data["panel"] == "downstream: t3"]
+    assert sorted(downstream["tokens_seen"].unique()) == [1000, 2000, 3000]
+    assert set(downstream["loss"]) == {0.9, 0.1}  # t3 of write_checkpoints: clm 0.9, slm 0.1
 
 
-def test_read_metrics_errors(tmp_path):
-    empty = tmp_path / "empty.jsonl"
-    empty.write_text("\n")
-    with pytest.raises(ValueError, match="empty.jsonl has no entries"):
-        read_metrics(empty)
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"step": 1, "tokens_seen": 5, "loss": 1.0}\n{"step": 2}\n')
-    with pytest.raises(ValueError, match="bad.jsonl, line 2"):
-        read_metrics(bad)
-    nan = tmp_path / "nan.jsonl"
-    nan.write_text('{"step": 1, "tokens_seen": 5, "loss": NaN}\n')
-    with pytest.raises(ValueError, match="no finite losses in .*nan.jsonl"):
-        figure6_losses({"x": nan}, tmp_path / "f.png")
-    with pytest.raises(ValueError, match="no runs"):
-        figure6_losses({}, tmp_path / "f.png")
+def test_figure6_errors(tmp_path):
+    nan = pd.DataFrame({"run": ["slm"], "tokens_seen": [0], "selected_loss": [np.nan],
+                        "unselected_loss": [np.nan]})
+    with pytest.raises(ValueError, match="no finite losses"):
+        figure6_heldout_losses(nan, tmp_path / "f.png", selector="slm", ratio=0.6)
+    assert not (tmp_path / "f.png").exists()
 
 
 # --------------------------------------------------------------------------- Figure 7
@@ -275,3 +265,133 @@ def test_figure9_errors(tmp_path):
                                tmp_path / "f.png", values_in="pct")
     with pytest.raises(ValueError, match=r"lack columns \['task'\]"):
         figure9_ratio_ablation(pd.DataFrame({"ratio": [0.5], "value": [1.0]}), tmp_path / "f.png")
+
+
+# --------------------------------------------------------------------------- Figure 5
+SLM, CLM = "slm: SLM (ratio 0.6)", "clm: CLM"
+# task header -> (CLM, SLM) in results.csv's display units; t_err is lower-is-better by config,
+# t_ppl by its metric (perplexity-like)
+RESULTS = {
+    "t_gen [exact_match,strict-match]": (20.0, 26.5),
+    "t_mc [acc,none]": (40.0, 38.2),
+    "t_err [acc,none]": (30.0, 21.0),
+    "t_ppl [bits_per_byte,none]": (1.3, 1.25),
+}
+
+
+def write_results(path: Path) -> Path:
+    """A results.csv as slm.tables.results_table writes it: models, Δ row, AVG and token columns."""
+    rows = {
+        "Base": {c: 0.0 for c in RESULTS},
+        CLM: {c: v[0] for c, v in RESULTS.items()},
+        SLM: {c: v[1] for c, v in RESULTS.items()},
+        "Δ (SLM − CLM)": {c: v[1] - v[0] for c, v in RESULTS.items()},
+    }
+    df = pd.DataFrame.from_dict(rows, orient="index")
+    df["AVG"], df["Train tokens"], df["Seen tokens"] = [0.0, 30.0, 31.0, 1.0], [None, 1000, 600, "-40%"], 1000
+    df.index.name = "Model"
+    df.to_csv(path)
+    return path
+
+
+def expected_gains() -> dict[str, float]:
+    """Independently: SLM − CLM, and CLM − SLM for the lower-is-better t_err and t_ppl."""
+    gains = {}
+    for header, (clm, slm) in RESULTS.items():
+        task = header.split(" ")[0]
+        gains[task] = clm - slm if task in ("t_err", "t_ppl") else slm - clm
+    return gains
+
+
+def test_figure5_gains_without_paper_columns(tmp_path):
+    csv = write_results(tmp_path / "results.csv")
+    res = figure5_gains(csv, (SLM, CLM), tmp_path / "fig" / "figure5.png", tmp_path / "tables" / "figure5",
+                        lower_is_better=["t_err"])
+    assert_png(res.png)
+    data = res.data
+    assert tuple(data.columns) == GAIN_COLUMNS
+    assert data["task"].tolist() == ["t_gen", "t_mc", "t_err", "t_ppl", "average"]
+    gains = expected_gains()
+    assert data.set_index("task")["gain"].drop("average").to_dict() == pytest.approx(gains)
+    assert data.set_index("task")["lower_is_better"].to_dict() == {
+        "t_gen": False, "t_mc": False, "t_err": True, "t_ppl": True, "average": False}
+    average = data.iloc[-1]
+    assert average["gain"] == pytest.approx((gains["t_gen"] + gains["t_mc"]) / 2, abs=0.05)
+    assert average["clm"] == pytest.approx(30.0) and average["slm"] == pytest.approx(32.4, abs=0.05)
+    assert data["paper_gain"].isna().all()
+
+    back = pd.read_csv(tmp_path / "tables" / "figure5.csv")
+    assert back["task"].tolist() == data["task"].tolist()
+    assert back["gain"].tolist() == pytest.approx(data["gain"].tolist())
+    md = (tmp_path / "tables" / "figure5.md").read_text()
+    header = md.splitlines()[0]
+    assert [c.strip() for c in header.strip("|").split("|")] == ["Task", "Metric", "CLM", "SLM", "Gain"]
+    assert "|   +6.5 |" in md and "t_err, t_ppl (lower is better)" in md and CLM in md
+    tex = (tmp_path / "tables" / "figure5.tex").read_text()
+    assert "\\begin{tabular}{llrrr}" in tex and "t\\_ppl" in tex
+    assert str(csv) in res.caption and "general-1b.yaml" in res.caption and "no paper bars" in res.caption
+    assert "t_err and t_ppl (lower is better)" in res.caption
+
+
+def test_figure5_gains_beside_the_paper(tmp_path):
+    csv = write_results(tmp_path / "results.csv")
+    mapping = {"t_gen": "GSM8K", "t_mc": "MMLU"}
+    res = figure5_gains(csv, (SLM, CLM), tmp_path / "figure5.png", tmp_path / "figure5", mapping=mapping)
+    assert_png(res.png)
+    paper = reported_table("figure5_general_gain_over_ct").iloc[0]
+    data = res.data.set_index("task")
+    assert data.loc["t_gen", "paper_gain"] == paper["GSM8K"] and data.loc["t_mc", "paper_gain"] == paper["MMLU"]
+    assert data.loc["t_gen", "paper_benchmark"] == "GSM8K"
+    assert data.loc[["t_err", "t_ppl"], "paper_gain"].isna().all()
+    # t_err is an accuracy metric: only the explicit lower_is_better list makes it CLM − SLM; here it
+    # is averaged, and unmapped, so the average has no paper gain
+    assert data.loc["t_err", "gain"] == pytest.approx(-9.0)
+    assert math.isnan(data.loc["average", "paper_gain"])
+    md = (tmp_path / "figure5.md").read_text()
+    assert "Paper gain" in md.splitlines()[0] and "+28.2" in md
+    assert "Second bar" in res.caption and "figure5_general_gain_over_ct" in res.caption
+
+    # every averaged task mapped: the average row has the paper's mean over the same tasks
+    res = figure5_gains(csv, (SLM, CLM), tmp_path / "figure5.png", tmp_path / "figure5",
+                        mapping={**mapping, "t_err": "ARC-C"})
+    expected = (paper["GSM8K"] + paper["MMLU"] + paper["ARC-C"]) / 3
+    assert res.data.iloc[-1]["paper_gain"] == pytest.approx(expected, abs=0.05)
+
+
+def test_figure5_errors(tmp_path):
+    csv = write_results(tmp_path / "results.csv")
+    out = (tmp_path / "f.png", tmp_path / "f")
+    with pytest.raises(ValueError, match=r"runs \['slm: SLM'\] are not rows of .*results.csv"):
+        figure5_gains(csv, ("slm: SLM", CLM), *out)
+    with pytest.raises(ValueError, match=r"mapped tasks \['mmlu'\] are not columns of .*results.csv"):
+        figure5_gains(csv, (SLM, CLM), *out, mapping={"mmlu": "MMLU"})
+    with pytest.raises(ValueError, match=r"\['GSM-8K'\] are not benchmarks"):
+        figure5_gains(csv, (SLM, CLM), *out, mapping={"t_gen": "GSM-8K"})
+    with pytest.raises(FileNotFoundError, match="nowhere.csv"):
+        figure5_gains(tmp_path / "nowhere.csv", (SLM, CLM), *out)
+    assert not (tmp_path / "f.png").exists() and not (tmp_path / "f.md").exists()
+
+
+def test_make_figures_draws_figure5_with_a_delta(tmp_path):
+    checkpoints = write_checkpoints(tmp_path / "checkpoints.csv")
+    common = {"accuracy_tasks": ["t1", "t2"], "loss_task": None, "ratio_runs": {"slm": 0.6, "clm": 1.0}}
+    captions = make_figures(checkpoints, tmp_path / "figures", **common)
+    assert "figure5.png" not in captions  # no results table, no delta: as before
+    captions = make_figures(checkpoints, tmp_path / "figures", **common,
+                            results_csv=write_results(tmp_path / "results.csv"), delta=[SLM, CLM],
+                            table_stem=tmp_path / "tables" / "figure5", lower_is_better=["t_err"])
+    assert set(captions) == {"figure1.png", "figure9.png", "figure5.png"}
+    assert_png(tmp_path / "figures" / "figure5.png")
+    assert {p.name for p in (tmp_path / "tables").iterdir()} == {"figure5.md", "figure5.csv", "figure5.tex"}
+
+
+def test_general_config_maps_its_tasks_to_figure5():
+    import yaml
+
+    config = yaml.safe_load((REPO / "config" / "paper" / "general-1b.yaml").read_text())
+    mapping = config["tables"]["figure5_columns"]
+    assert list(mapping) == config["evaluation"]["tasks"]
+    benchmarks = reported_table("figure5_general_gain_over_ct").attrs["score_columns"]
+    assert set(mapping.values()) <= set(benchmarks) and len(set(mapping.values())) == len(mapping)
+    suite = yaml.safe_load((REPO / "workflow" / "tasks" / "suites.yaml").read_text())["general"]
+    assert all(suite[bench]["task"] == task for task, bench in mapping.items())

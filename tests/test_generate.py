@@ -30,6 +30,8 @@ PARAMS = dict(
     eval_mc_problems=25,
     eval_ppl_docs=5,
     fewshot_problems=5,
+    validation_docs=8,
+    tir_problems=6,
     max_operand=30,
     min_steps=2,
     max_steps=4,
@@ -110,6 +112,8 @@ def test_files_and_manifest(data):
     expected = {
         "hq.jsonl": PARAMS["hq_problems"],
         "pretrain.jsonl": PARAMS["pretrain_docs"],
+        "validation.jsonl": PARAMS["validation_docs"],
+        "tir.jsonl": PARAMS["tir_problems"],
         "eval/arith_gen.jsonl": PARAMS["eval_problems"],
         "eval/arith_fewshot.jsonl": PARAMS["fewshot_problems"],
         "eval/arith_mc.jsonl": PARAMS["eval_mc_problems"],
@@ -165,7 +169,8 @@ def test_streams_are_independent(data, tmp_path):
     """Held-out sets do not depend on the training sizes; shard i does not depend on the count."""
     out = tmp_path / "bigger"
     generate_all(
-        out, **{**PARAMS, "hq_problems": 80, "corpus_shards": 3, "pretrain_docs": 12}
+        out,
+        **{**PARAMS, "hq_problems": 80, "corpus_shards": 3, "pretrain_docs": 12, "validation_docs": 10},
     )
     a, b = all_files(data), all_files(out)
     for rel in (
@@ -178,6 +183,14 @@ def test_streams_are_independent(data, tmp_path):
     ):
         assert a[rel] == b[rel], rel
     assert b["hq.jsonl"].startswith(a["hq.jsonl"])
+    assert b["validation.jsonl"].startswith(a["validation.jsonl"])
+
+
+def test_validation_documents_are_corpus_like_but_not_corpus_documents(data):
+    validation = read_jsonl(data / "validation.jsonl")
+    corpus_texts = {d["text"] for d in corpus_docs(data)}
+    assert not corpus_texts & {d["text"] for d in validation}
+    assert {k for d in validation for _, _, k in d["spans"]} >= {"math", "noise"}
 
 
 def test_hq_problems_are_correct(data):

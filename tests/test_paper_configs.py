@@ -180,3 +180,49 @@ def test_gpu_jobs_claim_the_gpu_resource(dry_runs):
         block = next(b for b in blocks if rule in b)
         assert "gpu=1" in block, rule
     assert "gpu=1" not in next(b for b in blocks if "rule tables:" in b)
+
+
+def weak_to_strong_variant(**base_models) -> dict:
+    """config/paper/weak-to-strong.yaml with the student as an extra base (base_models) of the runs."""
+    config = validated(PAPER / "weak-to-strong.yaml")
+    config["base_models"] = base_models
+    for run in config["runs"].values():
+        run["base_model"] = next(iter(base_models))
+    return config
+
+
+def test_base_models_pass_the_schema_and_checks(tmp_path):
+    from snakemake.utils import validate
+
+    config = weak_to_strong_variant(llama2=load(PAPER / "weak-to-strong.yaml")["base_model"])
+    validate(config, str(SCHEMA))
+    check_config(config, base_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    "change, key",
+    [
+        (lambda c: c["runs"]["slm"].update(base_model="llama3"), "runs.slm.base_model"),
+        (lambda c: c["base_models"].update(small={"init": {"hidden_size": 8, "num_layers": 1, "num_heads": 1,
+                                                           "intermediate_size": 8}}), "base_models.small.init"),
+        (lambda c: c["base_models"]["llama2"].update(path="./no/such/model"), "base_models.llama2.path"),
+        (lambda c: c["runs"].update({"base-llama2": {"method": "clm"}}), "runs.base-llama2"),
+    ],
+)
+def test_base_models_cross_key_checks(tmp_path, change, key):
+    from slm.config import ConfigError
+
+    config = weak_to_strong_variant(llama2={"path": "meta-llama/Llama-2-7b-hf"})
+    change(config)
+    with pytest.raises(ConfigError, match=re.escape(f"config key '{key}'")):
+        check_config(config, base_dir=tmp_path)
+
+
+@pytest.mark.parametrize("name", ["init", "big-init", "a/b"])
+def test_base_model_names_that_would_clash_are_refused(name):
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    config = weak_to_strong_variant(**{name: {"path": "meta-llama/Llama-2-7b-hf"}})
+    with pytest.raises(WorkflowError):
+        validate(config, str(SCHEMA))

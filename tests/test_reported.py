@@ -232,3 +232,99 @@ def test_side_by_side_bad_mapping(tmp_path, mapping, match):
 def test_side_by_side_bad_table(tmp_path):
     with pytest.raises(KeyError, match="table4"):
         side_by_side(miniature(), "table4", {}, tmp_path / "x.md", tmp_path / "x.csv", provenance={})
+
+
+# --------------------------------------------------------------------------- Table 3 rows
+def results_csv(tmp_path):
+    """Shaped like results/tables/results.csv of the miniature suite with a weak-to-strong pair."""
+    df = pd.DataFrame(
+        {
+            "arith_gen [exact_match,strict-match]": [5.0, 9.0, 30.0, 20.0, 25.0, 12.0, 16.0, 4.0],
+            "AVG": [5.0, 9.0, 30.0, 20.0, 25.0, 12.0, 16.0, 5.0],
+            "Train tokens": [None, None, 400, 8192, 4915, 8192, 4915, None],
+        },
+        index=pd.Index(
+            ["Base", "Base (strong)", "Reference", "clm: CLM", "slm: SLM (ratio 0.6)",
+             "w2s-clm: CLM, from Base (strong)", "w2s-slm: SLM (ratio 0.6), from Base (strong)",
+             "Δ (SLM − CLM)"],
+            name="Model",
+        ),
+    )
+    path = tmp_path / "results.csv"
+    df.to_csv(path)
+    return path
+
+
+def tiny_model(path, hidden):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=40, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True)
+    model = LlamaForCausalLM(config)
+    model.save_pretrained(path)
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_select_rows_by_label_or_run_name(tmp_path):
+    from slm.reported import select_rows
+
+    measured = pd.read_csv(results_csv(tmp_path), index_col=0)
+    rows = select_rows(measured, ["Base (strong)", "w2s-clm", "w2s-slm"])
+    assert list(rows.index) == ["Base (strong)", "w2s-clm: CLM, from Base (strong)",
+                                "w2s-slm: SLM (ratio 0.6), from Base (strong)"]
+    assert list(select_rows(measured, ["slm", "Base"]).index) == ["slm: SLM (ratio 0.6)", "Base"]
+    with pytest.raises(ValueError, match="'w2s' names no rows"):
+        select_rows(measured, ["w2s"])
+    with pytest.raises(ValueError, match="named twice"):
+        select_rows(measured, ["clm", "clm: CLM"])
+
+
+def test_count_parameters_reads_the_safetensors_headers(tmp_path):
+    from slm.reported import count_parameters
+
+    n = tiny_model(tmp_path / "m", 16)
+    assert count_parameters(tmp_path / "m") == n  # the tied output layer counted once
+    with pytest.raises(FileNotFoundError, match="no \\*.safetensors"):
+        count_parameters(tmp_path)
+
+
+def test_usable_mapping_keeps_the_tables_columns():
+    from slm.reported import usable_mapping
+
+    mapping = {"gsm8k_cot": "GSM8K", "Train tokens": "train", "x": "GSM-Hard", "run": "reference"}
+    assert usable_mapping(mapping, "table3_weak_to_strong") == {"gsm8k_cot": "GSM8K", "run": "reference"}
+    assert usable_mapping(mapping, "table1_math_fewshot_cot") == {"gsm8k_cot": "GSM8K", "Train tokens": "train"}
+
+
+def test_paper_table_cli_with_the_weak_to_strong_rows(tmp_path):
+    import json
+
+    from slm.cli import main
+
+    small, big = tiny_model(tmp_path / "reference", 8), tiny_model(tmp_path / "base-strong", 16)
+    spec = {
+        "results_csv": str(results_csv(tmp_path)),
+        "table": "table3_weak_to_strong",
+        "mapping": {"arith_gen": "GSM8K", "Train tokens": "train", "reference": "reference"},
+        "usable_mapping": True,
+        "rows": ["Base (strong)", "w2s-clm", "w2s-slm"],
+        "values": {"w2s-clm": {"reference": None}, "w2s-slm": {"reference": "Reference"}},
+        "parameters": {"Reference": str(tmp_path / "reference"), "Base (strong)": str(tmp_path / "base-strong"),
+                       "w2s-slm": str(tmp_path / "base-strong")},
+        "provenance": {"config": "suite.yaml", "base of w2s-slm": "results/models/base-strong"},
+    }
+    assert main(["paper-table", "--spec", json.dumps(spec), "--out", str(tmp_path / "table3")]) == 0
+    df = pd.read_csv(tmp_path / "table3.csv")
+    paper = reported_table("table3_weak_to_strong")
+    assert df["Source"].tolist() == ["this run"] * 3 + ["paper"] * 2
+    assert df["Model"].tolist() == ["Base (strong)", "w2s-clm: CLM, from Base (strong)",
+                                    "w2s-slm: SLM (ratio 0.6), from Base (strong)",
+                                    "Llama-2-7B-CT", "Llama-2-7B-SLM"]
+    assert list(df.columns[:3 + len(paper.attrs["score_columns"])]) == ["Source", "Model", "reference",
+                                                                        *paper.attrs["score_columns"]]
+    assert df["reference"].fillna("").tolist() == ["", "", "Reference", "", "TinyLlama-1.1B RM"]
+    assert df["AVG"].tolist()[3:] == [43.5, 44.4] and df["AVG (this run)"].tolist()[:3] == [9.0, 12.0, 16.0]
+    assert df["Parameters"].fillna(-1).tolist() == [big, -1, big, -1, -1]
+    md = (tmp_path / "table3.md").read_text()
+    assert f"parameters of Reference: {small}" in md and "base of w2s-slm: results/models/base-strong" in md
+    assert r"\begin{tabular}" in (tmp_path / "table3.tex").read_text()

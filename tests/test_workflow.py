@@ -34,12 +34,24 @@ def default_config() -> dict:
     return yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 
 
+STRONG_INIT = {"hidden_size": 256, "num_layers": 6, "num_heads": 4, "intermediate_size": 640}
+# The miniature suite's weak-to-strong student at smoke size (layered over the suite in the e2e test).
+SMOKE_STRONG = {
+    "base_models": {
+        "strong": {
+            "init": {"hidden_size": 48, "num_layers": 3, "num_heads": 2, "intermediate_size": 128},
+            "pretrain": {"max_tokens": 4096, "lr": 3.0e-3, "batch_size": 8, "warmup_steps": 2},
+        }
+    }
+}
+
+
 def test_default_config_plans_the_whole_pipeline(tmp_path):
     out = snakemake(with_config(tmp_path, default_config()), "-n", "--cores", "2").stdout
     for rule in ("generate_data", "train_tokenizer", "prepare", "pretrain_base", "train_reference", "score",
                  "train", "evaluate", "tables"):
         assert f"rule {rule}:" in out
-    assert "results/scores/shard-003" in out and "results/models/slm/checkpoints/tokens-600000" in out
+    assert "results/scores/corpus/shard-003" in out and "results/scores/validation/shard-000" in out and "results/models/slm/checkpoints/tokens-600000" in out
 
 
 @pytest.mark.parametrize(
@@ -50,6 +62,15 @@ def test_default_config_plans_the_whole_pipeline(tmp_path):
         (lambda c: c["training"].update(checkpoints=[5_000_000]), "training.checkpoints"),
         (lambda c: c["data"].update(corpus={"source": "files", "paths": ["missing.jsonl"]}), "missing.jsonl"),
         (lambda c: c["evaluation"]["metrics"].pop("arith_mc"), "evaluation.metrics"),
+        (lambda c: c["runs"]["slm"].update(base_model="strong"), "runs.slm.base_model"),
+        (lambda c: c.update(base_models={"init": {"init": STRONG_INIT}}), "(^|-)init$"),
+        (lambda c: c.update(base_models={"strong": {"init": STRONG_INIT, "pretrain": {"lr": 1e-3}}}),
+         "base_models.strong.pretrain"),
+        (lambda c: c.update(tokenizer={"from_base_model": True}, base_model={"path": "org/base"},
+                            base_models={"strong": {"init": STRONG_INIT}}), "base_models.strong.init"),
+        (lambda c: c.update(base_models={"strong": {"path": "org/strong"}}), "base_models.strong.path"),
+        (lambda c: (c.update(base_models={"strong": {"init": STRONG_INIT}}),
+                    c["runs"].update({"base-strong": {"method": "clm"}})), "runs.base-strong"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, message):
@@ -59,6 +80,28 @@ def test_bad_config_stops_before_any_job(tmp_path, change, message):
     assert proc.returncode != 0
     assert message in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_weak_to_strong_runs_start_from_their_base(tmp_path):
+    """The miniature suite's w2s runs: their own base, made here; the one reference; Table 3."""
+    out = snakemake(with_config(tmp_path, default_config()), "-n", "-p", "--cores", "2", "all", "weak_to_strong",
+                    "--configfile", str(REPO / "config" / "miniature-suite.yaml")).stdout
+    for rule in ("init_extra_base", "pretrain_extra_base", "table3"):
+        assert f"rule {rule}:" in out
+    assert "output: results/models/base-strong-init" in out and "output: results/eval/base-strong/final.json" in out
+    blocks = {b.split("wildcards: run=")[1].split()[0]: b for b in out.split("\n\n") if "rule train:" in b}
+    for run in ("w2s-clm", "w2s-slm"):
+        assert "input: results/models/base-strong," in blocks[run]
+        assert '"init_model": "results/models/base-strong"' in blocks[run]
+    assert '"init_model": "results/models/base"' in blocks["slm"]
+    assert '"reference_model": "results/models/reference/final"' in blocks["w2s-slm"]
+    # one reference model, one scoring of the corpus, shared by every run
+    assert out.count("rule train_reference:") == 1 and out.count("output: results/scores/corpus/shard-000") == 1
+    table3 = next(b for b in out.split("\n\n") if "rule table3:" in b)
+    assert '"rows": ["Base (strong)", "w2s-clm", "w2s-slm"]' in table3
+    # without base_models nothing of the kind is planned
+    default = snakemake(tmp_path, "-n", "--cores", "2").stdout
+    assert "extra_base" not in default and "table3" not in default
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +136,10 @@ def test_results_table_has_clm_and_slm_rows_with_numbers(smoke_run):
 
 @pytest.mark.e2e
 def test_score_files_align_with_token_files(smoke_run):
-    for scores_dir in sorted((smoke_run / "results/scores").iterdir()):
-        shard = smoke_run / "results/data/packed/corpus" / scores_dir.name
+    scored = sorted((smoke_run / "results/scores").glob("*/shard-*"))
+    assert [p.parent.name for p in scored] == ["corpus", "corpus", "validation"]
+    for scores_dir in scored:
+        shard = smoke_run / "results/data/packed" / scores_dir.parent.name / scores_dir.name
         assert np.load(scores_dir / "scores.npy", mmap_mode="r").shape == np.load(
             shard / "tokens.npy", mmap_mode="r"
         ).shape
@@ -117,7 +162,7 @@ def test_checkpoint_loads_and_generates(smoke_run):
 def test_rerun_is_a_no_op_and_logs_exist(smoke_run):
     proc = snakemake(smoke_run, "-n", "--cores", "1")
     assert "Nothing to be done" in proc.stdout + proc.stderr
-    for log in ("logs/train/slm.log", "logs/score/shard-000.log", "logs/evaluate/slm/final.log"):
+    for log in ("logs/train/slm.log", "logs/score/corpus-000.log", "logs/evaluate/slm/final.log"):
         assert (smoke_run / log).stat().st_size > 0
 
 
@@ -147,17 +192,28 @@ def test_token_dynamics_outputs(smoke_run):
     image = imread(out / "figure3.png")
     assert image.ndim == 3 and image.std() > 0
     assert 'id="selection"' in (out / "tokens.html").read_text()
+    # The slice is held out: its tokens are the validation shard's, which no run trained on.
+    losses = np.load(out / "losses.npz")
+    validation = np.load(smoke_run / "results/data/packed/validation/shard-000/tokens.npy")
+    seq_len = losses["tokens"].size // losses["sequence_index"].size
+    expected = validation.reshape(-1, seq_len)[losses["sequence_index"]].reshape(-1)
+    np.testing.assert_array_equal(losses["tokens"], expected)
 
 
 @pytest.mark.e2e
 def test_figures_paper_table_and_report(smoke_run):
     from matplotlib.image import imread
 
-    for name in ("figure1", "figure6", "figure7", "figure9"):
+    for name in ("figure1", "figure5", "figure6", "figure7", "figure9"):
         image = imread(smoke_run / f"results/figures/{name}.png")
         assert image.ndim == 3 and image.std() > 0, name
     captions = json.loads((smoke_run / "results/figures/captions.json").read_text())
     assert "checkpoints.csv" in captions["figure1.png"]
+    assert "results/dynamics/slm/losses.npz" in captions["figure6.png"]
+    figure6 = pd.read_csv(smoke_run / "results/figures/figure6.csv")
+    assert set(figure6["run"]) == {"slm", "clm"} and figure6["loss"].notna().all()
+    gains = pd.read_csv(smoke_run / "results/tables/figure5.csv")
+    assert list(gains["task"])[:-1] == ["arith_gen", "arith_mc", "arith_step", "math_ppl"]
     paper = pd.read_csv(smoke_run / "results/tables/paper.csv")
     assert {"this run", "paper"} == set(paper["Source"])
     assert (paper.loc[paper["Model"] == "Rho-1-Math", "AVG"] == [38.1, 66.2]).all()
@@ -169,16 +225,22 @@ def test_figures_paper_table_and_report(smoke_run):
 
 @pytest.mark.e2e
 def test_miniature_suite_at_smoke_size(smoke_run):
-    """The ablation runs of config/miniature-suite.yaml on the smoke config: one table, Figure 9."""
+    """The ablation runs of config/miniature-suite.yaml on the smoke config: one table, Figure 9, and
+    the weak-to-strong runs (Table 3) with the suite's strong base shrunk to smoke size."""
+    from slm.reported import count_parameters, reported_table
+
     suite = yaml.safe_load((REPO / "config" / "miniature-suite.yaml").read_text())
-    snakemake(smoke_run, "--configfile", str(REPO / "config" / "miniature-suite.yaml"), "--cores", "2",
-              "paper_miniature")
+    smoke_strong = smoke_run / "config" / "smoke-strong.yaml"
+    smoke_strong.write_text(yaml.safe_dump(SMOKE_STRONG))
+    snakemake(smoke_run, "--configfile", str(REPO / "config" / "miniature-suite.yaml"), str(smoke_strong),
+              "--cores", "2", "paper_miniature", "weak_to_strong")
     table = pd.read_csv(smoke_run / "results/tables/results.csv", index_col=0)
     runs = {name.split(":")[0] for name in table.index if ":" in name}
     assert runs == {"clm", "slm", *suite["runs"]}
+    assert "Base (strong)" in table.index
     for run in suite["runs"]:
         stats = json.loads((smoke_run / f"results/models/{run}/final/train_stats.json").read_text())
-        assert stats["ratio"] == suite["runs"][run]["ratio"]
+        assert stats["ratio"] == suite["runs"][run].get("ratio", 1.0)
         assert stats["score_fn"] == suite["runs"][run].get("score_fn", "excess")
         if suite["runs"][run].get("weighting") != "soft":
             # Rounding per batch, or per sequence for unit: sequence.
@@ -189,3 +251,28 @@ def test_miniature_suite_at_smoke_size(smoke_run):
     assert {"slm-0.4", "unit-document", "score-random"} <= set(selection.columns)
     captions = json.loads((smoke_run / "results/figures/captions.json").read_text())
     assert "Figure 9" in captions["figure9.png"]
+
+    # Weak-to-strong: the w2s runs start from the strong base; SLM is guided by the one small reference.
+    slm = json.loads((smoke_run / "results/models/slm/final/train_stats.json").read_text())
+    assert slm["init_model"] == "results/models/base"
+    for run in ("w2s-clm", "w2s-slm"):
+        stats = json.loads((smoke_run / f"results/models/{run}/final/train_stats.json").read_text())
+        assert stats["init_model"] == "results/models/base-strong"
+    assert stats["reference_model"] == slm["reference_model"] == "results/models/reference/final"
+    strong = json.loads((smoke_run / "results/models/base-strong/config.json").read_text())
+    assert strong["hidden_size"] == SMOKE_STRONG["base_models"]["strong"]["init"]["hidden_size"]
+    n_strong = count_parameters(smoke_run / "results/models/base-strong")
+    assert n_strong > count_parameters(smoke_run / "results/models/base")
+    assert n_strong > count_parameters(smoke_run / "results/models/reference/final")
+    table3 = pd.read_csv(smoke_run / "results/tables/table3.csv")
+    paper = reported_table("table3_weak_to_strong")
+    assert table3["Source"].tolist() == ["this run"] * 3 + ["paper"] * len(paper)
+    assert table3["Model"].tolist()[3:] == ["Llama-2-7B-CT", "Llama-2-7B-SLM"]
+    assert table3["Model"].tolist()[0] == "Base (strong)"
+    assert [m.split(":")[0] for m in table3["Model"][1:3]] == ["w2s-clm", "w2s-slm"]
+    assert {"reference", *paper.attrs["score_columns"]} <= set(table3.columns)
+    assert table3["AVG"].tolist()[3:] == [43.5, 44.4]
+    assert table3["reference"].fillna("").tolist()[:3] == ["", "", "Reference"]
+    assert table3["Parameters"].tolist()[:3] == [n_strong] * 3
+    md = (smoke_run / "results/tables/table3.md").read_text()
+    assert "base of w2s-slm: results/models/base-strong" in md and "reference model" in md

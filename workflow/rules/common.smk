@@ -46,8 +46,8 @@ def shard_ids(dataset):
 def generated_files(dataset):
     if dataset == "high_quality":
         return [f"{RAW}/hq.jsonl"]
-    if dataset == "pretrain":
-        return [f"{RAW}/pretrain.jsonl"]
+    if dataset in ("pretrain", "validation"):
+        return [f"{RAW}/{dataset}.jsonl"]
     return [f"{RAW}/corpus/shard-{s}.jsonl" for s in shard_ids("corpus")]
 
 
@@ -67,16 +67,63 @@ def packed(dataset):
     return [f"results/data/packed/{dataset}/shard-{s}" for s in shard_ids(dataset)]
 
 
+def scores(dataset):
+    """The reference model's score shards of a dataset (the corpus, or the validation slice)."""
+    return [f"results/scores/{dataset}/shard-{s}" for s in shard_ids(dataset)]
+
+
+# The slice the token dynamics and Figure 6 evaluate: data.validation (never trained on), else
+# the last corpus shard.
+VALIDATION_HELD_OUT = "validation" in config["data"]
+VALIDATION = "validation" if VALIDATION_HELD_OUT else "corpus"
+
+
+def validation_shard():
+    return packed(VALIDATION)[-1]
+
+
+def validation_scores():
+    return scores(VALIDATION)[-1]
+
+
 def tokenizer_dir():
     return "results/data/tokenizer" if "train" in config["tokenizer"] else base_model()
 
 
-def base_model():
-    """The base model every trained model starts from: a directory made here, or a hub id / path."""
-    base = config["base_model"]
+# Extra base models (base_models), each a student that runs name with runs.<run>.base_model; the
+# reference model and its scores stay the one of base_model (weak-to-strong, paper Table 3).
+BASE_MODELS = config.get("base_models", {})
+
+
+def base_model(name=None):
+    """A base model: base_model (name None), from which the reference and every run start unless
+    the run names an entry of base_models. A directory made here, or a hub id / path."""
+    base = config["base_model"] if name is None else BASE_MODELS[name]
+    stem = "results/models/base" if name is None else f"results/models/base-{name}"
     if "path" in base:
         return base["path"]
-    return "results/models/base" if "pretrain" in base else "results/models/base-init"
+    return stem if "pretrain" in base else f"{stem}-init"
+
+
+def run_base(run):
+    """The base model a run starts from: its runs.<run>.base_model, else base_model."""
+    return base_model(config["runs"][run].get("base_model"))
+
+
+def base_runs():
+    """The base_models entries that runs start from, each with its runs: {name: [run, ...]}."""
+    named = {}
+    for run, run_spec in config["runs"].items():
+        if "base_model" in run_spec:
+            named.setdefault(run_spec["base_model"], []).append(run)
+    return named
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names."""
+    import re
+
+    return "|".join(re.escape(n) for n in names)
 
 
 REFERENCE_GIVEN = "path" in config["reference"]
@@ -102,9 +149,12 @@ def local_inputs(*paths):
 
 
 def model_dir(model, point):
-    """Directory of an evaluated model: base, reference, or a run's final model or checkpoint."""
+    """Directory of an evaluated model: base, base-<name> (an entry of base_models), reference, or
+    a run's final model or checkpoint."""
     if model == "base":
         return base_model()
+    if model.startswith("base-") and model.removeprefix("base-") in BASE_MODELS:
+        return base_model(model.removeprefix("base-"))
     if model == "reference":
         return reference_model()
     if point == "final":
@@ -144,7 +194,7 @@ def train_options(section, **fields):
 def run_scores(wildcards):
     if config["runs"][wildcards.run]["method"] == "clm":
         return []
-    return [f"results/scores/shard-{s}" for s in shard_ids("corpus")]
+    return scores("corpus")
 
 
 def run_fields(run):
@@ -180,12 +230,30 @@ def table_models():
             ),
         },
     ]
+    # one row per extra base model, after the default base's
+    models[1:1] = [
+        {
+            "name": f"Base ({name})",
+            "role": "base",
+            "eval_json": eval_json(f"base-{name}"),
+            "train_stats": None,
+        }
+        for name in BASE_MODELS
+    ]
+    return models + run_models()
+
+
+def run_models():
+    """The results table's rows of the runs, in RUNS order."""
+    models = []
     for run, run_spec in config["runs"].items():
         label = run_spec["method"].upper()
         if run_spec.get("weighting") == "soft":
             label += f" (soft weights, T={run_spec.get('temperature', 1.0)})"
         elif run_spec["method"] == "slm":
             label += f" (ratio {run_spec['ratio']})"
+        if "base_model" in run_spec:
+            label += f", from Base ({run_spec['base_model']})"
         models.append(
             {
                 "name": f"{run}: {label}",
@@ -200,7 +268,7 @@ def table_models():
 def table_delta():
     """SLM minus CLM: the runs named slm and clm when they exist, else the first run of each method."""
     named = {}
-    for run, model in zip(RUNS, table_models()[2:]):
+    for run, model in zip(RUNS, run_models()):
         role = model["role"]
         if run == role or role not in named:
             named[role] = model["name"]
@@ -230,9 +298,9 @@ DYNAMICS_RUNS = config.get("dynamics", {}).get("runs", [])
 
 
 def trajectory(run):
-    """The models along a run, in training order: the base, each checkpoint, the final model."""
+    """The models along a run, in training order: its base, each checkpoint, the final model."""
     return (
-        [base_model()]
+        [run_base(run)]
         + [model_dir(run, f"tokens-{n}") for n in sorted(CHECKPOINTS)]
         + [model_dir(run, "final")]
     )
@@ -251,9 +319,11 @@ ACCURACY_TASKS = [
 ]
 LOSS_TASKS = config["evaluation"].get("lower_is_better", [])
 FIGURES = (
-    ["figure1.png", "figure6.png"]
+    ["figure1.png"]
+    + (["figure6.png"] if table_delta() is not None else [])
     + (["figure7.png"] if LOSS_TASKS else [])
     + ["figure9.png"]
+    + (["figure5.png"] if table_delta() is not None else [])
 )
 
 
@@ -265,14 +335,15 @@ def ratio_runs():
         if spec.get("unit", "batch") == "batch"
         and spec.get("score_fn", "excess") == "excess"
         and spec.get("weighting", "hard") == "hard"
+        and "base_model" not in spec  # another base model: not the same experiment
     }
     return plain
 
 
 def figure6_runs():
-    """The SLM and CLM runs of the results table's delta row, else every run."""
+    """The SLM and CLM runs of the results table's delta row (SLM first), else none."""
     delta = table_delta()
     if not delta:
-        return RUNS
-    names = {m["name"]: run for run, m in zip(RUNS, table_models()[2:])}
+        return []
+    names = {m["name"]: run for run, m in zip(RUNS, run_models())}
     return [names[delta[0]], names[delta[1]]]

@@ -4,6 +4,7 @@ if GENERATED:
         output:
             hq=f"{RAW}/hq.jsonl",
             pretrain=f"{RAW}/pretrain.jsonl",
+            validation=f"{RAW}/validation.jsonl",
             corpus=[
                 f"{RAW}/corpus/shard-{i:03d}.jsonl"
                 for i in range(config["data"]["generator"]["corpus_shards"])
@@ -79,7 +80,7 @@ rule prepare:
     benchmark:
         "benchmarks/prepare/{dataset}-{shard}.tsv"
     wildcard_constraints:
-        dataset="high_quality|corpus|pretrain",
+        dataset="high_quality|corpus|pretrain|validation",
         shard=r"\d+",
     conda:
         "../../envs/slm.yaml"

@@ -1,8 +1,8 @@
 rule dynamics:
     input:
         models=lambda w: local_inputs(*trajectory(w.run)),
-        shard=packed("corpus")[-1],
-        scores=f"results/scores/shard-{shard_ids('corpus')[-1]}",
+        shard=validation_shard(),
+        scores=validation_scores(),
         tokenizer=local_inputs(tokenizer_dir()),
     output:
         report(

@@ -28,6 +28,7 @@ rule evaluate:
                 "seed": config["seed"],
                 "device": config["device"],
                 "dtype": "bfloat16" if config["precision"] == "bf16" else "float32",
+                "task_options": config["evaluation"].get("task_options", {}),
             }
         ),
     shell:

@@ -1,14 +1,15 @@
 rule score:
     input:
         model=local_inputs(reference_model()),
-        shard="results/data/packed/corpus/shard-{shard}",
+        shard="results/data/packed/{dataset}/shard-{shard}",
     output:
-        directory("results/scores/shard-{shard}"),
+        directory("results/scores/{dataset}/shard-{shard}"),
     log:
-        "logs/score/shard-{shard}.log",
+        "logs/score/{dataset}-{shard}.log",
     benchmark:
-        "benchmarks/score/shard-{shard}.tsv"
+        "benchmarks/score/{dataset}-{shard}.tsv"
     wildcard_constraints:
+        dataset="corpus|validation",
         shard=r"\d+",
     conda:
         "../../envs/slm.yaml"

@@ -1,6 +1,6 @@
 rule train:
     input:
-        model=local_inputs(base_model()),
+        model=lambda w: local_inputs(run_base(w.run)),
         data=packed("corpus"),
         scores=run_scores,
         reference=lambda w: (
@@ -28,7 +28,7 @@ rule train:
         gpu=GPUS,
     params:
         options=lambda w: train_options(
-            config["training"], init_model=base_model(), **run_fields(w.run)
+            config["training"], init_model=run_base(w.run), **run_fields(w.run)
         ),
         paths=lambda w, input, output: spec(
             {

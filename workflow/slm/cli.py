@@ -112,23 +112,29 @@ def cmd_figures(args) -> None:
     from slm.figures import make_figures
     from slm.io import atomic_write_json
 
-    spec = args.spec
-    captions = make_figures(spec["checkpoints_csv"], Path(args.out), accuracy_tasks=spec["accuracy_tasks"],
-                            loss_task=spec.get("loss_task"), metrics_by_run=spec["metrics_by_run"],
-                            ratio_runs=spec["ratio_runs"])
+    spec = dict(args.spec)  # the other keys are make_figures' keyword arguments
+    captions = make_figures(spec.pop("checkpoints_csv"), Path(args.out), **spec)
     atomic_write_json(Path(args.out) / "captions.json", captions)
 
 
 def cmd_paper_table(args) -> None:
     import pandas as pd
 
-    from slm.reported import side_by_side
+    from slm.reported import measured_rows, side_by_side, usable_mapping
+    from slm.tables import human_tokens
 
     spec = args.spec
     measured = pd.read_csv(spec["results_csv"], index_col=0)
+    mapping, provenance = spec.get("mapping", {}), dict(spec["provenance"])
+    if spec.get("rows"):  # only these rows (e.g. Table 3: the weak-to-strong runs'), see measured_rows
+        measured, counts = measured_rows(measured, spec["rows"], values=spec.get("values"),
+                                         parameters=spec.get("parameters"))
+        provenance.update({f"parameters of {name}": human_tokens(n) for name, n in counts.items()})
+    if spec.get("usable_mapping"):  # drop the mapping entries whose paper column the table lacks
+        mapping = usable_mapping(mapping, spec["table"])
     out = Path(args.out)
-    side_by_side(measured, spec["table"], spec.get("mapping", {}), out.with_suffix(".md"), out.with_suffix(".csv"),
-                 provenance=spec["provenance"], out_tex=out.with_suffix(".tex"))
+    side_by_side(measured, spec["table"], mapping, out.with_suffix(".md"), out.with_suffix(".csv"),
+                 provenance=provenance, out_tex=out.with_suffix(".tex"))
 
 
 def cmd_benchmark(args) -> None:

@@ -10,7 +10,9 @@ from pathlib import Path
 
 from slm.data.sources import check_mixture, mixture_files
 
-DATASETS = ("high_quality", "corpus", "pretrain")
+# The datasets models train on (and a trained tokenizer learns from); validation is only scored.
+TRAINING_DATASETS = ("high_quality", "corpus", "pretrain")
+DATASETS = TRAINING_DATASETS + ("validation",)
 SELECTION_DEFAULTS = {"score_fn": "excess", "unit": "batch", "weighting": "hard", "temperature": 1.0}
 
 
@@ -72,7 +74,7 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
         if "path" in base:
             _fail("tokenizer.train", "a hub/local base model (base_model.path) brings its own tokenizer: "
                   "use tokenizer: {from_base_model: true}")
-        for name in DATASETS:
+        for name in TRAINING_DATASETS:
             if data.get(name, {}).get("source") == "hf":
                 _fail("tokenizer.train", f"trains on local data only, but data.{name} is a hub dataset")
             if any(c.get("source") == "hf" for c in data.get(name, {}).get("components", [])):
@@ -86,10 +88,13 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
         model = reference.get(key)
         if model is not None and str(model).startswith((".", "/")) and not (base_dir / model).is_dir():
             _fail(f"reference.{key}", f"local model directory not found: {model}")
+    extra_bases = config.get("base_models") or {}
+    check_base_models(config, extra_bases, base_dir)
 
     training = config["training"]
-    for group in ("reference", "training", "base_model.pretrain"):
-        section = base.get("pretrain") if group == "base_model.pretrain" else config[group]
+    sections = {"reference": reference, "training": training, "base_model.pretrain": base.get("pretrain")}
+    sections.update({f"base_models.{name}.pretrain": extra.get("pretrain") for name, extra in extra_bases.items()})
+    for group, section in sections.items():
         if section is None or (group == "reference" and "path" in section):
             continue  # a given reference model (reference.path) is not trained
         if ("max_tokens" in section) == ("epochs" in section):
@@ -109,6 +114,9 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
     for task in evaluation.get("lower_is_better", []):
         if task not in evaluation["tasks"]:
             _fail("evaluation.lower_is_better", f"{task!r} is not in evaluation.tasks")
+    for task in evaluation.get("task_options", {}):
+        if task not in evaluation["tasks"]:
+            _fail(f"evaluation.task_options.{task}", f"{task!r} is not in evaluation.tasks")
     which = evaluation.get("checkpoints", True)
     for run in which if isinstance(which, list) else []:
         if run not in config["runs"]:
@@ -126,9 +134,36 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
                     _fail(f"runs.{run}.{key}", "a clm run trains on every token and takes no selection settings")
 
 
+def check_base_models(config: dict, extra_bases: dict, base_dir: Path) -> None:
+    """The extra base models (base_models) and the runs that start from them (runs.<run>.base_model)."""
+    trained_tokenizer = "train" in config["tokenizer"]
+    for name, extra in extra_bases.items():
+        key = f"base_models.{name}"
+        if "init" in extra and not trained_tokenizer:
+            _fail(f"{key}.init", "a freshly initialised model needs tokenizer.train: every model (the reference, "
+                  "base_model, each base_models entry) shares the one tokenizer")
+        if "path" in extra:
+            if trained_tokenizer:
+                _fail(f"{key}.path", "a hub/local model brings its own tokenizer, but every model shares the one of "
+                      "tokenizer.train: give init")
+            if str(extra["path"]).startswith((".", "/")) and not (base_dir / extra["path"]).is_dir():
+                _fail(f"{key}.path", f"local model directory not found: {extra['path']}")
+        if "init" in extra and "pretrain" in extra and "pretrain" not in config["data"]:
+            _fail(f"{key}.pretrain", "needs a data.pretrain source")
+    for run, spec in config["runs"].items():
+        name = spec.get("base_model")
+        if name is not None and name not in extra_bases:
+            _fail(f"runs.{run}.base_model", f"{name!r} is not an entry of base_models (have: {sorted(extra_bases)})")
+        if run.startswith("base-") and run.removeprefix("base-") in extra_bases:
+            _fail(f"runs.{run}", f"a run may not be named like base_models.{run.removeprefix('base-')}'s model "
+                  f"(results/models/{run})")
+
+
 def n_shards(config: dict, dataset: str) -> int:
     """How many packed shards a dataset is cut into."""
     spec = config["data"][dataset]
+    if dataset == "validation":
+        return 1
     if spec["source"] == "files":
         return len(spec["paths"]) if dataset == "corpus" else 1
     if spec["source"] in ("hf", "mixture"):

@@ -203,6 +203,44 @@ def load_dynamics(npz_path: str | Path) -> dict:
 
 
 # --------------------------------------------------------------------------- classification
+def selection_losses(npz_by_run: dict[str, str | Path], selector: str, ratio: float) -> pd.DataFrame:
+    """Held-out losses on the tokens SLM selects and on the rest, per run and checkpoint (Figure 6).
+
+    At each point of the trajectory the ``selector`` run (the SLM run) picks the top ``ratio`` of the
+    slice's loss-bearing tokens by excess loss (its loss there minus the reference loss), ranked over
+    the whole slice as over a training batch. Every run's mean loss on those selected tokens and on
+    the unselected ones is reported, so SLM and CLM are compared on the same tokens at each point.
+    All files must hold the same slice, reference losses and trajectory points.
+    Columns: ``run``, ``tokens_seen``, ``selected_loss``, ``unselected_loss``, ``selected_tokens``.
+    """
+    from slm.selection import select_tokens
+
+    if selector not in npz_by_run:
+        raise ValueError(f"selection_losses: selector run {selector!r} is not among {sorted(npz_by_run)}")
+    data = {run: load_dynamics(path) for run, path in npz_by_run.items()}
+    base = data[selector]
+    if "reference" not in base:
+        raise ValueError(f"{npz_by_run[selector]}: no reference losses (run the dynamics with reference scores)")
+    for run, d in data.items():
+        same = (np.array_equal(d["tokens"], base["tokens"]) and np.array_equal(d["tokens_seen"], base["tokens_seen"])
+                and np.array_equal(d.get("reference"), base["reference"], equal_nan=True))
+        if not same:
+            raise ValueError(f"{npz_by_run[run]} and {npz_by_run[selector]} do not hold the same slice, reference "
+                             "losses and checkpoints: rerun their token dynamics with one config")
+    valid = torch.from_numpy(base["valid"])[None, :]
+    rows = []
+    for m, seen in enumerate(base["tokens_seen"]):
+        excess = torch.from_numpy(np.nan_to_num(base["losses"][m] - base["reference"], nan=-np.inf))[None, :]
+        selected = select_tokens(excess, valid, ratio, "batch")[0].numpy()
+        unselected = base["valid"] & ~selected
+        for run, d in data.items():
+            rows.append({"run": run, "tokens_seen": int(seen),
+                         "selected_loss": float(np.nanmean(d["losses"][m][selected])),
+                         "unselected_loss": float(np.nanmean(d["losses"][m][unselected])),
+                         "selected_tokens": int(selected.sum())})
+    return pd.DataFrame(rows)
+
+
 def fitted_delta(losses: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
     """Least-squares line through each column of ``losses`` [n_points, n_tokens]: fitted end - start.
 

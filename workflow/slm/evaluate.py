@@ -7,6 +7,8 @@ Compact JSON format (one file per evaluated model)::
       "tasks": {"<task>": {"<metric>,<filter>": value, "<metric>_stderr,<filter>": value|null, ...}},
       "higher_is_better": {"<task>": {"<metric>": true|false, ...}},
       "n_samples": {"<task>": n_documents_evaluated},
+      "n_shot": {"<task>": shots_lm_eval_used},
+      "task_options": {"<task>": {"num_fewshot": int, "max_gen_toks": int}},
       "lm_eval_version": "0.4.13",
       "limit": null|int|float,
       "seed": 1234,
@@ -22,6 +24,10 @@ lm-eval's ``"<metric>_stderr,<filter>"`` keys; lm-eval's ``"N/A"`` (and any non-
 number) is stored as ``null``.  Non-metric entries (``alias``, ``name``, ``sample_len``)
 are dropped.  :func:`headline_metric` resolves a metric by full key or, when exactly one
 filter carries it, by bare metric name (``"acc"`` -> ``"acc,none"``).
+
+``task_options`` holds the per-task settings asked for (tasks without any are absent); ``n_shot`` is
+lm-eval's own record of the shots each task and group was run with (a task YAML that sets
+``num_fewshot: 0`` keeps 0 whatever was asked).
 """
 
 from __future__ import annotations
@@ -127,6 +133,42 @@ def _clean_value(value: Any) -> float | int | None:
     return value if math.isfinite(value) else None
 
 
+TASK_OPTIONS = ("num_fewshot", "max_gen_toks")
+
+
+def option_groups(tasks: list[str], task_options: dict | None) -> dict[tuple, list[str]]:
+    """Tasks keyed by their ``(num_fewshot, max_gen_toks)``, in order of first appearance.
+
+    A task without options gets ``(None, None)``: lm-eval's task defaults.  Options for a task
+    that is not in ``tasks``, or an option lm-eval cannot be given here, raise ``ValueError``.
+    """
+    task_options = task_options or {}
+    stray = [t for t in task_options if t not in tasks]
+    if stray:
+        raise ValueError(f"task_options given for task(s) not evaluated: {stray} (tasks: {tasks})")
+    groups: dict[tuple, list[str]] = {}
+    for task in tasks:
+        options = task_options.get(task) or {}
+        unknown = sorted(set(options) - set(TASK_OPTIONS))
+        if unknown:
+            raise ValueError(f"task_options.{task}: unknown option(s) {unknown}; known: {list(TASK_OPTIONS)}")
+        groups.setdefault(tuple(options.get(k) for k in TASK_OPTIONS), []).append(task)
+    return groups
+
+
+def merge_raw(raws: list[dict]) -> dict:
+    """One lm-eval result dict from the results of several ``simple_evaluate`` calls."""
+    merged: dict[str, dict] = {}
+    for raw in raws:
+        for key in ("results", "groups", "n-samples", "higher_is_better", "n-shot"):
+            part = raw.get(key, {})
+            twice = sorted(set(part) & set(merged.get(key, {}))) if key == "results" else []
+            if twice:  # e.g. mmlu and mmlu_stem in different option groups: the later run is kept
+                log.warning("tasks %s were evaluated in two option groups; keeping the later", twice)
+            merged.setdefault(key, {}).update(part)
+    return merged
+
+
 def compact_results(raw: dict, *, model: str, limit, seed: int) -> dict:
     """Reduce lm-eval's result dict to the compact format documented in the module docstring."""
     tasks: dict[str, dict[str, Any]] = {}
@@ -155,6 +197,7 @@ def compact_results(raw: dict, *, model: str, limit, seed: int) -> dict:
         "tasks": tasks,
         "higher_is_better": higher,
         "n_samples": n_samples,
+        "n_shot": dict(raw.get("n-shot", {})),
         "lm_eval_version": _lm_eval_version(),
         "limit": limit,
         "seed": seed,
@@ -217,14 +260,19 @@ def evaluate_model(
     dtype: str = "float32",
     max_length: int | None = None,
     bootstrap_iters: int = 1000,
+    task_options: dict | None = None,
 ) -> dict:
     """Evaluate ``model`` on lm-eval ``tasks`` and write the compact JSON to ``out_json``.
 
-    Inputs are validated before the model is loaded: a missing/invalid local model
-    directory, a missing ``include_path`` or an unknown task raise immediately.  All four
-    lm-eval seeds are set to ``seed``; per-sample logs are not kept.  ``bootstrap_iters``
-    only affects bootstrapped standard errors (0 skips all stderr computation).
-    Returns the compact dict that was written.
+    ``task_options`` maps a task to ``{"num_fewshot": n, "max_gen_toks": m}`` (both optional).
+    Tasks sharing the same options run in one ``simple_evaluate`` call, with ``num_fewshot=n``
+    and ``gen_kwargs="max_gen_toks=m"`` where set (tasks without options: lm-eval's defaults);
+    the model is loaded once and every call starts from the same seeds.  Inputs are validated
+    before the model is loaded: a missing/invalid local model directory, a missing
+    ``include_path``, an unknown task or options for a task not in ``tasks`` raise immediately.
+    All four lm-eval seeds are set to ``seed``; per-sample logs are not kept.
+    ``bootstrap_iters`` only affects bootstrapped standard errors (0 skips all stderr
+    computation).  Returns the compact dict that was written.
     """
     import lm_eval
 
@@ -233,39 +281,54 @@ def evaluate_model(
     tasks = list(tasks)
     if not tasks:
         raise ValueError("no lm-eval tasks given")
+    groups = option_groups(tasks, task_options)
     t0 = time.perf_counter()
     task_manager = make_task_manager(include_path)
     check_tasks(task_manager, tasks, include_path)
 
-    model_args: dict[str, Any] = {"pretrained": pretrained, "dtype": dtype, "device": device}
-    if max_length is not None:
-        model_args["max_length"] = int(max_length)
+    from lm_eval.models.huggingface import HFLM
+
     log.info(
         "lm-eval %s: model %s, tasks %s, limit %s, batch %s, device %s, dtype %s, seed %s",
         _lm_eval_version(), model_name, tasks, limit, batch_size, device, dtype, seed,
     )
-    raw = lm_eval.simple_evaluate(
-        model="hf",
-        model_args=model_args,
-        tasks=tasks,
-        batch_size=batch_size,
-        limit=limit,
-        bootstrap_iters=bootstrap_iters,
-        log_samples=False,
-        task_manager=task_manager,
-        random_seed=seed,
-        numpy_random_seed=seed,
-        torch_random_seed=seed,
-        fewshot_random_seed=seed,
-    )
-    if raw is None:  # only non-zero ranks get None
-        raise RuntimeError("lm_eval.simple_evaluate returned no results (non-zero rank?)")
-    result = compact_results(raw, model=model_name, limit=limit, seed=seed)
+    extra = {"max_length": int(max_length)} if max_length is not None else {}
+    # Loaded once for all option groups (simple_evaluate(model="hf") would reload it per call).
+    lm = HFLM(pretrained=pretrained, dtype=dtype, device=device, batch_size=batch_size, **extra)
+    raws = []
+    for (num_fewshot, max_gen_toks), group in groups.items():
+        log.info("tasks %s: num_fewshot %s, max_gen_toks %s", group, num_fewshot, max_gen_toks)
+        raw = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=group,
+            num_fewshot=num_fewshot,
+            # lm-eval applies gen_kwargs to generate_until tasks only, over their YAML's values
+            gen_kwargs=f"max_gen_toks={max_gen_toks}" if max_gen_toks is not None else None,
+            batch_size=batch_size,
+            limit=limit,
+            bootstrap_iters=bootstrap_iters,
+            log_samples=False,
+            task_manager=task_manager,
+            random_seed=seed,
+            numpy_random_seed=seed,
+            torch_random_seed=seed,
+            fewshot_random_seed=seed,
+        )
+        if raw is None:  # only non-zero ranks get None
+            raise RuntimeError("lm_eval.simple_evaluate returned no results (non-zero rank?)")
+        raws.append(raw)
+    result = compact_results(merge_raw(raws), model=model_name, limit=limit, seed=seed)
     missing = [t for t in tasks if t not in result["tasks"]]
     if missing:  # a tag expands to its member tasks and has no entry of its own
         log.warning("no result entry named %s (tags?); got %s", missing, sorted(result["tasks"]))
+    used = {t: dict(o) for t, o in (task_options or {}).items() if o}
+    for task, options in used.items():
+        shots = result["n_shot"].get(task)
+        if "num_fewshot" in options and shots is not None and shots != options["num_fewshot"]:
+            # lm-eval never overrides a task YAML's explicit num_fewshot: 0
+            log.warning("%s ran %s-shot, not the %s asked for", task, shots, options["num_fewshot"])
     wall = time.perf_counter() - t0
-    result.update({"dtype": dtype, "batch_size": batch_size, "wall_seconds": round(wall, 3)})
+    result.update({"task_options": used, "dtype": dtype, "batch_size": batch_size, "wall_seconds": round(wall, 3)})
     out_json = Path(out_json)
     atomic_write_json(out_json, result)
     for task in tasks:

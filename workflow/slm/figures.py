@@ -2,12 +2,15 @@
 
 * :func:`figure1_accuracy_vs_tokens` — Figure 1: average accuracy against training tokens per run,
   from ``results/tables/checkpoints.csv``.
-* :func:`figure6_losses` — the training-log side of Figure 6: loss on selected, all and
-  unselected tokens against tokens seen, from each run's ``metrics.jsonl``.
+* :func:`figure6_heldout_losses` — Figure 6: held-out loss on the tokens SLM selects, on a
+  downstream corpus and on the unselected tokens against tokens seen, SLM vs CLM, from the token
+  dynamics files (:func:`slm.dynamics.selection_losses`) and ``checkpoints.csv``.
 * :func:`figure7_accuracy_vs_loss` — Figure 7: accuracy against loss with the paper's fit
   ``Acc(L) = log(a*L + c)`` (least squares, numpy only: :func:`fit_log_linear`).
 * :func:`figure9_ratio_ablation` — Figure 9: accuracy against selection ratio, beside the paper's
   reported values.
+* :func:`figure5_gains` — Figure 5: per-task gain of SLM over CLM from ``results/tables/results.csv``
+  (bars and a Markdown / CSV / LaTeX table), beside the paper's gains where a task is mapped.
 
 Every function renders with matplotlib's Agg canvas (no pyplot, no global backend switch) and
 returns a :class:`FigureResult`: the PNG path, a caption saying what is plotted from which files,
@@ -16,34 +19,25 @@ the DataFrame actually plotted, and (Figure 7) the fit.
 
 from __future__ import annotations
 
-import json
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
-from slm.io import atomic_path
-from slm.reported import reported_table
-from slm.tables import human_tokens, is_raw_metric
+from slm.io import atomic_path, atomic_write_text
+from slm.reported import _bare, _format, _latex, reported_table
+from slm.tables import AVG_COL, SEEN_COL, TRAIN_COL, human_tokens, is_raw_metric
 
 DPI = 120
 X_COLUMNS = {"tokens_seen": "tokens seen", "tokens_selected": "tokens trained on (selected)"}
 CHECKPOINT_COLUMNS = ("run", "tokens_seen", "tokens_selected", "task", "metric", "value")
-#: metrics.jsonl key -> (label, line style) of the loss kinds of Figure 6
-LOSS_KINDS = {
-    "loss": ("selected tokens", "-"),
-    "loss_all": ("all tokens", "--"),
-    "loss_unselected": ("unselected tokens", ":"),
-}
-
-
 @dataclass
 class FigureResult:
     """What a figure function wrote: ``png``, its ``caption``, the ``data`` plotted, a ``fit``."""
@@ -172,97 +166,57 @@ def figure1_accuracy_vs_tokens(
 
 
 # --------------------------------------------------------------------------- Figure 6
-def read_metrics(path: str | Path) -> pd.DataFrame:
-    """A trainer ``metrics.jsonl`` as a DataFrame sorted by step (last entry kept per step)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"training metrics not found: {path}")
-    records = []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"training metrics {path}, line {lineno}: not JSON ({err})") from err
-        if not isinstance(entry, dict) or "tokens_seen" not in entry or "loss" not in entry:
-            raise ValueError(f"training metrics {path}, line {lineno}: needs 'tokens_seen' and 'loss'")
-        records.append(entry)
-    if not records:
-        raise ValueError(f"training metrics {path} has no entries")
-    df = pd.DataFrame.from_records(records)
-    for key in LOSS_KINDS:
-        df[key] = pd.to_numeric(df[key], errors="coerce") if key in df else math.nan
-    if "step" in df:
-        df = df.drop_duplicates("step", keep="last")
-    return df.sort_values("tokens_seen", kind="stable").reset_index(drop=True)
+#: selection_losses column -> panel title of Figure 6
+HELD_OUT_PANELS = {"selected_loss": "tokens SLM selects", "unselected_loss": "tokens SLM does not select"}
 
 
-def figure6_losses(metrics_jsonl_by_run: Mapping[str, str | Path], out_png: str | Path) -> FigureResult:
-    """Training loss on selected, all and unselected tokens against tokens seen.
+def figure6_heldout_losses(
+    selection: pd.DataFrame,
+    out_png: str | Path,
+    *,
+    selector: str,
+    ratio: float,
+    downstream: pd.DataFrame | None = None,
+    downstream_label: str = "",
+    source: str = "",
+) -> FigureResult:
+    """Figure 6: held-out loss on the tokens SLM selects, on a downstream corpus, on the rest.
 
-    One colour per run, one line style per loss kind (selected solid, all dashed, unselected
-    dotted).  A run that selects every token (CLM, ``selected_fraction`` 1 throughout) has its
-    selected-token loss equal to its all-token loss: only the latter is drawn.  Kinds that are
-    absent or NaN throughout (unselected loss of CLM) are skipped.
-
-    ``data``: long form ``run``, ``tokens_seen``, ``kind`` (metrics key), ``loss``.
+    ``selection``: :func:`slm.dynamics.selection_losses` (``run``, ``tokens_seen``, ``selected_loss``,
+    ``unselected_loss``); ``downstream``: ``run``, ``tokens_seen``, ``loss`` (e.g. a held-out loss
+    task per checkpoint), drawn as the middle panel when given.
+    ``data``: long form ``run``, ``tokens_seen``, ``panel``, ``loss``.
     """
-    if not metrics_jsonl_by_run:
-        raise ValueError("figure6: no runs given")
-    runs = list(metrics_jsonl_by_run)
+    frames = [selection.assign(panel=HELD_OUT_PANELS[key], loss=selection[key]) for key in HELD_OUT_PANELS]
+    panels = [HELD_OUT_PANELS["selected_loss"], HELD_OUT_PANELS["unselected_loss"]]
+    if downstream is not None and not downstream.empty:
+        frames.insert(1, downstream.assign(panel=downstream_label))
+        panels.insert(1, downstream_label)
+    data = pd.concat(frames, ignore_index=True)[["run", "tokens_seen", "panel", "loss"]]
+    if not np.isfinite(data["loss"]).any():
+        raise ValueError(f"figure6: no finite losses ({source})")
+    runs = list(dict.fromkeys(data["run"]))
     colours = _colours(runs)
-    frames, merged = [], []
-    for run, path in metrics_jsonl_by_run.items():
-        df = read_metrics(path)
-        all_selected = (
-            "selected_fraction" in df and bool((pd.to_numeric(df["selected_fraction"]) >= 1.0).all())
-        )
-        for key in LOSS_KINDS:
-            if key == "loss" and all_selected and df["loss_all"].notna().any():
-                merged.append(run)
-                continue
-            if df[key].notna().any():
-                frames.append(
-                    pd.DataFrame({"run": run, "tokens_seen": df["tokens_seen"], "kind": key, "loss": df[key]})
-                )
-    if not frames:
-        raise ValueError(f"figure6: no finite losses in {_names(map(str, metrics_jsonl_by_run.values()))}")
-    data = pd.concat(frames, ignore_index=True)
-
-    fig, (ax,) = _new_figure(width=7.2)
-    for (run, kind), sub in data.groupby(["run", "kind"], sort=False):
-        ax.plot(sub["tokens_seen"], sub["loss"], color=colours[run], linestyle=LOSS_KINDS[kind][1])
-    ax.xaxis.set_major_formatter(TOKENS_FORMATTER)
-    ax.set_xlabel("tokens seen")
-    ax.set_ylabel("mean cross-entropy (nats/token)")
-    ax.set_title("Training loss on selected, all and unselected tokens")
-    ax.grid(alpha=0.3)
-    run_handles = [Line2D([], [], color=colours[r], label=r) for r in runs]
-    kinds_drawn = [k for k in LOSS_KINDS if k in set(data["kind"])]
-    kind_handles = [
-        Line2D([], [], color="0.3", linestyle=LOSS_KINDS[k][1], label=LOSS_KINDS[k][0]) for k in kinds_drawn
-    ]
-    first = ax.legend(handles=run_handles, title="run", loc="upper right")
-    ax.add_artist(first)
-    ax.legend(handles=kind_handles, title="loss on", loc="upper center")
+    fig, axes = _new_figure(ncols=len(panels), width=4.6)
+    for ax, panel in zip(axes, panels):
+        for run in runs:
+            sub = data[(data["panel"] == panel) & (data["run"] == run)].sort_values("tokens_seen")
+            ax.plot(sub["tokens_seen"], sub["loss"], marker="o", color=colours[run], label=run)
+        ax.xaxis.set_major_formatter(TOKENS_FORMATTER)
+        ax.set_xlabel("tokens seen")
+        ax.set_title(panel)
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("held-out loss")
+    axes[0].legend(title="run")
     out = _save(fig, out_png)
-
-    sources = "; ".join(f"{run}: {path}" for run, path in metrics_jsonl_by_run.items())
     caption = (
-        f"Training loss against tokens seen for {_names(runs)}: mean cross-entropy on the tokens "
-        "each run selected (solid), on all loss-bearing tokens (dashed) and on the unselected tokens "
-        f"(dotted), as logged on the training batches (metrics.jsonl; {sources}). This is the data "
-        "behind the paper's Figure 6 only as far as the training log gives it: the paper evaluates "
-        "SLM and CLM on the same held-out tokens (those SLM selects, those it does not, and a "
-        "downstream corpus); here each run is measured on its own training batches and its own "
-        "selection, and there is no downstream-corpus loss."
+        f"Held-out losses against tokens seen for {_names(runs)}, on the same validation tokens for every "
+        f"run: at each checkpoint {selector} ranks the slice's tokens by excess loss (its loss there minus "
+        f"the reference loss) and selects the top {ratio:.0%}; left, each run's mean loss (nats/token) on "
+        "those selected tokens; right, on the unselected ones"
+        + (f"; middle, {downstream_label}" if len(panels) == 3 else "")
+        + f". The paper's Figure 6 finds SLM lower on the first two and higher on unselected tokens. ({source})"
     )
-    if merged:
-        caption += (
-            f" {_names(merged)} selected every token, so the selected-token loss equals the all-token "
-            "loss and only the latter is drawn."
-        )
     return FigureResult(out, caption, data)
 
 
@@ -325,7 +279,7 @@ def fit_log_linear(loss, accuracy, *, max_iter: int = 500) -> dict[str, float]:
     c = (q - p * xm / xs) * scale
     sst = float(np.sum((y - y.mean()) ** 2))
     r2 = 1.0 - sse / sst if sst > 0 else (1.0 if sse < 1e-20 else math.nan)
-    return {"a": float(a), "c": float(c), "r2": float(r2), "rmse": math.sqrt(sse / len(x)), "n": int(len(x))}
+    return {"a": float(a), "c": float(c), "r2": float(r2), "rmse": math.sqrt(sse / len(x)), "n": len(x)}
 
 
 def log_linear(loss, a: float, c: float) -> np.ndarray:
@@ -458,27 +412,206 @@ def figure9_ratio_ablation(
     return FigureResult(out, caption, data)
 
 
+# --------------------------------------------------------------------------- Figure 5
+FIGURE5 = "figure5_general_gain_over_ct"
+GAIN_COLUMNS = ("task", "metric", "lower_is_better", "clm", "slm", "gain", "paper_benchmark", "paper_gain")
+AVERAGE_ROW = "average"
+
+
+def figure5_gains(
+    results_csv: str | Path,
+    delta: tuple[str, str],
+    out_png: str | Path,
+    out_stem: str | Path,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    lower_is_better: Collection[str] = (),
+    reported_path: str | Path | None = None,
+) -> FigureResult:
+    """Per-task gain of the SLM run over the CLM run as bars and a table (the paper's Figure 5).
+
+    ``results_csv``: the CSV of :func:`slm.tables.results_table` (rows: models; task columns
+    headed ``"<task> [<metric>]"``).  ``delta``: the (SLM, CLM) row names.  The gain is SLM minus
+    CLM, and CLM minus SLM for ``lower_is_better`` tasks and perplexity-like metrics, so positive
+    always means SLM did better: percentage points for accuracies, raw units otherwise.
+    ``mapping``: task -> the paper's Figure 5 benchmark it stands in for (a key of
+    ``figure5_general_gain_over_ct``); mapped rows carry the paper's gain and get a second bar.
+    A last row averages the accuracy tasks (its paper gain: the mean over the same tasks, when
+    all are mapped).
+
+    Writes ``out_png`` and the table as ``out_stem`` + ``.md``, ``.csv`` and ``.tex``.
+    ``data``: the table (columns :data:`GAIN_COLUMNS`, the average row last).
+    """
+    path = Path(results_csv)
+    if not path.is_file():
+        raise FileNotFoundError(f"results table not found: {path}")
+    table = pd.read_csv(path, index_col=0)
+    slm, clm = delta
+    absent = [name for name in (slm, clm) if name not in table.index]
+    if absent:
+        raise ValueError(f"figure5: runs {absent} are not rows of {path} (it has: {list(table.index)})")
+    tasks = {_bare(c): c for c in table.columns if c not in (AVG_COL, TRAIN_COL, SEEN_COL)}
+    paper = reported_table(FIGURE5, path=reported_path)
+    benchmarks = [b for b in paper.attrs["score_columns"] if b != AVERAGE_ROW]
+    mapping = dict(mapping or {})
+    unknown = [t for t in mapping if t not in tasks]
+    if unknown:
+        raise ValueError(f"figure5: mapped tasks {unknown} are not columns of {path} (tasks: {list(tasks)})")
+    not_paper = [b for b in mapping.values() if b not in benchmarks]
+    if not_paper:
+        raise ValueError(f"figure5: {not_paper} are not benchmarks of the paper's Figure 5 ({benchmarks})")
+
+    records = []
+    for task, column in tasks.items():
+        metric = column[len(task) + 2 : -1] if column != task else ""
+        raw = is_raw_metric(metric)
+        lower = task in lower_is_better or raw
+        before, after = float(table.at[clm, column]), float(table.at[slm, column])
+        bench = mapping.get(task)
+        records.append({
+            "task": task, "metric": metric, "lower_is_better": lower, "clm": before, "slm": after,
+            # results.csv is rounded to display precision; round the difference alike
+            "gain": round((before - after) if lower else (after - before), 4 if raw else 1),
+            "paper_benchmark": bench, "paper_gain": paper.at[0, bench] if bench else math.nan,
+        })
+    data = pd.DataFrame.from_records(records, columns=GAIN_COLUMNS)
+    acc = data[~data["lower_is_better"]]
+    data.loc[len(data)] = {
+        "task": AVERAGE_ROW, "metric": f"mean of {len(acc)} accuracy tasks", "lower_is_better": False,
+        "clm": round(acc["clm"].mean(), 1), "slm": round(acc["slm"].mean(), 1),
+        "gain": round(acc["gain"].mean(), 1), "paper_benchmark": None,
+        "paper_gain": round(acc["paper_gain"].mean(), 1) if acc["paper_benchmark"].notna().all() else math.nan,
+    }
+    data["lower_is_better"] = data["lower_is_better"].astype(bool)
+
+    lowers = list(data.loc[data["lower_is_better"], "task"])
+    paper_label = paper.at[0, paper.attrs["label_column"]]  # Rho-1 1B − Tinyllama-CT (80B tokens)
+    paper_note = (
+        f"{paper_label}, general domain, {paper.at[0, AVERAGE_ROW]:+.1f} on average over its benchmarks "
+        f"({FIGURE5} in {paper.attrs['source']})"
+    )
+    _gain_table(data, Path(out_stem), slm=slm, clm=clm, source=path, lowers=lowers, paper_note=paper_note,
+                mapped=bool(mapping))
+
+    labels = [
+        f"{r.task} ({r.paper_benchmark})" if pd.notna(r.paper_benchmark)
+        else f"{r.task} ({r.metric.split(',')[0]}, CLM − SLM)" if r.lower_is_better
+        else f"{r.task} ({len(acc)} tasks)" if r.task == AVERAGE_ROW
+        else r.task
+        for r in data.itertuples()
+    ]
+    has_paper = bool(data["paper_gain"].notna().any())
+    height = 0.38 if has_paper else 0.7
+    y = np.arange(len(data))
+    colours = _colours(["this run", "paper"])
+    bars = [(data["gain"], f"this run: {slm} − {clm}", colours["this run"])]
+    if has_paper:
+        bars.append((data["paper_gain"], f"paper: {paper_label}", colours["paper"]))
+    fig, (ax,) = _new_figure(width=8.0, height=max(3.5, 2.0 + 0.3 * len(data) * len(bars)))
+    for i, (gains, label, colour) in enumerate(bars):
+        offset = (i - (len(bars) - 1) / 2) * height
+        drawn = ax.barh(y + offset, gains.fillna(0.0), height=height, color=colour, label=label)
+        ax.bar_label(drawn, labels=[_format(g, "gain", signed=True) for g in gains], padding=3, fontsize=8)
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(y, labels)
+    ax.invert_yaxis()  # first task on top, the average last, as in the paper
+    ax.margins(x=0.15)
+    ax.set_xlabel("gain of SLM over CLM (percentage points; loss-like tasks: raw units)")
+    ax.set_title("Per-task gain of SLM over CLM")
+    ax.grid(axis="x", alpha=0.3)
+    fig.legend(loc="outside lower center")  # below the axes: never over a bar
+    out = _save(fig, out_png)
+
+    caption = (
+        f"Figure 5 (paper) for this run: per-task gain of {slm} over {clm} from {path}; positive means "
+        "SLM did better: accuracies in percentage points (SLM − CLM)"
+        + (f", {_names(lowers)} (lower is better) as CLM − SLM in its own units" if lowers else "")
+        + f"; the last bar is the mean over the {len(acc)} accuracy tasks. Table: {out_stem}.md/.csv/.tex. "
+    )
+    if has_paper:
+        caption += f"Second bar, where a task is mapped (tables.figure5_columns): the paper's Figure 5, {paper_note}."
+    else:
+        caption += (
+            "No task is mapped to the paper's benchmarks (tables.figure5_columns), so there are no paper "
+            "bars: the paper's Figure 5 is for the general-domain config (config/paper/general-1b.yaml): "
+            f"{paper_note}."
+        )
+    return FigureResult(out, caption, data)
+
+
+def _gain_table(data: pd.DataFrame, stem: Path, *, slm: str, clm: str, source: Path, lowers: list[str],
+                paper_note: str, mapped: bool) -> None:
+    """Figure 5's table as CSV (numbers as computed), Markdown and LaTeX (formatted, with a legend)."""
+    atomic_write_text(stem.with_suffix(".csv"), data.to_csv(index=False))
+    headers = {"task": "Task", "metric": "Metric", "clm": "CLM", "slm": "SLM", "gain": "Gain"}
+    if mapped:
+        headers.update(paper_benchmark="Paper benchmark", paper_gain="Paper gain")
+    shown = pd.DataFrame({
+        title: [_format(v, col, signed=col in ("gain", "paper_gain")) for v in data[col]]
+        for col, title in headers.items()
+    })
+    numeric = [col in ("clm", "slm", "gain", "paper_gain") for col in headers]
+    notes = [
+        ("CLM / SLM", f"rows `{clm}` / `{slm}` of {source}"),
+        ("Gain", "SLM − CLM in percentage points; positive = SLM better"
+         + (f"; for {', '.join(lowers)} (lower is better) CLM − SLM in its own units" if lowers else "")),
+        (AVERAGE_ROW, ("mean over the accuracy tasks (not the lower-is-better ones); its paper gain is "
+                       "the mean of those tasks' paper gains, given when all are mapped")),
+        ("paper", f"the paper's Figure 5, {paper_note}" if mapped
+         else f"no task mapped (tables.figure5_columns); the paper's Figure 5 is {paper_note}"),
+    ]
+    legend = ["", "Columns:"] + [f"- **{k}**: {v}" for k, v in notes]
+    md = shown.to_markdown(index=False, disable_numparse=True,
+                           colalign=["right" if n else "left" for n in numeric])
+    atomic_write_text(stem.with_suffix(".md"), md + "\n" + "\n".join(legend) + "\n")
+    atomic_write_text(stem.with_suffix(".tex"), _latex(shown, notes, n_measured=len(data) - 1, numeric=numeric))
+
+
 def make_figures(
     checkpoints_csv: str | Path,
     out_dir: str | Path,
     *,
     accuracy_tasks: list[str],
     loss_task: str | None,
-    metrics_by_run: Mapping[str, str | Path],
     ratio_runs: Mapping[str, float],
+    dynamics_by_run: Mapping[str, str | Path] | None = None,
+    selector: str | None = None,
+    ratio: float | None = None,
+    results_csv: str | Path | None = None,
+    delta: tuple[str, str] | None = None,
+    table_stem: str | Path | None = None,
+    mapping: Mapping[str, str] | None = None,
+    lower_is_better: Collection[str] = (),
 ) -> dict[str, str]:
     """Every figure the run's outputs support; returns {file name: caption}.
 
-    ``metrics_by_run``: the training logs to compare (Figure 6); ``ratio_runs``: runs that differ
+    ``dynamics_by_run``: the token-dynamics ``losses.npz`` of the SLM run ``selector`` (selecting at
+    ``ratio``) and the runs to compare with it on the same held-out tokens (Figure 6, with the
+    ``loss_task`` per checkpoint as its downstream corpus); ``ratio_runs``: runs that differ
     only in their selection ratio, with that ratio (Figure 9; CLM is 1.0); ``loss_task``: a
-    held-out loss task whose value per checkpoint is the loss axis of Figure 7.
+    held-out loss task whose value per checkpoint is the loss axis of Figure 7.  With
+    ``results_csv`` and ``delta`` (the SLM and CLM rows), Figure 5 (:func:`figure5_gains`) too,
+    its table at ``table_stem`` (default: beside the PNG).
     """
     out_dir = Path(out_dir)
     captions = {}
     result = figure1_accuracy_vs_tokens(checkpoints_csv, accuracy_tasks, out_dir / "figure1.png")
     captions["figure1.png"] = str(result)
-    captions["figure6.png"] = str(figure6_losses(metrics_by_run, out_dir / "figure6.png"))
     table = pd.read_csv(checkpoints_csv)
+    if dynamics_by_run:
+        from slm.dynamics import selection_losses
+
+        downstream = None
+        if loss_task is not None:
+            rows = table[(table["task"] == loss_task) & table["run"].isin(list(dynamics_by_run))]
+            downstream = rows[["run", "tokens_seen"]].assign(loss=rows["value"]).drop_duplicates(["run", "tokens_seen"])
+        result = figure6_heldout_losses(
+            selection_losses(dynamics_by_run, selector, ratio), out_dir / "figure6.png", selector=selector,
+            ratio=ratio, downstream=downstream, downstream_label=f"downstream: {loss_task}",
+            source=f"{_names(map(str, dynamics_by_run.values()))}; {checkpoints_csv}",
+        )
+        atomic_write_text(out_dir / "figure6.csv", result.data.to_csv(index=False))
+        captions["figure6.png"] = str(result)
     if loss_task is not None:
         wide = table.pivot_table(index=["run", "tokens_seen"], columns="task", values="value").reset_index()
         points = pd.DataFrame({
@@ -498,4 +631,8 @@ def make_figures(
     result = figure9_ratio_ablation(results, out_dir / "figure9.png", source=str(checkpoints_csv),
                                     values_in="fraction")
     captions["figure9.png"] = str(result)
+    if results_csv is not None and delta is not None:
+        result = figure5_gains(results_csv, delta, out_dir / "figure5.png", table_stem or out_dir / "figure5",
+                               mapping=mapping, lower_is_better=lower_is_better)
+        captions["figure5.png"] = str(result)
     return captions

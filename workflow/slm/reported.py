@@ -12,14 +12,18 @@ of entry are understood:
 :func:`reported_table` returns one entry as a DataFrame; :func:`side_by_side` writes a
 Markdown / CSV / LaTeX table that puts this run's rows beside the paper's rows, aligning only the
 columns the caller says correspond (a miniature ``arith_gen`` is not the paper's GSM8K).
+:func:`measured_rows` picks some rows of ``results.csv`` (e.g. the weak-to-strong runs' for Table 3)
+and adds per-row values and parameter counts.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import numbers
+import struct
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 import yaml
@@ -160,7 +164,7 @@ def _is_missing(value: Any) -> bool:
 
 def _is_token_column(column: str) -> bool:
     lower = str(column).lower()
-    return "token" in lower or lower in ("train", "uniq")
+    return "token" in lower or lower in ("train", "uniq", PARAMETERS_COL.lower())
 
 
 def _format(value: Any, column: str, *, signed: bool = False) -> str:
@@ -196,6 +200,86 @@ def _provenance_lines(provenance: Mapping[str, Any], paper: pd.DataFrame) -> lis
         note += " (values read off the paper's plot, approximate)"
     lines.append(("paper numbers", note))
     return lines
+
+
+# --------------------------------------------------------------------------- measured rows
+PARAMETERS_COL = "Parameters"
+
+
+def select_rows(measured: pd.DataFrame, names: Sequence[str]) -> pd.DataFrame:
+    """The rows of ``measured`` (``results.csv`` read with ``index_col=0``) that ``names`` name, in
+    that order.
+
+    A name matches the row labelled exactly so (``"Base (strong)"``), else the one row labelled
+    ``"<name>: ..."`` (the results table labels a run's row ``"<run>: <METHOD> ..."``). A name that
+    matches no row, or several, is an error naming it and the labels there are.
+    """
+    labels = [str(label) for label in measured.index]
+    picked: list[int] = []
+    for name in names:
+        matches = [i for i, label in enumerate(labels) if label == name] or [
+            i for i, label in enumerate(labels) if label.startswith(f"{name}: ")
+        ]
+        if len(matches) != 1:
+            raise ValueError(
+                f"select_rows: {name!r} names {'no' if not matches else len(matches)} rows (have: {labels})"
+            )
+        if matches[0] in picked:
+            raise ValueError(f"select_rows: row {labels[matches[0]]!r} named twice")
+        picked.append(matches[0])
+    return measured.iloc[picked]
+
+
+def count_parameters(model_dir: str | Path) -> int:
+    """Parameters of a transformers model directory, read from its safetensors headers (no weights
+    loaded). Tied weights are stored, and so counted, once."""
+    files = sorted(Path(model_dir).glob("*.safetensors"))
+    if not files:
+        raise FileNotFoundError(f"count_parameters: no *.safetensors file in {model_dir}")
+    total = 0
+    for path in files:
+        with open(path, "rb") as f:
+            (size,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(size))
+        total += sum(math.prod(t["shape"]) for key, t in header.items() if key != "__metadata__")
+    return total
+
+
+def measured_rows(
+    measured: pd.DataFrame,
+    names: Sequence[str],
+    *,
+    values: Mapping[str, Mapping[str, Any]] | None = None,
+    parameters: Mapping[str, str | Path] | None = None,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Some rows of ``measured`` (see :func:`select_rows`), with extra columns.
+
+    ``values``: name -> {column: value}, added as columns after the measured ones (e.g. the
+    ``reference`` model of each run; missing values empty). ``parameters``: name -> model
+    directory; the names among ``names`` get the model's parameter count in a ``Parameters``
+    column. Returns the rows and the parameter counts of the other named models (e.g. the
+    reference model, which has no row), for the provenance.
+    """
+    rows = select_rows(measured, names).copy()
+    values = values or {}
+    columns: list[str] = []
+    for per_row in values.values():
+        columns += [c for c in per_row if c not in columns]
+    for column in columns:
+        if column in rows.columns:
+            raise ValueError(f"measured_rows: column {column!r} is already measured")
+        rows[column] = [values.get(name, {}).get(column) for name in names]
+    counts = {name: count_parameters(path) for name, path in (parameters or {}).items()}
+    if any(name in counts for name in names):
+        rows[PARAMETERS_COL] = pd.array([counts.get(name) for name in names], dtype="Int64")
+    return rows, {name: n for name, n in counts.items() if name not in names}
+
+
+def usable_mapping(mapping: Mapping[str, str], table: str, *, reported_path: str | Path | None = None) -> dict:
+    """The entries of ``mapping`` whose paper column ``table`` has (``tables.paper_columns`` is
+    written for ``tables.paper_table``; another table may lack some of its columns)."""
+    paper = reported_table(table, path=reported_path)
+    return {k: v for k, v in mapping.items() if v in paper.columns and v != paper.attrs["label_column"]}
 
 
 # --------------------------------------------------------------------------- side by side

@@ -12,13 +12,17 @@ Outputs (all UTF-8 JSON lines, written atomically, ``manifest.json`` last):
 ``hq.jsonl``
     ``{"text": "Question: ...\\nAnswer: 12 + 7 = 19. 19 - 5 = 14. The answer is 14."}`` -- the
     high-quality set the reference model is fine-tuned on (one clean worked problem per line).
-``corpus/shard-NNN.jsonl`` and ``pretrain.jsonl``
+``tir.jsonl``
+    ``{"text": "Question: ...\\nAnswer: ```python\\nx = 12 + 7\\nx = x - 5\\nprint(x)\\n```\\n```output\\n14\\n```\\nThe answer is 14."}``
+    -- tool-integrated (ToRA-style) solutions: the supervised fine-tuning data of Table 2.
+``corpus/shard-NNN.jsonl``, ``pretrain.jsonl`` and ``validation.jsonl``
     ``{"text": ..., "spans": [[start, end, kind], ...]}`` -- web-like documents mixing correct math
     in varied formats, noise (hashes, ids, timestamps), boilerplate (a few notices repeated
     verbatim), wrong math (worked problems with arithmetic errors) and glue text. ``spans`` cover
     ``text`` exactly (contiguous, non-overlapping, in order, no empty span, adjacent spans of the
     same kind merged); offsets are Python ``str`` (code point) offsets, which equal byte offsets
-    because all generated text is ASCII.
+    because all generated text is ASCII. ``validation.jsonl`` is never trained on: it is the
+    held-out slice of the token dynamics and Figure 6.
 ``eval/arith_gen.jsonl``, ``eval/arith_fewshot.jsonl``
     ``{"question": ..., "solution": ..., "answer": "14"}``
 ``eval/arith_mc.jsonl``
@@ -78,6 +82,11 @@ PPL_PROBLEMS_PER_DOC = (3, 6)  # inclusive range of problems per math_ppl docume
 MC_CHOICES = 4
 _MAX_TRIES = 10_000  # redraws allowed when looking for a new (unseen) problem
 
+# Fences of a tool-integrated solution: the model writes the program, the tool writes the output.
+TOOL_OPEN = "```python\n"
+TOOL_CLOSE = "```"
+TOOL_OUTPUT_OPEN = "```output\n"
+
 STEP_RE = re.compile(r"(\d+) ([+*-]) (\d+) = (\d+)")
 ANSWER_RE = re.compile(r"answer is (-?\d+)")
 
@@ -129,6 +138,15 @@ class Problem:
 
     def canonical(self) -> str:
         return f"Question: {self.question}\nAnswer: {self.solution()}"
+
+    def tool_program(self) -> str:
+        """The solution as a program for the Python tool: one assignment per step, then print."""
+        lines = [f"x = {a} {op} {b}" if i == 0 else f"x = x {op} {b}" for i, (a, op, b, _c) in enumerate(self.steps)]
+        return "\n".join(lines + ["print(x)"]) + "\n"
+
+    def tool_solution(self) -> str:
+        """ToRA-style tool-integrated solution: the program, the tool's output, the answer."""
+        return f"{TOOL_OPEN}{self.tool_program()}{TOOL_CLOSE}\n{TOOL_OUTPUT_OPEN}{self.answer}\n{TOOL_CLOSE}\nThe answer is {self.answer}."
 
 
 # name, subject pronoun, possessive pronoun
@@ -967,6 +985,8 @@ def _validate(params: dict) -> dict[str, float]:
         "eval_mc_problems",
         "eval_ppl_docs",
         "fewshot_problems",
+        "validation_docs",
+        "tir_problems",
         "min_steps",
     ):
         check_int(name, params[name], 1)
@@ -1035,6 +1055,8 @@ def generate_all(
     min_steps: int,
     max_steps: int,
     kind_weights: dict[str, float],
+    validation_docs: int = 200,
+    tir_problems: int = 2000,
 ) -> dict:
     """Generate every synthetic data file under ``out_dir``; returns the manifest (also written
     to ``out_dir/manifest.json``, last). See the module docstring for the formats."""
@@ -1052,6 +1074,8 @@ def generate_all(
         "min_steps": min_steps,
         "max_steps": max_steps,
         "kind_weights": kind_weights,
+        "validation_docs": validation_docs,
+        "tir_problems": tir_problems,
     }
     weights = _validate(params)
     params["kind_weights"] = {k: float(v) for k, v in sorted(kind_weights.items())}
@@ -1120,6 +1144,19 @@ def generate_all(
     )
     pretrain = [_make_doc(rng, kinds, kind_w, draw) for _ in range(pretrain_docs)]
 
+    # Corpus-like documents that no model trains on: the validation slice of the token dynamics
+    # and of Figure 6. Own streams, so the training files do not depend on its size.
+    rng = stream("validation")
+    draw = _ProblemSource(stream("validation-problems"), params, forbidden=heldout, unique=False)
+    validation = [_make_doc(rng, kinds, kind_w, draw) for _ in range(validation_docs)]
+
+    # Tool-integrated (ToRA-style) solutions for the supervised fine-tuning behind Table 2.
+    src = _ProblemSource(stream("tir"), params, forbidden=heldout, unique=True)
+    tir = []
+    for _ in range(tir_problems):
+        p = src()
+        tir.append({"text": f"Question: {p.question}\nAnswer: {p.tool_solution()}"})
+
     emit("eval/arith_gen.jsonl", [qa(p) for p in gen])
     emit("eval/arith_fewshot.jsonl", [qa(p) for p in fewshot])
     emit("eval/arith_mc.jsonl", mc)
@@ -1128,6 +1165,8 @@ def generate_all(
     for rel, docs in corpus_counts:
         emit(rel, docs)
     emit("pretrain.jsonl", pretrain)
+    emit("validation.jsonl", validation)
+    emit("tir.jsonl", tir)
 
     manifest = {
         "format_version": 1,
