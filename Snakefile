@@ -19,6 +19,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
 include: "workflow/rules/dynamics.smk"
+include: "workflow/rules/tir.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -42,7 +42,8 @@ SMOKE_STRONG = {
             "init": {"hidden_size": 48, "num_layers": 3, "num_heads": 2, "intermediate_size": 128},
             "pretrain": {"max_tokens": 4096, "lr": 3.0e-3, "batch_size": 8, "warmup_steps": 2},
         }
-    }
+    },
+    "tool_integrated": {"training": {"epochs": 1, "batch_size": 8}, "evaluation": {"max_program_tokens": 16}},
 }
 
 
@@ -71,6 +72,8 @@ def test_default_config_plans_the_whole_pipeline(tmp_path):
         (lambda c: c.update(base_models={"strong": {"path": "org/strong"}}), "base_models.strong.path"),
         (lambda c: (c.update(base_models={"strong": {"init": STRONG_INIT}}),
                     c["runs"].update({"base-strong": {"method": "clm"}})), "runs.base-strong"),
+        (lambda c: c.update(tool_integrated={"runs": ["dpo"], "training": {"epochs": 1}}), "tool_integrated.runs"),
+        (lambda c: c.update(tool_integrated={"runs": ["slm"], "training": {"epochs": 1}}), "data.tir"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, message):
@@ -234,6 +237,16 @@ def test_miniature_suite_at_smoke_size(smoke_run):
     smoke_strong.write_text(yaml.safe_dump(SMOKE_STRONG))
     snakemake(smoke_run, "--configfile", str(REPO / "config" / "miniature-suite.yaml"), str(smoke_strong),
               "--cores", "2", "paper_miniature", "weak_to_strong")
+    # Table 2: clm and slm fine-tuned on the tool-integrated solutions, evaluated with the tool.
+    for run in ("clm", "slm"):
+        stats = json.loads((smoke_run / f"results/models/tir/{run}/final/train_stats.json").read_text())
+        assert stats["init_model"] == f"results/models/{run}/final"
+        evaluation = json.loads((smoke_run / f"results/eval/tir/{run}.json").read_text())
+        assert evaluation["n"] == 12 and 0.0 <= evaluation["accuracy"] <= 1.0
+    table2 = pd.read_csv(smoke_run / "results/tables/table2.csv")
+    assert table2["Source"].tolist()[:3] == ["this run"] * 3
+    assert table2["Model"].tolist()[:2] == ["clm + TIR fine-tuning", "slm + TIR fine-tuning"]
+    assert {"arith_tir (%)", "tool ran (%)", "GSM8K", "GSM-Hard"} <= set(table2.columns)
     table = pd.read_csv(smoke_run / "results/tables/results.csv", index_col=0)
     runs = {name.split(":")[0] for name in table.index if ":" in name}
     assert runs == {"clm", "slm", *suite["runs"]}

@@ -46,7 +46,7 @@ def shard_ids(dataset):
 def generated_files(dataset):
     if dataset == "high_quality":
         return [f"{RAW}/hq.jsonl"]
-    if dataset in ("pretrain", "validation"):
+    if dataset in ("pretrain", "validation", "tir"):
         return [f"{RAW}/{dataset}.jsonl"]
     return [f"{RAW}/corpus/shard-{s}.jsonl" for s in shard_ids("corpus")]
 

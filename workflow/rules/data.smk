@@ -5,6 +5,7 @@ if GENERATED:
             hq=f"{RAW}/hq.jsonl",
             pretrain=f"{RAW}/pretrain.jsonl",
             validation=f"{RAW}/validation.jsonl",
+            tir=f"{RAW}/tir.jsonl",
             corpus=[
                 f"{RAW}/corpus/shard-{i:03d}.jsonl"
                 for i in range(config["data"]["generator"]["corpus_shards"])
@@ -80,7 +81,7 @@ rule prepare:
     benchmark:
         "benchmarks/prepare/{dataset}-{shard}.tsv"
     wildcard_constraints:
-        dataset="high_quality|corpus|pretrain|validation",
+        dataset="high_quality|corpus|pretrain|validation|tir",
         shard=r"\d+",
     conda:
         "../../envs/slm.yaml"

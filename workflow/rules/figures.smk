@@ -110,3 +110,4 @@ rule paper_miniature:
         expand("results/figures/{name}", name=FIGURES),
         expand("results/dynamics/{run}", run=DYNAMICS_RUNS),
         TABLE3,
+        TABLE2,

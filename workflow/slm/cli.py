@@ -137,6 +137,19 @@ def cmd_paper_table(args) -> None:
                  provenance=provenance, out_tex=out.with_suffix(".tex"))
 
 
+def cmd_evaluate_tir(args) -> None:
+    from slm.tir import evaluate_tir
+
+    evaluate_tir(args.model, args.problems, args.fewshot, args.out, **args.spec)
+
+
+def cmd_tir_table(args) -> None:
+    from slm.tir import tir_table
+
+    print(tir_table(args.spec["evals"], args.out, delta=args.spec.get("delta"),
+                    provenance=args.spec.get("provenance")).to_string())
+
+
 def cmd_benchmark(args) -> None:
     from slm.benchmark import benchmark, format_result
     from slm.io import atomic_write_json
@@ -229,6 +242,17 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("tables", cmd_tables, "build the results tables")
     p.add_argument("--spec", type=_json, required=True)
     p.add_argument("--out", required=True)
+
+    p = add("evaluate-tir", cmd_evaluate_tir, "tool-integrated evaluation: a Python tool runs each generated program")
+    p.add_argument("--model", required=True)
+    p.add_argument("--problems", required=True, help="held-out problems (jsonl: question, solution, answer)")
+    p.add_argument("--fewshot", required=True, help="few-shot problems, same format")
+    p.add_argument("--spec", type=_json, default={}, help="options of slm.tir.evaluate_tir as JSON")
+    p.add_argument("--out", required=True)
+
+    p = add("tir-table", cmd_tir_table, "Table 2: tool-integrated results beside the paper's")
+    p.add_argument("--spec", type=_json, required=True)
+    p.add_argument("--out", required=True, help="output path without suffix (.md, .csv, .tex)")
 
     p = add("benchmark", cmd_benchmark, "tokens/s and peak memory of scoring, CLM and SLM training")
     p.add_argument("--tokenizer", required=True)

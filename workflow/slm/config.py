@@ -10,9 +10,11 @@ from pathlib import Path
 
 from slm.data.sources import check_mixture, mixture_files
 
-# The datasets models train on (and a trained tokenizer learns from); validation is only scored.
-TRAINING_DATASETS = ("high_quality", "corpus", "pretrain")
-DATASETS = TRAINING_DATASETS + ("validation",)
+# The datasets a trained tokenizer learns from; validation (only scored) and tir (fine-tuning data
+# of Table 2) are one shard each and leave the tokenizer, and so every other result, unchanged.
+TOKENIZER_DATASETS = ("high_quality", "corpus", "pretrain")
+SINGLE_SHARD_DATASETS = ("validation", "tir")
+DATASETS = TOKENIZER_DATASETS + SINGLE_SHARD_DATASETS
 SELECTION_DEFAULTS = {"score_fn": "excess", "unit": "batch", "weighting": "hard", "temperature": 1.0}
 
 
@@ -74,7 +76,7 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
         if "path" in base:
             _fail("tokenizer.train", "a hub/local base model (base_model.path) brings its own tokenizer: "
                   "use tokenizer: {from_base_model: true}")
-        for name in TRAINING_DATASETS:
+        for name in TOKENIZER_DATASETS:
             if data.get(name, {}).get("source") == "hf":
                 _fail("tokenizer.train", f"trains on local data only, but data.{name} is a hub dataset")
             if any(c.get("source") == "hf" for c in data.get(name, {}).get("components", [])):
@@ -124,6 +126,18 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
     for run in config.get("dynamics", {}).get("runs", []):
         if run not in config["runs"]:
             _fail("dynamics.runs", f"{run!r} is not a run (runs: {sorted(config['runs'])})")
+    tir = config.get("tool_integrated")
+    if tir is not None:
+        for run in tir["runs"]:
+            if run not in config["runs"]:
+                _fail("tool_integrated.runs", f"{run!r} is not a run (runs: {sorted(config['runs'])})")
+        if "tir" not in data:
+            _fail("data.tir", "tool_integrated needs its fine-tuning data")
+        if generator is None:
+            _fail("tool_integrated", "the tool-executing evaluation runs on the generated held-out problems "
+                  "(data.generator)")
+        if ("max_tokens" in tir["training"]) == ("epochs" in tir["training"]):
+            _fail("tool_integrated.training", "give exactly one of max_tokens and epochs")
     if "local_tasks" in evaluation and generator is None:
         _fail("evaluation.local_tasks", "the local held-out tasks come from data.generator")
     for run, spec in config["runs"].items():
@@ -162,7 +176,7 @@ def check_base_models(config: dict, extra_bases: dict, base_dir: Path) -> None:
 def n_shards(config: dict, dataset: str) -> int:
     """How many packed shards a dataset is cut into."""
     spec = config["data"][dataset]
-    if dataset == "validation":
+    if dataset in SINGLE_SHARD_DATASETS:
         return 1
     if spec["source"] == "files":
         return len(spec["paths"]) if dataset == "corpus" else 1
