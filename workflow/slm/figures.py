@@ -33,7 +33,7 @@ from matplotlib.ticker import FuncFormatter
 
 from slm.io import atomic_path, atomic_write_text
 from slm.reported import _bare, _format, _latex, reported_table
-from slm.tables import AVG_COL, SEEN_COL, TRAIN_COL, human_tokens, is_raw_metric
+from slm.tables import AVG_COL, DELTA_ROW, SEEN_COL, TRAIN_COL, human_tokens, is_raw_metric
 
 DPI = 120
 X_COLUMNS = {"tokens_seen": "tokens seen", "tokens_selected": "tokens trained on (selected)"}
@@ -431,7 +431,8 @@ def figure5_gains(
     """Per-task gain of the SLM run over the CLM run as bars and a table (the paper's Figure 5).
 
     ``results_csv``: the CSV of :func:`slm.tables.results_table` (rows: models; task columns
-    headed ``"<task> [<metric>]"``).  ``delta``: the (SLM, CLM) row names.  The gain is SLM minus
+    headed ``"<task> [<metric>]"``).  ``delta``: the (SLM, CLM) row names (results.csv's Δ row, computed
+    before rounding, gives the difference when present).  The gain is SLM minus
     CLM, and CLM minus SLM for ``lower_is_better`` tasks and perplexity-like metrics, so positive
     always means SLM did better: percentage points for accuracies, raw units otherwise.
     ``mapping``: task -> the paper's Figure 5 benchmark it stands in for (a key of
@@ -467,11 +468,13 @@ def figure5_gains(
         raw = is_raw_metric(metric)
         lower = task in lower_is_better or raw
         before, after = float(table.at[clm, column]), float(table.at[slm, column])
+        # The Δ row (SLM − CLM of the same pair) was computed before rounding: prefer it to a
+        # difference of rounded values.
+        change = float(table.at[DELTA_ROW, column]) if DELTA_ROW in table.index else after - before
         bench = mapping.get(task)
         records.append({
             "task": task, "metric": metric, "lower_is_better": lower, "clm": before, "slm": after,
-            # results.csv is rounded to display precision; round the difference alike
-            "gain": round((before - after) if lower else (after - before), 4 if raw else 1),
+            "gain": round(-change if lower else change, 4 if raw else 1),
             "paper_benchmark": bench, "paper_gain": paper.at[0, bench] if bench else math.nan,
         })
     data = pd.DataFrame.from_records(records, columns=GAIN_COLUMNS)
@@ -479,7 +482,9 @@ def figure5_gains(
     data.loc[len(data)] = {
         "task": AVERAGE_ROW, "metric": f"mean of {len(acc)} accuracy tasks", "lower_is_better": False,
         "clm": round(acc["clm"].mean(), 1), "slm": round(acc["slm"].mean(), 1),
-        "gain": round(acc["gain"].mean(), 1), "paper_benchmark": None,
+        "gain": (float(table.at[DELTA_ROW, AVG_COL]) if DELTA_ROW in table.index and AVG_COL in table.columns
+                 else round(acc["gain"].mean(), 1)),
+        "paper_benchmark": None,
         "paper_gain": round(acc["paper_gain"].mean(), 1) if acc["paper_benchmark"].notna().all() else math.nan,
     }
     data["lower_is_better"] = data["lower_is_better"].astype(bool)
