@@ -89,7 +89,7 @@ def test_weak_to_strong_runs_start_from_their_base(tmp_path):
     """The miniature suite's w2s runs: their own base, made here; the one reference; Table 3."""
     out = snakemake(with_config(tmp_path, default_config()), "-n", "-p", "--cores", "2", "all", "weak_to_strong",
                     "--configfile", str(REPO / "config" / "miniature-suite.yaml")).stdout
-    for rule in ("init_extra_base", "pretrain_extra_base", "table3"):
+    for rule in ("init_base", "pretrain_base", "table3"):
         assert f"rule {rule}:" in out
     assert "output: results/models/base-strong-init" in out and "output: results/eval/base-strong/final.json" in out
     blocks = {b.split("wildcards: run=")[1].split()[0]: b for b in out.split("\n\n") if "rule train:" in b}

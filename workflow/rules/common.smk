@@ -95,14 +95,31 @@ def tokenizer_dir():
 BASE_MODELS = config.get("base_models", {})
 
 
+# The directory stem of each base model made here: "base" (base_model), "base-<name>" (base_models).
+BASE_STEMS = ["base"] + [f"base-{name}" for name in BASE_MODELS]
+
+
+def base_spec(stem):
+    """The config section of a base model by its stem."""
+    return (
+        config["base_model"]
+        if stem == "base"
+        else BASE_MODELS[stem.removeprefix("base-")]
+    )
+
+
 def base_model(name=None):
     """A base model: base_model (name None), from which the reference and every run start unless
     the run names an entry of base_models. A directory made here, or a hub id / path."""
-    base = config["base_model"] if name is None else BASE_MODELS[name]
-    stem = "results/models/base" if name is None else f"results/models/base-{name}"
+    stem = "base" if name is None else f"base-{name}"
+    base = base_spec(stem)
     if "path" in base:
         return base["path"]
-    return stem if "pretrain" in base else f"{stem}-init"
+    return (
+        f"results/models/{stem}"
+        if "pretrain" in base
+        else f"results/models/{stem}-init"
+    )
 
 
 def run_base(run):

@@ -1,18 +1,25 @@
-if "init" in config["base_model"]:
+# Base models made here: results/models/base (base_model) and results/models/base-{name}
+# (base_models entries), each initialised into {base}-init and, with a pretrain block, pretrained.
+INIT_BASES = [stem for stem in BASE_STEMS if "init" in base_spec(stem)]
+PRETRAIN_BASES = [stem for stem in INIT_BASES if "pretrain" in base_spec(stem)]
+
+if INIT_BASES:
 
     rule init_base:
         input:
             tokenizer=tokenizer_dir(),
         output:
-            directory("results/models/base-init"),
+            directory("results/models/{base}-init"),
         log:
-            "logs/init_base.log",
+            "logs/init_{base}.log",
+        wildcard_constraints:
+            base=one_of(INIT_BASES),
         conda:
             "../../envs/slm.yaml"
         params:
-            spec=spec(
+            spec=lambda w: spec(
                 {
-                    **config["base_model"]["init"],
+                    **base_spec(w.base)["init"],
                     "max_position_embeddings": config["sequence_length"] * 2,
                 }
             ),
@@ -22,18 +29,20 @@ if "init" in config["base_model"]:
             " --out {output} > {log} 2>&1"
 
 
-if "pretrain" in config["base_model"]:
+if PRETRAIN_BASES:
 
     rule pretrain_base:
         input:
-            model="results/models/base-init",
+            model="results/models/{base}-init",
             data=packed("pretrain"),
         output:
-            directory("results/models/base"),
+            directory("results/models/{base}"),
         log:
-            "logs/train/base.log",
+            "logs/train/{base}.log",
         benchmark:
-            "benchmarks/train/base.tsv"
+            "benchmarks/train/{base}.tsv"
+        wildcard_constraints:
+            base=one_of(PRETRAIN_BASES),
         conda:
             "../../envs/slm.yaml"
         threads: workflow.cores
@@ -41,13 +50,13 @@ if "pretrain" in config["base_model"]:
             mem_mb=4000,
             gpu=GPUS,
         params:
-            options=train_options(config["base_model"]["pretrain"]),
+            options=lambda w: train_options(base_spec(w.base)["pretrain"]),
             paths=lambda w, input, output: spec(
                 {
                     "init_model": input.model,
                     "data": list(input.data),
                     "out_dir": output[0],
-                    "state_dir": "results/train_state/base",
+                    "state_dir": f"results/train_state/{w.base}",
                 }
             ),
         shell:
@@ -82,71 +91,6 @@ if not REFERENCE_GIVEN:
                     "data": list(input.data),
                     "out_dir": output[0],
                     "state_dir": "results/train_state/reference",
-                }
-            ),
-        shell:
-            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
-
-
-# Extra base models (base_models): results/models/base-{name}-init, pretrained into
-# results/models/base-{name}; a run starts from one with runs.<run>.base_model.
-INIT_BASES = [name for name, base in BASE_MODELS.items() if "init" in base]
-PRETRAIN_BASES = [name for name in INIT_BASES if "pretrain" in BASE_MODELS[name]]
-
-if INIT_BASES:
-
-    rule init_extra_base:
-        input:
-            tokenizer=tokenizer_dir(),
-        output:
-            directory("results/models/base-{name}-init"),
-        log:
-            "logs/init_base-{name}.log",
-        wildcard_constraints:
-            name=one_of(INIT_BASES),
-        conda:
-            "../../envs/slm.yaml"
-        params:
-            spec=lambda w: spec(
-                {
-                    **BASE_MODELS[w.name]["init"],
-                    "max_position_embeddings": config["sequence_length"] * 2,
-                }
-            ),
-            seed=config["seed"],
-        shell:
-            "python -m slm init-model --tokenizer {input.tokenizer} --spec {params.spec:q} --seed {params.seed}"
-            " --out {output} > {log} 2>&1"
-
-
-if PRETRAIN_BASES:
-
-    rule pretrain_extra_base:
-        input:
-            model="results/models/base-{name}-init",
-            data=packed("pretrain"),
-        output:
-            directory("results/models/base-{name}"),
-        log:
-            "logs/train/base-{name}.log",
-        benchmark:
-            "benchmarks/train/base-{name}.tsv"
-        wildcard_constraints:
-            name=one_of(PRETRAIN_BASES),
-        conda:
-            "../../envs/slm.yaml"
-        threads: workflow.cores
-        resources:
-            mem_mb=4000,
-            gpu=GPUS,
-        params:
-            options=lambda w: train_options(BASE_MODELS[w.name]["pretrain"]),
-            paths=lambda w, input, output: spec(
-                {
-                    "init_model": input.model,
-                    "data": list(input.data),
-                    "out_dir": output[0],
-                    "state_dir": f"results/train_state/base-{w.name}",
                 }
             ),
         shell:
