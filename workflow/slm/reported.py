@@ -18,10 +18,8 @@ and adds per-row values and parameter counts.
 
 from __future__ import annotations
 
-import json
 import math
 import numbers
-import struct
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -236,12 +234,12 @@ def count_parameters(model_dir: str | Path) -> int:
     files = sorted(Path(model_dir).glob("*.safetensors"))
     if not files:
         raise FileNotFoundError(f"count_parameters: no *.safetensors file in {model_dir}")
+    from safetensors import safe_open
+
     total = 0
     for path in files:
-        with open(path, "rb") as f:
-            (size,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(size))
-        total += sum(math.prod(t["shape"]) for key, t in header.items() if key != "__metadata__")
+        with safe_open(path, framework="np") as f:  # reads the header only
+            total += sum(math.prod(f.get_slice(key).get_shape()) for key in f.keys())
     return total
 
 
