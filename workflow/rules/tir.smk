@@ -4,6 +4,15 @@ TIR = config.get("tool_integrated")
 TIR_RUNS = TIR["runs"] if TIR else []
 TABLE2 = [f"results/tables/table2.{ext}" for ext in ("md", "csv", "tex")] if TIR else []
 
+
+def tir_delta():
+    """The SLM and CLM runs of tool_integrated.runs (by method, SLM first), when both are there."""
+    first = {}
+    for run in TIR_RUNS:
+        first.setdefault(config["runs"][run]["method"], run)
+    return [first["slm"], first["clm"]] if {"slm", "clm"} <= first.keys() else None
+
+
 if TIR:
 
     rule sft_tir:
@@ -78,7 +87,7 @@ if TIR:
             spec=lambda w, input: spec(
                 {
                     "evals": dict(zip(TIR_RUNS, input.evals)),
-                    "delta": [r for r in ("slm", "clm") if r in TIR_RUNS],
+                    "delta": tir_delta(),
                     "provenance": {
                         "config": ", ".join(map(str, workflow.configfiles)),
                         "fine-tuned runs": TIR_RUNS,
