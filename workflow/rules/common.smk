@@ -364,3 +364,17 @@ def figure6_runs():
         return []
     names = {m["name"]: run for run, m in zip(RUNS, run_models())}
     return [names[delta[0]], names[delta[1]]]
+
+
+# Table 2 (tool_integrated): the runs fine-tuned on tool-integrated solutions.
+TIR = config.get("tool_integrated")
+TIR_RUNS = TIR["runs"] if TIR else []
+TABLE2 = [f"results/tables/table2.{ext}" for ext in ("md", "csv", "tex")] if TIR else []
+
+
+def tir_delta():
+    """The SLM and CLM runs of tool_integrated.runs (by method, SLM first), when both are there."""
+    first = {}
+    for run in TIR_RUNS:
+        first.setdefault(config["runs"][run]["method"], run)
+    return [first["slm"], first["clm"]] if {"slm", "clm"} <= first.keys() else None

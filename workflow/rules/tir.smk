@@ -1,16 +1,5 @@
 # Table 2 (tool-integrated reasoning): fine-tune the final model of each tool_integrated run on
 # ToRA-style solutions, evaluate it with a Python tool in the loop, tabulate beside the paper.
-TIR = config.get("tool_integrated")
-TIR_RUNS = TIR["runs"] if TIR else []
-TABLE2 = [f"results/tables/table2.{ext}" for ext in ("md", "csv", "tex")] if TIR else []
-
-
-def tir_delta():
-    """The SLM and CLM runs of tool_integrated.runs (by method, SLM first), when both are there."""
-    first = {}
-    for run in TIR_RUNS:
-        first.setdefault(config["runs"][run]["method"], run)
-    return [first["slm"], first["clm"]] if {"slm", "clm"} <= first.keys() else None
 
 
 if TIR:
