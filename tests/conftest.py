@@ -66,8 +66,16 @@ def tokenizer(tokenizer_dir):
 @pytest.fixture(scope="session")
 def base_model(workdir, tokenizer_dir) -> Path:
     out = workdir / "base"
-    init_model(tokenizer_dir, out, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
-               max_position_embeddings=128, seed=0)
+    init_model(
+        tokenizer_dir,
+        out,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        seed=0,
+    )
     return out
 
 

@@ -10,8 +10,17 @@ TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size":
 
 
 def test_benchmark_reports_every_ratio_against_clm(tokenizer_dir, corpus_files):
-    result = benchmark(tokenizer_dir, [str(f) for f in corpus_files], seq_len=32, model=TINY, batch_size=4,
-                       micro_batch_size=2, steps=4, ratios=(1.0, 0.5), device="cpu")
+    result = benchmark(
+        tokenizer_dir,
+        [str(f) for f in corpus_files],
+        seq_len=32,
+        model=TINY,
+        batch_size=4,
+        micro_batch_size=2,
+        steps=4,
+        ratios=(1.0, 0.5),
+        device="cpu",
+    )
     assert [t["ratio"] for t in result["training"]] == [1.0, 0.5]
     clm, slm = result["training"]
     assert clm["vs_clm"] == 1.0

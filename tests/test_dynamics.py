@@ -8,24 +8,24 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from conftest import SEQ_LEN
 from slm.data.packed import PackedShard
 from slm.dynamics import (
     CATEGORIES,
     checkpoint_losses,
     classify,
     dynamics_summary,
-    selection_losses,
     fitted_delta,
     html_view,
     load_dynamics,
     plot_dynamics,
     read_tokens_seen,
+    selection_losses,
     validation_slice,
 )
 from slm.model import init_model
 from slm.score import score_shard
 from slm.selection import n_selected
-from conftest import SEQ_LEN
 
 HH, LH, HL, LL = (CATEGORIES.index(c) for c in ("H->H", "L->H", "H->L", "L->L"))
 N_SEQ = 12
@@ -86,8 +86,16 @@ def test_fitted_delta_matches_polyfit_and_is_affine_invariant():
 @pytest.fixture(scope="module")
 def random_model(tmp_path_factory, tokenizer_dir, base_model):
     out = tmp_path_factory.mktemp("dyn") / "random"
-    init_model(tokenizer_dir, out, hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64,
-               max_position_embeddings=128, seed=1)
+    init_model(
+        tokenizer_dir,
+        out,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        seed=1,
+    )
     (out / "train_stats.json").write_text(json.dumps({"tokens_seen": 1000, "init_model": str(base_model)}))
     return out
 
@@ -102,8 +110,15 @@ def scores_dir(tmp_path_factory, base_model, shards):
 @pytest.fixture(scope="module")
 def npz(tmp_path_factory, base_model, random_model, shards, scores_dir):
     out = tmp_path_factory.mktemp("dyn") / "losses.npz"
-    summary = checkpoint_losses([str(base_model), str(base_model), str(random_model)], shards[0], out,
-                                max_sequences=N_SEQ, seed=SEED, batch_size=5, reference_scores=str(scores_dir))
+    summary = checkpoint_losses(
+        [str(base_model), str(base_model), str(random_model)],
+        shards[0],
+        out,
+        max_sequences=N_SEQ,
+        seed=SEED,
+        batch_size=5,
+        reference_scores=str(scores_dir),
+    )
     assert summary["n_tokens"] == N_SEQ * SEQ_LEN and summary["reference"]
     return out
 
@@ -125,8 +140,9 @@ def test_checkpoint_losses_match_an_independent_forward_pass(npz, base_model, ra
     assert data["tokens_seen"].tolist() == [0, 0, 1000]
     rows = data["sequence_index"]
     np.testing.assert_array_equal(rows, validation_slice(shard.n_sequences, N_SEQ, SEED))
-    flat = np.concatenate([np.arange(shard.sequence_slice(int(r)).start, shard.sequence_slice(int(r)).stop)
-                           for r in rows])
+    flat = np.concatenate(
+        [np.arange(shard.sequence_slice(int(r)).start, shard.sequence_slice(int(r)).stop) for r in rows]
+    )
     np.testing.assert_array_equal(data["tokens"], shard.tokens[flat])
     np.testing.assert_array_equal(data["kinds"], shard.kinds[flat])
     scores = np.load(scores_dir / "scores.npy")
@@ -173,18 +189,19 @@ def test_a_failing_model_leaves_nothing_behind(base_model, shards, tmp_path):
     out = out_dir / "losses.npz"
     out.write_bytes(b"old")
     with pytest.raises(FileNotFoundError, match="missing-model"):
-        checkpoint_losses([str(base_model), str(tmp_path / "missing-model")], shards[0], out,
-                          max_sequences=4, seed=0)
+        checkpoint_losses([str(base_model), str(tmp_path / "missing-model")], shards[0], out, max_sequences=4, seed=0)
     assert out.read_bytes() == b"old"
     assert sorted(p.name for p in out_dir.iterdir()) == ["losses.npz"]
 
 
 def test_tokens_seen_of_the_starting_model_is_zero_when_the_run_started_from_it(tmp_path):
     dirs = []
-    for name, stats in (("base", {"tokens_seen": 500, "init_model": "elsewhere"}),
-                        ("ckpt", {"tokens_seen": 100, "init_model": str(tmp_path / "base")}),
-                        ("final", {"tokens_seen": 200, "init_model": str(tmp_path / "base")}),
-                        ("plain", None)):
+    for name, stats in (
+        ("base", {"tokens_seen": 500, "init_model": "elsewhere"}),
+        ("ckpt", {"tokens_seen": 100, "init_model": str(tmp_path / "base")}),
+        ("final", {"tokens_seen": 200, "init_model": str(tmp_path / "base")}),
+        ("plain", None),
+    ):
         (tmp_path / name).mkdir()
         if stats:
             (tmp_path / name / "train_stats.json").write_text(json.dumps(stats))
@@ -209,7 +226,7 @@ def test_summary_shares_sum_to_100_and_match_a_direct_count(npz, summary):
     cats = classify(data["losses"][:, valid])
     on_disk = pd.read_csv(shares_csv)
     pd.testing.assert_frame_equal(on_disk, shares, check_dtype=False)
-    for kind, block in on_disk.groupby("kind"):
+    for _, block in on_disk.groupby("kind"):
         assert block["share"].sum() == pytest.approx(100.0)
         assert list(block["category"]) == list(CATEGORIES)
     overall = on_disk[on_disk["kind"] == "all"].set_index("category")
@@ -257,8 +274,7 @@ def test_html_shows_tokens_in_order_with_categories_and_the_selection(npz, token
     data = load_dynamics(npz)
     shown = n_show * SEQ_LEN
     ids = data["tokens"][:shown]
-    texts = [tokenizer.decode([int(i)], skip_special_tokens=False, clean_up_tokenization_spaces=False)
-             for i in ids]
+    texts = [tokenizer.decode([int(i)], skip_special_tokens=False, clean_up_tokenization_spaces=False) for i in ids]
     assert any("<" in t for t in texts)  # the EOS token: escaping is exercised
     categories_part, selection_part = page.split('<section id="selection">')
     legend = categories_part.split('<div class="legend">')[1].split("</div>")[0]

@@ -13,8 +13,6 @@ import warnings
 from pathlib import Path
 
 import pytest
-
-from slm.data.generate import parse_steps
 import yaml
 
 from slm.data.eval_tasks import (
@@ -24,7 +22,7 @@ from slm.data.eval_tasks import (
     build_task_configs,
     write_task_yamls,
 )
-from slm.data.generate import generate_all
+from slm.data.generate import generate_all, parse_steps
 
 N_GEN, N_MC, N_PPL, N_FEWSHOT = 7, 6, 3, 4
 
@@ -88,8 +86,9 @@ def task_dict(env):
 
 def test_yaml_files(env):
     assert [p.name for p in env["paths"]] == [f"{t}.yaml" for t in TASKS]
-    configs = build_task_configs(env["eval_dir"], num_fewshot=3, max_gen_toks=24,
-                                 step_file=env["tasks_dir"] / "arith_step.jsonl")
+    configs = build_task_configs(
+        env["eval_dir"], num_fewshot=3, max_gen_toks=24, step_file=env["tasks_dir"] / "arith_step.jsonl"
+    )
     for path in env["paths"]:
         cfg = yaml.safe_load(path.read_text())
         assert cfg == configs[path.stem]
@@ -100,9 +99,7 @@ def test_yaml_files(env):
     assert gen["num_fewshot"] == 3 and gen["generation_kwargs"]["max_gen_toks"] == 24
     assert gen["generation_kwargs"]["until"] == ["\n\n", "Question:"]
     assert [f["name"] for f in gen["filter_list"]] == [GEN_FILTER, FLEXIBLE_FILTER]
-    assert (
-        GEN_FILTER == "strict-match"
-    )  # the key config/config.yaml's evaluation.metrics names
+    assert GEN_FILTER == "strict-match"  # the key config/config.yaml's evaluation.metrics names
     leftovers = [p.name for p in env["tasks_dir"].iterdir() if p.suffix != ".yaml"]
     assert leftovers == ["arith_step.jsonl"]  # no temp files left
 
@@ -125,18 +122,13 @@ def test_tasks_load_with_prompts(env, task_dict):
     shown = {s["question"]: s["solution"] for s in shots}
     for block in blocks[:3]:
         m = re.fullmatch(r"Question: (.+)\nAnswer: (.+)", block)
-        assert m and shown[m.group(1)] == m.group(
-            2
-        )  # worked solution in the few-shot examples
+        assert m and shown[m.group(1)] == m.group(2)  # worked solution in the few-shot examples
 
     mc = task_dict["arith_mc"]
     docs = list(mc.eval_docs)
     rows = read_jsonl(eval_dir / "arith_mc.jsonl")
     assert len(docs) == N_MC
-    assert (
-        mc.fewshot_context(docs[0], 0)
-        == f"Question: {rows[0]['question']}\nAnswer: The answer is"
-    )
+    assert mc.fewshot_context(docs[0], 0) == f"Question: {rows[0]['question']}\nAnswer: The answer is"
     assert mc.doc_to_choice(docs[0]) == rows[0]["choices"]
     assert mc.doc_to_target(docs[0]) == rows[0]["label"]
     reqs = mc.construct_requests(docs[0], mc.fewshot_context(docs[0], 0))
@@ -260,9 +252,7 @@ def test_scoring_with_oracle(env):
     assert r["arith_step"]["acc,none"] == 1.0
     strict = [s for s in res["samples"]["arith_gen"] if s["filter"] == GEN_FILTER]
     assert sorted(s["target"] for s in strict) == sorted(r["answer"] for r in rows)
-    invalid = [
-        s["filtered_resps"][0] for s in strict if s["doc"]["question"] in partial
-    ]
+    invalid = [s["filtered_resps"][0] for s in strict if s["doc"]["question"] in partial]
     assert invalid == ["[invalid]"] * 2
 
 
@@ -280,8 +270,16 @@ def tiny_model(env):
         model_max_length=512,
     )
     model_dir = env["root"] / "model"
-    init_model(tokenizer_dir, model_dir, hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
-               max_position_embeddings=512, seed=0)
+    init_model(
+        tokenizer_dir,
+        model_dir,
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        seed=0,
+    )
     return model_dir
 
 
@@ -307,10 +305,7 @@ def test_simple_evaluate_tiny_llama(env, tiny_model):
         assert 0.0 <= r["arith_mc"][key] <= 1.0
     for key in ("word_perplexity,none", "byte_perplexity,none"):
         assert math.isfinite(r["math_ppl"][key]) and r["math_ppl"][key] > 1.0
-    assert (
-        math.isfinite(r["math_ppl"]["bits_per_byte,none"])
-        and r["math_ppl"]["bits_per_byte,none"] > 0
-    )
+    assert math.isfinite(r["math_ppl"]["bits_per_byte,none"]) and r["math_ppl"]["bits_per_byte,none"] > 0
     assert res["configs"]["arith_gen"]["num_fewshot"] == 3
     assert res["configs"]["arith_mc"]["num_fewshot"] == 0
 

@@ -47,12 +47,19 @@ def tiny_model(tmp_path_factory) -> Path:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     bpe.train_from_iterator(SENTENCES * 4, trainer=trainer)
-    tok = PreTrainedTokenizerFast(
-        tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>"
-    )
+    tok = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="<|endoftext|>", pad_token="<|endoftext|>")
     tok.save_pretrained(out / "tokenizer")
-    init_model(out / "tokenizer", out / "model", hidden_size=32, num_layers=2, num_heads=4, intermediate_size=64,
-               max_position_embeddings=512, seed=0, tie_word_embeddings=False)
+    init_model(
+        out / "tokenizer",
+        out / "model",
+        hidden_size=32,
+        num_layers=2,
+        num_heads=4,
+        intermediate_size=64,
+        max_position_embeddings=512,
+        seed=0,
+        tie_word_embeddings=False,
+    )
     return out / "model"
 
 
@@ -157,8 +164,13 @@ metadata:
 def first_run(tiny_model, task_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("eval") / "tiny.json"
     result = evaluate_model(
-        str(tiny_model), ["tiny_mc", "tiny_ppl"], out,
-        include_path=task_dir, batch_size=4, limit=4, seed=7,
+        str(tiny_model),
+        ["tiny_mc", "tiny_ppl"],
+        out,
+        include_path=task_dir,
+        batch_size=4,
+        limit=4,
+        seed=7,
     )
     return out, result
 
@@ -194,8 +206,13 @@ def test_real_run_writes_compact_json(first_run, tiny_model):
 def test_same_seed_same_numbers(first_run, tiny_model, task_dir, tmp_path):
     _, first = first_run
     second = evaluate_model(
-        tiny_model, ["tiny_mc", "tiny_ppl"], tmp_path / "again.json",
-        include_path=task_dir, batch_size=4, limit=4, seed=7,
+        tiny_model,
+        ["tiny_mc", "tiny_ppl"],
+        tmp_path / "again.json",
+        include_path=task_dir,
+        batch_size=4,
+        limit=4,
+        seed=7,
     )
     assert second["tasks"] == first["tasks"]
     assert second["n_samples"] == first["n_samples"]
@@ -253,8 +270,14 @@ def grouped_run(tiny_model, task_dir, tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(lm_eval, "simple_evaluate", spy)
         result = evaluate_model(
-            str(tiny_model), ["tiny_mc", "tiny_qa", "tiny_ppl", "tiny_gen"], out,
-            include_path=task_dir, batch_size=4, limit=4, seed=7, task_options=OPTIONS,
+            str(tiny_model),
+            ["tiny_mc", "tiny_qa", "tiny_ppl", "tiny_gen"],
+            out,
+            include_path=task_dir,
+            batch_size=4,
+            limit=4,
+            seed=7,
+            task_options=OPTIONS,
         )
     return out, result, calls
 
@@ -290,8 +313,13 @@ def test_num_fewshot_option_prepends_that_many_shots(grouped_run, tiny_model, ta
     _, asked, _ = grouped_run
     with caplog.at_level("WARNING", logger="slm.evaluate"):
         reference = evaluate_model(
-            tiny_model, ["tiny_qa", "tiny_qa_2shot", "tiny_qa_0shot"], tmp_path / "ref.json",
-            include_path=task_dir, batch_size=4, limit=4, seed=7,
+            tiny_model,
+            ["tiny_qa", "tiny_qa_2shot", "tiny_qa_0shot"],
+            tmp_path / "ref.json",
+            include_path=task_dir,
+            batch_size=4,
+            limit=4,
+            seed=7,
             task_options={"tiny_qa_0shot": {"num_fewshot": 2}},
         )
 
@@ -318,11 +346,21 @@ def test_bad_task_options_fail_before_model_load(tmp_path, task_dir, monkeypatch
     model_dir.mkdir()
     (model_dir / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="tiny_ppl"):
-        evaluate_model(str(model_dir), ["tiny_mc"], tmp_path / "x.json", include_path=task_dir,
-                       task_options={"tiny_ppl": {"num_fewshot": 1}})
+        evaluate_model(
+            str(model_dir),
+            ["tiny_mc"],
+            tmp_path / "x.json",
+            include_path=task_dir,
+            task_options={"tiny_ppl": {"num_fewshot": 1}},
+        )
     with pytest.raises(ValueError, match=r"task_options\.tiny_mc: unknown option\(s\) \['shots'\]"):
-        evaluate_model(str(model_dir), ["tiny_mc"], tmp_path / "x.json", include_path=task_dir,
-                       task_options={"tiny_mc": {"shots": 1}})
+        evaluate_model(
+            str(model_dir),
+            ["tiny_mc"],
+            tmp_path / "x.json",
+            include_path=task_dir,
+            task_options={"tiny_mc": {"shots": 1}},
+        )
     assert not (tmp_path / "x.json").exists()
 
 

@@ -39,29 +39,44 @@ def assert_png(path: Path) -> None:
 # --------------------------------------------------------------------------- Figure 1
 # run -> [(tokens_seen, tokens_selected, {task: value})]
 CHECKPOINTS = {
-    "clm": [(1000, 1000, {"t1": 0.10, "t2": 0.20, "t3": 0.9}),
-            (2000, 2000, {"t1": 0.15, "t2": 0.25, "t3": 0.9}),
-            (3000, 3000, {"t1": 0.20, "t2": 0.30, "t3": 0.9})],
-    "slm": [(1000, 600, {"t1": 0.20, "t2": 0.30, "t3": 0.1}),
-            (2000, 1200, {"t1": 0.30, "t2": 0.40, "t3": 0.1}),
-            (3000, 1800, {"t1": 0.35, "t2": 0.50, "t3": 0.1})],
+    "clm": [
+        (1000, 1000, {"t1": 0.10, "t2": 0.20, "t3": 0.9}),
+        (2000, 2000, {"t1": 0.15, "t2": 0.25, "t3": 0.9}),
+        (3000, 3000, {"t1": 0.20, "t2": 0.30, "t3": 0.9}),
+    ],
+    "slm": [
+        (1000, 600, {"t1": 0.20, "t2": 0.30, "t3": 0.1}),
+        (2000, 1200, {"t1": 0.30, "t2": 0.40, "t3": 0.1}),
+        (3000, 1800, {"t1": 0.35, "t2": 0.50, "t3": 0.1}),
+    ],
 }
 
 
-def write_checkpoints(path: Path, *, duplicate_final: bool = True, drop: tuple | None = None,
-                      metric: str = "exact_match,flexible-extract") -> Path:
+def write_checkpoints(
+    path: Path, *, duplicate_final: bool = True, drop: tuple | None = None, metric: str = "exact_match,flexible-extract"
+) -> Path:
     rows = []
     for run, points in CHECKPOINTS.items():
         for seen, selected, values in points:
             for task, value in values.items():
                 if drop == (run, seen, task):
                     continue
-                rows.append({"run": run, "tokens_seen": seen, "tokens_selected": selected,
-                             "task": task, "metric": metric, "value": value})
+                rows.append(
+                    {
+                        "run": run,
+                        "tokens_seen": seen,
+                        "tokens_selected": selected,
+                        "task": task,
+                        "metric": metric,
+                        "value": value,
+                    }
+                )
         if duplicate_final:  # the final model, evaluated at the last checkpoint's token count
             seen, selected, values = points[-1]
-            rows += [{"run": run, "tokens_seen": seen, "tokens_selected": selected, "task": t,
-                      "metric": metric, "value": v} for t, v in values.items()]
+            rows += [
+                {"run": run, "tokens_seen": seen, "tokens_selected": selected, "task": t, "metric": metric, "value": v}
+                for t, v in values.items()
+            ]
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
 
@@ -119,10 +134,21 @@ def write_dynamics(path: Path, losses: np.ndarray, reference: np.ndarray, tokens
     valid = np.ones(n, dtype=bool)
     valid[0] = False
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(path, losses=losses.astype(np.float32), reference=reference.astype(np.float32),
-             tokens=np.arange(n), kinds=np.zeros(n, np.uint8), sequence_index=np.array([0]), valid=valid,
-             model_dirs=np.array(["m"] * len(tokens_seen)), tokens_seen=np.array(tokens_seen),
-             kind_names=np.array(["other"]), seq_len=np.int64(n), seed=np.int64(0), shard_dir=np.array("s"))
+    np.savez(
+        path,
+        losses=losses.astype(np.float32),
+        reference=reference.astype(np.float32),
+        tokens=np.arange(n),
+        kinds=np.zeros(n, np.uint8),
+        sequence_index=np.array([0]),
+        valid=valid,
+        model_dirs=np.array(["m"] * len(tokens_seen)),
+        tokens_seen=np.array(tokens_seen),
+        kind_names=np.array(["other"]),
+        seq_len=np.int64(n),
+        seed=np.int64(0),
+        shard_dir=np.array("s"),
+    )
     return path
 
 
@@ -131,11 +157,21 @@ def test_figure6_compares_runs_on_the_tokens_slm_selects(tmp_path):
     # At both points SLM's excess loss is highest on tokens 1 and 2: those are the top 50%.
     slm = np.array([[np.nan, 3.0, 2.5, 1.0, 1.2], [np.nan, 2.0, 1.5, 1.5, 1.4]])
     clm = np.array([[np.nan, 3.0, 2.5, 1.0, 1.2], [np.nan, 2.6, 2.2, 1.2, 1.0]])
-    files = {"slm": write_dynamics(tmp_path / "slm.npz", slm, reference, [0, 100]),
-             "clm": write_dynamics(tmp_path / "clm.npz", clm, reference, [0, 100])}
+    files = {
+        "slm": write_dynamics(tmp_path / "slm.npz", slm, reference, [0, 100]),
+        "clm": write_dynamics(tmp_path / "clm.npz", clm, reference, [0, 100]),
+    }
     checkpoints = write_checkpoints(tmp_path / "checkpoints.csv")
-    captions = make_figures(checkpoints, tmp_path / "figures", accuracy_tasks=["t1", "t2"], loss_task="t3",
-                            ratio_runs={"slm": 0.6, "clm": 1.0}, dynamics_by_run=files, selector="slm", ratio=0.5)
+    captions = make_figures(
+        checkpoints,
+        tmp_path / "figures",
+        accuracy_tasks=["t1", "t2"],
+        loss_task="t3",
+        ratio_runs={"slm": 0.6, "clm": 1.0},
+        dynamics_by_run=files,
+        selector="slm",
+        ratio=0.5,
+    )
     assert_png(tmp_path / "figures" / "figure6.png")
     assert "top 50%" in captions["figure6.png"] and "downstream: t3" in captions["figure6.png"]
     data = pd.read_csv(tmp_path / "figures" / "figure6.csv")
@@ -149,8 +185,7 @@ def test_figure6_compares_runs_on_the_tokens_slm_selects(tmp_path):
 
 
 def test_figure6_errors(tmp_path):
-    nan = pd.DataFrame({"run": ["slm"], "tokens_seen": [0], "selected_loss": [np.nan],
-                        "unselected_loss": [np.nan]})
+    nan = pd.DataFrame({"run": ["slm"], "tokens_seen": [0], "selected_loss": [np.nan], "unselected_loss": [np.nan]})
     with pytest.raises(ValueError, match="no finite losses"):
         figure6_heldout_losses(nan, tmp_path / "f.png", selector="slm", ratio=0.6)
     assert not (tmp_path / "f.png").exists()
@@ -217,13 +252,16 @@ def test_fit_guards():
 def test_figure7(tmp_path):
     rng = np.random.default_rng(1)
     loss = np.linspace(1.6, 2.4, 12)
-    points = pd.DataFrame({
-        "run": ["slm"] * 6 + ["clm"] * 6,
-        "loss": loss,
-        "accuracy": np.log(-30.0 * loss + 90.0) + rng.normal(0, 0.01, 12),
-    })
-    res = figure7_accuracy_vs_loss(points, tmp_path / "figure7.png", source="results/tables/points.csv",
-                                   loss_label="loss on selected tokens")
+    points = pd.DataFrame(
+        {
+            "run": ["slm"] * 6 + ["clm"] * 6,
+            "loss": loss,
+            "accuracy": np.log(-30.0 * loss + 90.0) + rng.normal(0, 0.01, 12),
+        }
+    )
+    res = figure7_accuracy_vs_loss(
+        points, tmp_path / "figure7.png", source="results/tables/points.csv", loss_label="loss on selected tokens"
+    )
     assert_png(res.png)
     assert set(res.fit) == {"a", "c", "r2", "rmse", "n"}
     assert res.fit["r2"] > 0.95 and res.fit["n"] == 12
@@ -236,12 +274,15 @@ def test_figure7(tmp_path):
 
 # --------------------------------------------------------------------------- Figure 9
 def test_figure9(tmp_path):
-    rows = [{"ratio": r, "task": t, "value": v}
-            for r, vals in {0.4: (0.10, 0.50), 0.6: (0.14, 0.55), 0.8: (0.12, 0.52), 1.0: (0.08, 0.50)}.items()
-            for t, v in zip(("arith_gen", "arith_mc"), vals)]
+    rows = [
+        {"ratio": r, "task": t, "value": v}
+        for r, vals in {0.4: (0.10, 0.50), 0.6: (0.14, 0.55), 0.8: (0.12, 0.52), 1.0: (0.08, 0.50)}.items()
+        for t, v in zip(("arith_gen", "arith_mc"), vals)
+    ]
     rows.append({"ratio": 0.6, "task": "arith_gen", "value": 0.16})  # a second seed: averaged
-    res = figure9_ratio_ablation(pd.DataFrame(rows), tmp_path / "figure9.png",
-                                 source="results/eval/*/final.json", values_in="fraction")
+    res = figure9_ratio_ablation(
+        pd.DataFrame(rows), tmp_path / "figure9.png", source="results/eval/*/final.json", values_in="fraction"
+    )
     assert_png(res.png)
     measured = res.data[res.data["source"] == "measured"]
     gen = measured[measured["task"] == "arith_gen"].set_index("ratio")["value"]
@@ -258,11 +299,11 @@ def test_figure9(tmp_path):
 
 def test_figure9_errors(tmp_path):
     with pytest.raises(ValueError, match=r"ratios must be in \(0, 1\], got \[1.5\]"):
-        figure9_ratio_ablation(pd.DataFrame({"ratio": [1.5], "task": ["a"], "value": [1.0]}),
-                               tmp_path / "f.png")
+        figure9_ratio_ablation(pd.DataFrame({"ratio": [1.5], "task": ["a"], "value": [1.0]}), tmp_path / "f.png")
     with pytest.raises(ValueError, match="values_in"):
-        figure9_ratio_ablation(pd.DataFrame({"ratio": [0.5], "task": ["a"], "value": [1.0]}),
-                               tmp_path / "f.png", values_in="pct")
+        figure9_ratio_ablation(
+            pd.DataFrame({"ratio": [0.5], "task": ["a"], "value": [1.0]}), tmp_path / "f.png", values_in="pct"
+        )
     with pytest.raises(ValueError, match=r"lack columns \['task'\]"):
         figure9_ratio_ablation(pd.DataFrame({"ratio": [0.5], "value": [1.0]}), tmp_path / "f.png")
 
@@ -309,8 +350,9 @@ def expected_gains() -> dict[str, float]:
 
 def test_figure5_gains_without_paper_columns(tmp_path):
     csv = write_results(tmp_path / "results.csv")
-    res = figure5_gains(csv, (SLM, CLM), tmp_path / "fig" / "figure5.png", tmp_path / "tables" / "figure5",
-                        lower_is_better=["t_err"])
+    res = figure5_gains(
+        csv, (SLM, CLM), tmp_path / "fig" / "figure5.png", tmp_path / "tables" / "figure5", lower_is_better=["t_err"]
+    )
     assert_png(res.png)
     data = res.data
     assert tuple(data.columns) == GAIN_COLUMNS
@@ -318,7 +360,12 @@ def test_figure5_gains_without_paper_columns(tmp_path):
     gains = expected_gains()
     assert data.set_index("task")["gain"].drop("average").to_dict() == pytest.approx(gains)
     assert data.set_index("task")["lower_is_better"].to_dict() == {
-        "t_gen": False, "t_mc": False, "t_err": True, "t_ppl": True, "average": False}
+        "t_gen": False,
+        "t_mc": False,
+        "t_err": True,
+        "t_ppl": True,
+        "average": False,
+    }
     average = data.iloc[-1]
     assert average["gain"] == 2.34  # the Δ row's, computed before rounding
     assert average["clm"] == pytest.approx(30.0) and average["slm"] == pytest.approx(32.4, abs=0.05)
@@ -356,8 +403,9 @@ def test_figure5_gains_beside_the_paper(tmp_path):
     assert "Second bar" in res.caption and "figure5_general_gain_over_ct" in res.caption
 
     # every averaged task mapped: the average row has the paper's mean over the same tasks
-    res = figure5_gains(csv, (SLM, CLM), tmp_path / "figure5.png", tmp_path / "figure5",
-                        mapping={**mapping, "t_err": "ARC-C"})
+    res = figure5_gains(
+        csv, (SLM, CLM), tmp_path / "figure5.png", tmp_path / "figure5", mapping={**mapping, "t_err": "ARC-C"}
+    )
     expected = (paper["GSM8K"] + paper["MMLU"] + paper["ARC-C"]) / 3
     assert res.data.iloc[-1]["paper_gain"] == pytest.approx(expected, abs=0.05)
 
@@ -381,9 +429,15 @@ def test_make_figures_draws_figure5_with_a_delta(tmp_path):
     common = {"accuracy_tasks": ["t1", "t2"], "loss_task": None, "ratio_runs": {"slm": 0.6, "clm": 1.0}}
     captions = make_figures(checkpoints, tmp_path / "figures", **common)
     assert "figure5.png" not in captions  # no results table, no delta: as before
-    captions = make_figures(checkpoints, tmp_path / "figures", **common,
-                            results_csv=write_results(tmp_path / "results.csv"), delta=[SLM, CLM],
-                            table_stem=tmp_path / "tables" / "figure5", lower_is_better=["t_err"])
+    captions = make_figures(
+        checkpoints,
+        tmp_path / "figures",
+        **common,
+        results_csv=write_results(tmp_path / "results.csv"),
+        delta=[SLM, CLM],
+        table_stem=tmp_path / "tables" / "figure5",
+        lower_is_better=["t_err"],
+    )
     assert set(captions) == {"figure1.png", "figure9.png", "figure5.png"}
     assert_png(tmp_path / "figures" / "figure5.png")
     assert {p.name for p in (tmp_path / "tables").iterdir()} == {"figure5.md", "figure5.csv", "figure5.tex"}

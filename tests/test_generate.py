@@ -45,11 +45,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def all_files(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +74,7 @@ def segments(docs: list[dict], kind: str) -> list[str]:
             if k in ("wrong_math", "wrong_result"):
                 run = [run[0] if run else s, e]
             elif run:
-                out.append(d["text"][run[0]:run[1]])
+                out.append(d["text"][run[0] : run[1]])
                 run = None
     return out
 
@@ -102,9 +98,7 @@ def check_chain(steps, *, correct: bool) -> None:
 
 def check_question_numbers(question: str, steps) -> None:
     """The numbers in the question are the start value and then each step's operand, in order."""
-    assert [int(x) for x in re.findall(r"\d+", question)] == [steps[0][0]] + [
-        s[2] for s in steps
-    ]
+    assert [int(x) for x in re.findall(r"\d+", question)] == [steps[0][0]] + [s[2] for s in steps]
 
 
 def test_files_and_manifest(data):
@@ -118,10 +112,7 @@ def test_files_and_manifest(data):
         "eval/arith_fewshot.jsonl": PARAMS["fewshot_problems"],
         "eval/arith_mc.jsonl": PARAMS["eval_mc_problems"],
         "eval/math_ppl.jsonl": PARAMS["eval_ppl_docs"],
-        **{
-            f"corpus/shard-{i:03d}.jsonl": PARAMS["docs_per_shard"]
-            for i in range(PARAMS["corpus_shards"])
-        },
+        **{f"corpus/shard-{i:03d}.jsonl": PARAMS["docs_per_shard"] for i in range(PARAMS["corpus_shards"])},
     }
     assert {k: v["count"] for k, v in m["files"].items()} == expected
     for rel, info in m["files"].items():
@@ -209,9 +200,7 @@ def test_hq_problems_are_correct(data):
             f" The answer is {steps[-1][3]}."
         )
     assert len(questions) == len(rows)  # no duplicates
-    assert (
-        len({re.sub(r"\d+", "N", q) for q in questions}) > len(rows) // 2
-    )  # varied wording
+    assert len({re.sub(r"\d+", "N", q) for q in questions}) > len(rows) // 2  # varied wording
 
 
 def test_corpus_spans(data):
@@ -225,9 +214,7 @@ def test_corpus_spans(data):
             assert s == pos and e > s, spans
             assert kind in KIND_NAMES
             if i:
-                assert (
-                    kind != spans[i - 1][2]
-                ), "adjacent spans of one kind should be merged"
+                assert kind != spans[i - 1][2], "adjacent spans of one kind should be merged"
             pos = e
         assert pos == len(text)
     n_segments = [sum(k != "other" for _, _, k in d["spans"]) for d in docs]
@@ -245,9 +232,7 @@ def test_corpus_math_is_correct_and_wrong_math_is_wrong(data):
         assert [int(x) for x in ANSWER_RE.findall(seg)] == [steps[-1][3]], seg
         formats.add(seg.split(" ", 1)[0])
     assert {"Question:", "Problem:", "Q:", "Exercise"} <= formats
-    assert any(
-        seg.startswith(("If you", "Starting from", "Take ")) for seg in math
-    )  # inline prose
+    assert any(seg.startswith(("If you", "Starting from", "Take ")) for seg in math)  # inline prose
     for seg in wrong:
         steps = parse_steps(seg)
         check_chain(steps, correct=False)
@@ -295,9 +280,7 @@ def heldout_questions(data: Path) -> dict[str, list[str]]:
         for name in ("arith_gen", "arith_fewshot", "arith_mc")
     } | {
         "math_ppl": [
-            q
-            for r in read_jsonl(data / "eval" / "math_ppl.jsonl")
-            for q in re.findall(r"Question: (.+)\n", r["text"])
+            q for r in read_jsonl(data / "eval" / "math_ppl.jsonl") for q in re.findall(r"Question: (.+)\n", r["text"])
         ]
     }
 
@@ -360,14 +343,10 @@ def test_kind_weights_select_kinds(tmp_path):
         "eval_ppl_docs": 1,
         "fewshot_problems": 1,
     }
-    m = generate_all(
-        tmp_path / "a", **{**small, "kind_weights": {"math": 1.0, "noise": 0}}
-    )
+    m = generate_all(tmp_path / "a", **{**small, "kind_weights": {"math": 1.0, "noise": 0}})
     c = m["corpus_chars_per_kind"]
     assert c["math"] > 0 and c["noise"] == c["boilerplate"] == c["wrong_math"] == 0
-    m = generate_all(
-        tmp_path / "b", **{**small, "kind_weights": {"noise": 2, "boilerplate": 1}}
-    )
+    m = generate_all(tmp_path / "b", **{**small, "kind_weights": {"noise": 2, "boilerplate": 1}})
     c = m["corpus_chars_per_kind"]
     assert c["noise"] > 0 and c["boilerplate"] > 0 and c["math"] == c["wrong_math"] == 0
 

@@ -3,9 +3,9 @@ import json
 import numpy as np
 import pytest
 
+from conftest import SEQ_LEN
 from slm.data.packed import KIND_NAMES, PackedCorpus, PackedShard, pack_documents
 from slm.data.sources import iter_files
-from conftest import SEQ_LEN
 
 
 def test_packed_tokens_are_the_documents_joined_by_eos(shard, corpus_files, tokenizer):

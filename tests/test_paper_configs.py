@@ -49,7 +49,12 @@ def validated(path: Path) -> dict:
 
 def test_every_experiment_has_a_config():
     assert {p.stem for p in CONFIGS} >= {
-        "math-1b", "math-7b", "general-1b", "weak-to-strong", "ratio-ablation", "tool-integrated"
+        "math-1b",
+        "math-7b",
+        "general-1b",
+        "weak-to-strong",
+        "ratio-ablation",
+        "tool-integrated",
     }
     readme = (PAPER / "README.md").read_text()
     for path in CONFIGS:
@@ -79,11 +84,20 @@ def test_paper_hyperparameters():
     assert c["general-1b"]["training"]["max_tokens"] == 80_000_000_000 and c["general-1b"]["training"]["lr"] == 1e-4
     corpus = c["general-1b"]["data"]["corpus"]
     assert {comp["path"]: comp["weight"] for comp in corpus["components"]} == {
-        "cerebras/SlimPajama-627B": 6, "bigcode/starcoderdata": 3, "open-web-math/open-web-math": 1}
+        "cerebras/SlimPajama-627B": 6,
+        "bigcode/starcoderdata": 3,
+        "open-web-math/open-web-math": 1,
+    }
     assert c["weak-to-strong"]["base_model"]["path"] == "meta-llama/Llama-2-7b-hf"
     assert c["weak-to-strong"]["reference"]["init_model"] == c["math-1b"]["base_model"]["path"]
     assert {k: v.get("ratio", 1.0) for k, v in c["ratio-ablation"]["runs"].items()} == {
-        "slm-0.4": 0.4, "slm-0.5": 0.5, "slm-0.6": 0.6, "slm-0.7": 0.7, "slm-0.8": 0.8, "clm": 1.0}
+        "slm-0.4": 0.4,
+        "slm-0.5": 0.5,
+        "slm-0.6": 0.6,
+        "slm-0.7": 0.7,
+        "slm-0.8": 0.8,
+        "clm": 1.0,
+    }
     assert c["ratio-ablation"]["training"]["max_tokens"] == 5_000_000_000
 
 
@@ -117,7 +131,7 @@ def test_tasks_exist_and_agree_with_the_suites(path, known_tasks):
 
 
 def job_counts(output: str) -> dict[str, int]:
-    table = output[output.index("Job stats:"):]
+    table = output[output.index("Job stats:") :]
     return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)\s*$", table, re.M)}
 
 
@@ -144,10 +158,26 @@ def dry_runs(tmp_path_factory) -> dict[str, str]:
     for path in CONFIGS:
         workdir = tmp_path_factory.mktemp(path.stem)
         proc = subprocess.run(
-            [sys.executable, "-m", "snakemake", "-n", "-p", "--snakefile", str(REPO / "Snakefile"),
-             "--directory", str(workdir), "--configfile", str(path), "--replace-workflow-config",
-             "--cores", "1"],
-            capture_output=True, text=True, env=env, timeout=600,
+            [
+                sys.executable,
+                "-m",
+                "snakemake",
+                "-n",
+                "-p",
+                "--snakefile",
+                str(REPO / "Snakefile"),
+                "--directory",
+                str(workdir),
+                "--configfile",
+                str(path),
+                "--replace-workflow-config",
+                "--cores",
+                "1",
+            ],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
         )
         outputs[path.stem] = proc.stdout + proc.stderr
         assert proc.returncode == 0, f"dry run of {path.name} failed:\n{outputs[path.stem][-4000:]}"
@@ -203,8 +233,12 @@ def test_base_models_pass_the_schema_and_checks(tmp_path):
     "change, key",
     [
         (lambda c: c["runs"]["slm"].update(base_model="llama3"), "runs.slm.base_model"),
-        (lambda c: c["base_models"].update(small={"init": {"hidden_size": 8, "num_layers": 1, "num_heads": 1,
-                                                           "intermediate_size": 8}}), "base_models.small.init"),
+        (
+            lambda c: c["base_models"].update(
+                small={"init": {"hidden_size": 8, "num_layers": 1, "num_heads": 1, "intermediate_size": 8}}
+            ),
+            "base_models.small.init",
+        ),
         (lambda c: c["base_models"]["llama2"].update(path="./no/such/model"), "base_models.llama2.path"),
         (lambda c: c["runs"].update({"base-llama2": {"method": "clm"}}), "runs.base-llama2"),
     ],

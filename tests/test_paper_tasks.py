@@ -76,9 +76,7 @@ def build_task(yaml_path: Path, docs: list[dict]) -> ConfigurableTask:
     split = cfg["test_split"]
     cfg.pop("dataset_path", None)
     cfg.pop("dataset_name", None)
-    cfg["custom_dataset"] = lambda **_: datasets.DatasetDict(
-        {split: datasets.Dataset.from_list(docs)}
-    )
+    cfg["custom_dataset"] = lambda **_: datasets.DatasetDict({split: datasets.Dataset.from_list(docs)})
     return ConfigurableTask(config=cfg)
 
 
@@ -336,14 +334,10 @@ def test_mawps_calc_x_rows_and_harness_rows():
     docs = list(task.eval_docs)
     assert docs[0]["question"] == rows[0]["question"]
     assert [task.doc_to_target(d) for d in docs] == ["70", "0.625"]
-    out = score(
-        task, ["21 + 49 = 70. The answer is 70.\n\n", "5 / 8 = 0.625. The answer is 0.625.\n\n"]
-    )
+    out = score(task, ["21 + 49 = 70. The answer is 70.\n\n", "5 / 8 = 0.625. The answer is 0.625.\n\n"])
     assert [r["strict-match"] for r in out] == [1.0, 1.0]
     # the harness / ToRA MAWPS jsonl rows (input, target) work too
-    harness = task_utils.mawps_doc(
-        {"input": "Tom has 3 apples and buys 4. How many?", "target": 7.0}
-    )
+    harness = task_utils.mawps_doc({"input": "Tom has 3 apples and buys 4. How many?", "target": 7.0})
     assert harness == {"question": "Tom has 3 apples and buys 4. How many?", "answer": "7"}
     with pytest.raises(KeyError):
         task_utils.mawps_doc({"text": "no question field", "label": 1})
@@ -462,9 +456,7 @@ def test_asdiv_cot_drops_multi_answer_rows_and_strips_units():
         "Seven red apples and two green apples are in the basket. How many apples are in the basket?"
     )
     assert [task.doc_to_target(d) for d in docs] == ["9", "2:3"]
-    out = score(
-        task, ["7 + 2 = 9. The answer is 9 apples.\n\n", "6:9 = 2:3. The answer is 2:3.\n\n"]
-    )
+    out = score(task, ["7 + 2 = 9. The answer is 9 apples.\n\n", "6:9 = 2:3. The answer is 2:3.\n\n"])
     assert [r["strict-match"] for r in out] == [1.0, 1.0]
     assert out[1]["flexible-extract"] == 0.0  # the last-number filter cannot read a ratio
 
@@ -554,10 +546,11 @@ def _check_metric(manager: TaskManager, name: str, metric_key: str) -> None:
     entry = manager.task_index[name]
     if entry.kind.name == "GROUP":
         aggs = entry.cfg["aggregate_metric_list"]
-        assert any(
-            a["metric"] == metric and (a.get("filter_list") is None or flt in a["filter_list"])
-            for a in aggs
-        ), (name, metric_key, aggs)
+        assert any(a["metric"] == metric and (a.get("filter_list") is None or flt in a["filter_list"]) for a in aggs), (
+            name,
+            metric_key,
+            aggs,
+        )
         return
     members = sorted(entry.tags) if entry.kind.name == "TAG" else [name]
     for member in members:

@@ -42,7 +42,7 @@ def test_row_tables_match_the_yaml(name, raw):
     entry = raw[name]
     df = reported_table(name)
     assert df.attrs["score_columns"] == entry["columns"]
-    assert list(df.columns[-len(entry["columns"]):]) == entry["columns"]
+    assert list(df.columns[-len(entry["columns"]) :]) == entry["columns"]
     assert len(df) == len(entry["rows"])
     for i, row in enumerate(entry["rows"]):
         for col, value in zip(entry["columns"], row["scores"]):
@@ -126,7 +126,11 @@ PROVENANCE = {
 def test_side_by_side_miniature(tmp_path):
     out_md, out_csv = tmp_path / "t1.md", tmp_path / "t1.csv"
     df = side_by_side(
-        miniature(), "table1_math_fewshot_cot", {"Train tokens": "train"}, out_md, out_csv,
+        miniature(),
+        "table1_math_fewshot_cot",
+        {"Train tokens": "train"},
+        out_md,
+        out_csv,
         provenance=PROVENANCE,
     )
     paper = reported_table("table1_math_fewshot_cot")
@@ -136,10 +140,8 @@ def test_side_by_side_miniature(tmp_path):
     assert list(df.columns[:2]) == ["Source", "Model"]
     # paper columns first (in the paper's order), then the miniature's own columns
     paper_cols = ["size", "data", "uniq", "train"] + paper.attrs["score_columns"]
-    assert list(df.columns[2:2 + len(paper_cols)]) == paper_cols
-    assert list(df.columns[2 + len(paper_cols):]) == [
-        "arith_gen", "arith_mc", "AVG (this run)", "Seen tokens"
-    ]
+    assert list(df.columns[2 : 2 + len(paper_cols)]) == paper_cols
+    assert list(df.columns[2 + len(paper_cols) :]) == ["arith_gen", "arith_mc", "AVG (this run)", "Seen tokens"]
     measured, reported = df.iloc[:4], df.iloc[4:]
     # unmapped paper columns: paper rows only
     assert measured["GSM8K"].isna().all() and measured["AVG"].isna().all()
@@ -183,10 +185,14 @@ def test_side_by_side_paper_scale_mapping(tmp_path):
         index=pd.Index(["clm", "slm"], name="Model"),
     )
     df = side_by_side(
-        measured, "figure9_selection_ratio",
+        measured,
+        "figure9_selection_ratio",
         {"gsm8k_cot": "GSM8K", "minerva_math500 [exact_match,none]": "MATH"},
-        tmp_path / "f9.md", tmp_path / "f9.csv", provenance={"config": "ratio-ablation.yaml"},
-        out_tex=tmp_path / "elsewhere" / "f9.tex", measured_label="ours",
+        tmp_path / "f9.md",
+        tmp_path / "f9.csv",
+        provenance={"config": "ratio-ablation.yaml"},
+        out_tex=tmp_path / "elsewhere" / "f9.tex",
+        measured_label="ours",
     )
     assert df.attrs["mapping"] == {
         "gsm8k_cot [exact_match,strict-match]": "GSM8K",
@@ -206,8 +212,14 @@ def test_side_by_side_paper_scale_mapping(tmp_path):
 
 def test_side_by_side_general_gain(tmp_path):
     measured = pd.DataFrame({"arc_easy": [1.2], "piqa": [0.4]}, index=["Δ (SLM − CLM)"])
-    df = side_by_side(measured, "figure5_general_gain_over_ct", {"arc_easy": "ARC-E", "piqa": "PIQA"},
-                      tmp_path / "f5.md", tmp_path / "f5.csv", provenance={})
+    df = side_by_side(
+        measured,
+        "figure5_general_gain_over_ct",
+        {"arc_easy": "ARC-E", "piqa": "PIQA"},
+        tmp_path / "f5.md",
+        tmp_path / "f5.csv",
+        provenance={},
+    )
     assert len(df) == 2
     assert df.loc[0, "ARC-E"] == 1.2 and df.loc[1, "ARC-E"] == pytest.approx(8.6)
     assert df.loc[1, "Model"] == MAPPING_ROW_LABELS["figure5_general_gain_over_ct"]
@@ -224,8 +236,9 @@ def test_side_by_side_general_gain(tmp_path):
 )
 def test_side_by_side_bad_mapping(tmp_path, mapping, match):
     with pytest.raises(ValueError, match=match):
-        side_by_side(miniature(), "table1_math_fewshot_cot", mapping, tmp_path / "x.md",
-                     tmp_path / "x.csv", provenance={})
+        side_by_side(
+            miniature(), "table1_math_fewshot_cot", mapping, tmp_path / "x.md", tmp_path / "x.csv", provenance={}
+        )
     assert not (tmp_path / "x.md").exists()
 
 
@@ -244,9 +257,16 @@ def results_csv(tmp_path):
             "Train tokens": [None, None, 400, 8192, 4915, 8192, 4915, None],
         },
         index=pd.Index(
-            ["Base", "Base (strong)", "Reference", "clm: CLM", "slm: SLM (ratio 0.6)",
-             "w2s-clm: CLM, from Base (strong)", "w2s-slm: SLM (ratio 0.6), from Base (strong)",
-             "Δ (SLM − CLM)"],
+            [
+                "Base",
+                "Base (strong)",
+                "Reference",
+                "clm: CLM",
+                "slm: SLM (ratio 0.6)",
+                "w2s-clm: CLM, from Base (strong)",
+                "w2s-slm: SLM (ratio 0.6), from Base (strong)",
+                "Δ (SLM − CLM)",
+            ],
             name="Model",
         ),
     )
@@ -258,8 +278,15 @@ def results_csv(tmp_path):
 def tiny_model(path, hidden):
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=40, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=2, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=40,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    )
     model = LlamaForCausalLM(config)
     model.save_pretrained(path)
     return sum(p.numel() for p in model.parameters())
@@ -270,8 +297,11 @@ def test_select_rows_by_label_or_run_name(tmp_path):
 
     measured = pd.read_csv(results_csv(tmp_path), index_col=0)
     rows = select_rows(measured, ["Base (strong)", "w2s-clm", "w2s-slm"])
-    assert list(rows.index) == ["Base (strong)", "w2s-clm: CLM, from Base (strong)",
-                                "w2s-slm: SLM (ratio 0.6), from Base (strong)"]
+    assert list(rows.index) == [
+        "Base (strong)",
+        "w2s-clm: CLM, from Base (strong)",
+        "w2s-slm: SLM (ratio 0.6), from Base (strong)",
+    ]
     assert list(select_rows(measured, ["slm", "Base"]).index) == ["slm: SLM (ratio 0.6)", "Base"]
     with pytest.raises(ValueError, match="'w2s' names no rows"):
         select_rows(measured, ["w2s"])
@@ -309,19 +339,30 @@ def test_paper_table_cli_with_the_weak_to_strong_rows(tmp_path):
         "usable_mapping": True,
         "rows": ["Base (strong)", "w2s-clm", "w2s-slm"],
         "values": {"w2s-clm": {"reference": None}, "w2s-slm": {"reference": "Reference"}},
-        "parameters": {"Reference": str(tmp_path / "reference"), "Base (strong)": str(tmp_path / "base-strong"),
-                       "w2s-slm": str(tmp_path / "base-strong")},
+        "parameters": {
+            "Reference": str(tmp_path / "reference"),
+            "Base (strong)": str(tmp_path / "base-strong"),
+            "w2s-slm": str(tmp_path / "base-strong"),
+        },
         "provenance": {"config": "suite.yaml", "base of w2s-slm": "results/models/base-strong"},
     }
     assert main(["paper-table", "--spec", json.dumps(spec), "--out", str(tmp_path / "table3")]) == 0
     df = pd.read_csv(tmp_path / "table3.csv")
     paper = reported_table("table3_weak_to_strong")
     assert df["Source"].tolist() == ["this run"] * 3 + ["paper"] * 2
-    assert df["Model"].tolist() == ["Base (strong)", "w2s-clm: CLM, from Base (strong)",
-                                    "w2s-slm: SLM (ratio 0.6), from Base (strong)",
-                                    "Llama-2-7B-CT", "Llama-2-7B-SLM"]
-    assert list(df.columns[:3 + len(paper.attrs["score_columns"])]) == ["Source", "Model", "reference",
-                                                                        *paper.attrs["score_columns"]]
+    assert df["Model"].tolist() == [
+        "Base (strong)",
+        "w2s-clm: CLM, from Base (strong)",
+        "w2s-slm: SLM (ratio 0.6), from Base (strong)",
+        "Llama-2-7B-CT",
+        "Llama-2-7B-SLM",
+    ]
+    assert list(df.columns[: 3 + len(paper.attrs["score_columns"])]) == [
+        "Source",
+        "Model",
+        "reference",
+        *paper.attrs["score_columns"],
+    ]
     assert df["reference"].fillna("").tolist() == ["", "", "Reference", "", "TinyLlama-1.1B RM"]
     assert df["AVG"].tolist()[3:] == [43.5, 44.4] and df["AVG (this run)"].tolist()[:3] == [9.0, 12.0, 16.0]
     assert df["Parameters"].fillna(-1).tolist() == [big, -1, big, -1, -1]

@@ -5,9 +5,9 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from conftest import SEQ_LEN
 from slm.data.packed import PackedShard
 from slm.score import ScoreMismatchError, open_scores, score_shard
-from conftest import SEQ_LEN
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +39,9 @@ def test_stored_score_is_the_reference_loss_inside_its_training_sequence(scored,
     # loss: the alignment to the packed sequences matters.
     start = SEQ_LEN // 2
     shifted = _reference_losses(model, shard.tokens[start : start + SEQ_LEN].tolist())
-    assert not np.allclose(shifted[SEQ_LEN // 2 :], scores[SEQ_LEN + 1 : SEQ_LEN + 1 + len(shifted) - SEQ_LEN // 2],
-                           atol=1e-2)
+    assert not np.allclose(
+        shifted[SEQ_LEN // 2 :], scores[SEQ_LEN + 1 : SEQ_LEN + 1 + len(shifted) - SEQ_LEN // 2], atol=1e-2
+    )
 
 
 def test_score_metadata_identifies_shard_and_model(scored, shard, base_model):
@@ -62,7 +63,15 @@ def test_a_score_shard_from_another_reference_model_is_refused(scored, shard, wo
     from slm.model import init_model
 
     other = workdir / "other-model"
-    init_model(tokenizer_dir, other, hidden_size=32, num_layers=1, num_heads=2, intermediate_size=64,
-               max_position_embeddings=128, seed=7)
+    init_model(
+        tokenizer_dir,
+        other,
+        hidden_size=32,
+        num_layers=1,
+        num_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+        seed=7,
+    )
     with pytest.raises(ScoreMismatchError, match="another reference model"):
         open_scores(scored, shard, other)

@@ -27,8 +27,10 @@ def component_files(tmp_path: Path, sizes: dict[str, int], files_per_component: 
     for name, size in sizes.items():
         chunk = -(-size // files_per_component)
         out[name] = [
-            write_jsonl(tmp_path / name / f"part-{k}.jsonl",
-                        [{"text": f"{name}-{i}"} for i in range(k * chunk, min(size, (k + 1) * chunk))])
+            write_jsonl(
+                tmp_path / name / f"part-{k}.jsonl",
+                [{"text": f"{name}-{i}"} for i in range(k * chunk, min(size, (k + 1) * chunk))],
+            )
             for k in range(files_per_component)
         ]
     return out
@@ -91,8 +93,10 @@ def test_mixture_drop_uses_every_document_once(tmp_path):
 def test_sharded_mixture_splits_every_component_disjointly(tmp_path):
     files = component_files(tmp_path, {"web": 600, "math": 300}, files_per_component=2)
     spec = mixture(files, {"web": 2, "math": 1}, exhausted="drop", seed=5)
-    parts = [names(iter_documents(spec, files=source_files({"data": {"corpus": spec}}, "corpus"), shard=s, num_shards=3))
-             for s in range(3)]
+    parts = [
+        names(iter_documents(spec, files=source_files({"data": {"corpus": spec}}, "corpus"), shard=s, num_shards=3))
+        for s in range(3)
+    ]
     seen = [t for part in parts for t in part]
     assert len(seen) == len(set(seen)) == 900  # disjoint, and together every document
     for part in parts:
@@ -127,18 +131,29 @@ def test_template_and_chat_messages_become_text(tmp_path):
     qa = write_jsonl(tmp_path / "qa.jsonl", [{"query": "What is 2+3?", "response": "2+3=5. The answer is 5."}])
     assert names(iter_files([qa], template="{query}\n{response}")) == ["What is 2+3?\n2+3=5. The answer is 5."]
     tulu = {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}]}
-    hermes = {"conversations": [{"from": "system", "value": "Be brief."}, {"from": "human", "value": "Hi"},
-                                {"from": "gpt", "value": "Hello!"}]}
+    hermes = {
+        "conversations": [
+            {"from": "system", "value": "Be brief."},
+            {"from": "human", "value": "Hi"},
+            {"from": "gpt", "value": "Hello!"},
+        ]
+    }
     chat = write_jsonl(tmp_path / "chat.jsonl", [tulu])
     assert names(iter_files([chat], messages_field="messages")) == ["<|user|>\nHi\n<|assistant|>\nHello!\n"]
     assert render_chat(hermes["conversations"]) == "<|system|>\nBe brief.\n<|user|>\nHi\n<|assistant|>\nHello!\n"
     with pytest.raises(ValueError, match="template"):
         list(iter_files([qa], template="{question}\n{response}"))
-    spec = {"source": "mixture", "components": [
-        {"weight": 1, "source": "files", "paths": [qa], "template": "Q: {query}\nA: {response}"},
-        {"weight": 1, "source": "files", "paths": [chat], "messages_field": "messages"}], "exhausted": "drop"}
+    spec = {
+        "source": "mixture",
+        "components": [
+            {"weight": 1, "source": "files", "paths": [qa], "template": "Q: {query}\nA: {response}"},
+            {"weight": 1, "source": "files", "paths": [chat], "messages_field": "messages"},
+        ],
+        "exhausted": "drop",
+    }
     assert sorted(names(iter_documents(spec))) == sorted(
-        ["Q: What is 2+3?\nA: 2+3=5. The answer is 5.", "<|user|>\nHi\n<|assistant|>\nHello!\n"])
+        ["Q: What is 2+3?\nA: 2+3=5. The answer is 5.", "<|user|>\nHi\n<|assistant|>\nHello!\n"]
+    )
 
 
 def test_hub_component_is_sharded_by_source_files(tmp_path, monkeypatch):
@@ -149,9 +164,15 @@ def test_hub_component_is_sharded_by_source_files(tmp_path, monkeypatch):
     for k in range(4):
         write_jsonl(hub / f"train-{k}.jsonl", [{"body": f"hub-{k * 10 + i}"} for i in range(10)])
     local = component_files(tmp_path, {"loc": 40})
-    spec = {"source": "mixture", "exhausted": "drop", "shards": 2, "components": [
-        {"weight": 1, "source": "hf", "path": str(hub), "text_field": "body"},
-        {"weight": 1, "source": "files", "paths": local["loc"]}]}
+    spec = {
+        "source": "mixture",
+        "exhausted": "drop",
+        "shards": 2,
+        "components": [
+            {"weight": 1, "source": "hf", "path": str(hub), "text_field": "body"},
+            {"weight": 1, "source": "files", "paths": local["loc"]},
+        ],
+    }
     parts = [names(iter_documents(spec, shard=s, num_shards=2)) for s in range(2)]
     assert sorted(parts[0] + parts[1]) == sorted([f"hub-{i}" for i in range(40)] + [f"loc-{i}" for i in range(40)])
     assert {t for t in parts[0] if t.startswith("hub")} == {f"hub-{i}" for i in range(20)}  # files 0-1
@@ -191,9 +212,9 @@ def test_config_checks_and_shards_of_a_mixture(tmp_path, three):
 
 
 def test_schema_accepts_mixtures_and_refuses_bad_components(three):
+    import yaml
     from snakemake.exceptions import WorkflowError
     from snakemake.utils import validate
-    import yaml
 
     schema = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
@@ -201,9 +222,11 @@ def test_schema_accepts_mixtures_and_refuses_bad_components(three):
     config["data"]["corpus"]["components"][0].update(template="{text}")
     validate(config, schema)
     assert config["data"]["corpus"]["exhausted"] == "stop"  # schema default filled in
-    for bad in ({"weight": 1, "source": "hf", "path": "a/b", "shards": 2},  # shards belong to the mixture
-                {"weight": 1, "source": "files", "paths": ["x"], "colour": "red"},
-                {"source": "files", "paths": ["x"]}):
+    for bad in (
+        {"weight": 1, "source": "hf", "path": "a/b", "shards": 2},  # shards belong to the mixture
+        {"weight": 1, "source": "files", "paths": ["x"], "colour": "red"},
+        {"source": "files", "paths": ["x"]},
+    ):
         config["data"]["corpus"]["components"][1] = bad
         with pytest.raises(WorkflowError):
             validate(config, schema)

@@ -69,10 +69,20 @@ def write_stats(path: Path, run: str, ratio: float, seen: int, kinds: dict[str, 
     return path
 
 
-CLM_KINDS = {"other": (400, 400), "math": (800, 800), "noise": (200, 200),
-             "boilerplate": (100, 100), "wrong_math": (100, 100), }
-SLM_KINDS = {"other": (400, 180), "math": (800, 700), "noise": (200, 10),
-             "boilerplate": (100, 0), "wrong_math": (100, 30)}
+CLM_KINDS = {
+    "other": (400, 400),
+    "math": (800, 800),
+    "noise": (200, 200),
+    "boilerplate": (100, 100),
+    "wrong_math": (100, 100),
+}
+SLM_KINDS = {
+    "other": (400, 180),
+    "math": (800, 700),
+    "noise": (200, 10),
+    "boilerplate": (100, 0),
+    "wrong_math": (100, 30),
+}
 
 
 @pytest.fixture
@@ -94,8 +104,12 @@ def inputs(tmp_path):
 def test_results_table_values(inputs):
     tmp, evals, stats, models = inputs
     df = results_table(
-        models, TASK_METRICS, tmp / "t.md", tmp / "t.csv",
-        delta=("SLM (ratio 0.6)", "CLM"), lower_is_better={"math_ppl"},
+        models,
+        TASK_METRICS,
+        tmp / "t.md",
+        tmp / "t.csv",
+        delta=("SLM (ratio 0.6)", "CLM"),
+        lower_is_better={"math_ppl"},
     )
     names = ["Base", "Reference", "CLM", "SLM (ratio 0.6)", "Δ (SLM − CLM)"]
     assert list(df.index) == names
@@ -132,7 +146,9 @@ def test_results_table_values(inputs):
     assert " 12.3 " in md and " 2.5000 " in md and "-42%" in md and "1.6K" in md
     csv = pd.read_csv(tmp / "t.csv", index_col=0)
     assert list(csv.columns)[:3] == [
-        "arith_gen [exact_match,flexible-extract]", "arith_mc [acc,none]", "math_ppl [bits_per_byte,none]"
+        "arith_gen [exact_match,flexible-extract]",
+        "arith_mc [acc,none]",
+        "math_ppl [bits_per_byte,none]",
     ]
     assert csv.loc["Reference", "arith_mc [acc,none]"] == 55.0
     assert not list(tmp.glob(".*tmp*"))
@@ -149,8 +165,7 @@ def test_results_table_without_delta_and_bare_metric(inputs):
     assert pd.isna(df.at["Base", "Train tokens"]) and df.at["Base", "Seen tokens"] == 500
     assert df.at["Reference", "Train tokens"] == 500
     # a perplexity metric is treated as lower-is-better even if not declared
-    df = results_table(models, {"arith_mc": "acc,none", "math_ppl": "bits_per_byte,none"},
-                       tmp / "t.md", tmp / "t.csv")
+    df = results_table(models, {"arith_mc": "acc,none", "math_ppl": "bits_per_byte,none"}, tmp / "t.md", tmp / "t.csv")
     assert df.at["CLM", "AVG"] == 48.2
 
 
@@ -186,13 +201,19 @@ def test_checkpoints_table(inputs, tmp_path):
     tmp, evals, stats, models = inputs
     ck_stats = write_stats(tmp / "slm_ck1.json", "slm", 0.6, 800, {"math": (800, 480)})
     runs = [
-        {"run": "slm", "checkpoints": [
-            {"tokens": 1650, "eval_json": evals["slm"], "train_stats": stats["slm"]},
-            {"tokens": 800, "eval_json": evals["base"], "train_stats": ck_stats},
-        ]},
-        {"run": "clm", "checkpoints": [
-            {"tokens": 1650, "eval_json": evals["clm"], "train_stats": None},
-        ]},
+        {
+            "run": "slm",
+            "checkpoints": [
+                {"tokens": 1650, "eval_json": evals["slm"], "train_stats": stats["slm"]},
+                {"tokens": 800, "eval_json": evals["base"], "train_stats": ck_stats},
+            ],
+        },
+        {
+            "run": "clm",
+            "checkpoints": [
+                {"tokens": 1650, "eval_json": evals["clm"], "train_stats": None},
+            ],
+        },
     ]
     df = checkpoints_table(runs, TASK_METRICS, tmp / "ck.csv")
     assert list(df.columns) == ["run", "tokens_seen", "tokens_selected", "task", "metric", "value"]
@@ -210,8 +231,13 @@ def test_checkpoints_table(inputs, tmp_path):
 
 def test_selection_table(inputs):
     tmp, evals, stats, models = inputs
-    slm3 = write_stats(tmp / "slm03.json", "slm", 0.3, 1650,
-                       {**{k: (s, 0) for k, (s, _) in SLM_KINDS.items()}, "math": (800, 480), "wrong_math": (0, 0)})
+    slm3 = write_stats(
+        tmp / "slm03.json",
+        "slm",
+        0.3,
+        1650,
+        {**{k: (s, 0) for k, (s, _) in SLM_KINDS.items()}, "math": (800, 480), "wrong_math": (0, 0)},
+    )
     df = selection_table([stats["clm"], stats["slm"], slm3], tmp / "s.md", tmp / "s.csv")
     assert list(df.columns) == ["clm", "slm (0.6)", "slm (0.3)", "share of tokens (%)"]
     assert list(df.index) == KIND_NAMES + ["all"]

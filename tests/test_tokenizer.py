@@ -70,9 +70,7 @@ def test_saved_files_and_special_tokens(tok_dir, tok):
     assert tok.eos_token == tok.pad_token == tok.bos_token == EOS_TOKEN
     assert tok.eos_token_id == tok.pad_token_id == tok.bos_token_id == 0
     assert tok.model_max_length == 512
-    assert not [
-        p for p in tok_dir.parent.iterdir() if p.name.startswith(".")
-    ]  # no temp dirs left
+    assert not [p for p in tok_dir.parent.iterdir() if p.name.startswith(".")]  # no temp dirs left
 
 
 @pytest.mark.parametrize("text", SAMPLES)
@@ -112,12 +110,8 @@ def test_learned_merges(tok):
 def test_deterministic(train_files, tok_dir, tmp_path):
     again = tmp_path / "again"
     train_tokenizer(train_files, again, vocab_size=VOCAB, model_max_length=512)
-    assert (again / "tokenizer.json").read_bytes() == (
-        tok_dir / "tokenizer.json"
-    ).read_bytes()
-    assert (again / "tokenizer_config.json").read_bytes() == (
-        tok_dir / "tokenizer_config.json"
-    ).read_bytes()
+    assert (again / "tokenizer.json").read_bytes() == (tok_dir / "tokenizer.json").read_bytes()
+    assert (again / "tokenizer_config.json").read_bytes() == (tok_dir / "tokenizer_config.json").read_bytes()
 
 
 def test_replaces_existing_dir_atomically(train_files, tmp_path):
@@ -134,9 +128,7 @@ def test_failure_keeps_existing_dir(train_files, tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("old")
     with pytest.raises(FileNotFoundError, match="missing.jsonl"):
-        train_tokenizer(
-            [train_files[0], tmp_path / "missing.jsonl"], out, vocab_size=300
-        )
+        train_tokenizer([train_files[0], tmp_path / "missing.jsonl"], out, vocab_size=300)
     assert (out / "keep.txt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["tok"]
 
@@ -151,9 +143,7 @@ def test_bad_files(tmp_path):
     with pytest.raises(ValueError, match="empty.jsonl"):
         train_tokenizer([empty], tmp_path / "t", vocab_size=300)
     blank = tmp_path / "blank.jsonl"
-    blank.write_text(
-        json.dumps({"text": ""}) + "\n" + json.dumps({"text": "   "}) + "\n"
-    )
+    blank.write_text(json.dumps({"text": ""}) + "\n" + json.dumps({"text": "   "}) + "\n")
     with pytest.raises(ValueError, match="blank.jsonl"):
         train_tokenizer([blank], tmp_path / "t", vocab_size=300)
     nofield = tmp_path / "nofield.jsonl"

@@ -9,7 +9,7 @@ from transformers import AutoModelForCausalLM
 from slm.data.packed import KIND_NAMES
 from slm.score import score_shard
 from slm.selection import select_tokens
-from slm.train import Trainer, TrainConfig, train
+from slm.train import TrainConfig, Trainer, train
 
 
 @pytest.fixture(scope="module")
@@ -23,9 +23,20 @@ def score_dirs(workdir, base_model, shards):
 
 
 def _spec(tmp_path, base_model, shards, **overrides):
-    spec = dict(init_model=str(base_model), data=[str(s) for s in shards], out_dir=str(tmp_path / "run" / "final"),
-                state_dir=str(tmp_path / "state"), batch_size=4, max_tokens=4 * 32 * 6, lr=3e-3, warmup_steps=2,
-                save_every=2, log_every=1, seed=3, device="cpu")
+    spec = dict(
+        init_model=str(base_model),
+        data=[str(s) for s in shards],
+        out_dir=str(tmp_path / "run" / "final"),
+        state_dir=str(tmp_path / "state"),
+        batch_size=4,
+        max_tokens=4 * 32 * 6,
+        lr=3e-3,
+        warmup_steps=2,
+        save_every=2,
+        log_every=1,
+        seed=3,
+        device="cpu",
+    )
     spec.update(overrides)
     return spec
 
@@ -85,10 +96,12 @@ def test_slm_gradient_comes_only_from_the_selected_tokens(tmp_path, base_model, 
         torch.testing.assert_close(ours[name], theirs[name], rtol=1e-4, atol=1e-7)
 
 
-@pytest.mark.parametrize("unit, weighting", [("batch", "hard"), ("sequence", "hard"), ("document", "hard"),
-                                             ("batch", "soft")])
-def test_gradient_accumulation_selects_and_steps_like_one_big_batch(tmp_path, base_model, shards, score_dirs, unit,
-                                                                     weighting):
+@pytest.mark.parametrize(
+    "unit, weighting", [("batch", "hard"), ("sequence", "hard"), ("document", "hard"), ("batch", "soft")]
+)
+def test_gradient_accumulation_selects_and_steps_like_one_big_batch(
+    tmp_path, base_model, shards, score_dirs, unit, weighting
+):
     kwargs = dict(ratio=0.6, unit=unit, weighting=weighting, scores=[str(s) for s in score_dirs])
     whole = _trainer(tmp_path, base_model, shards, **kwargs)
     split = _trainer(tmp_path, base_model, shards, micro_batch_size=1, **kwargs)
@@ -102,8 +115,9 @@ def test_gradient_accumulation_selects_and_steps_like_one_big_batch(tmp_path, ba
 
 
 def test_soft_weighting_loss_is_the_softmax_weighted_mean(tmp_path, base_model, shards, score_dirs):
-    trainer = _trainer(tmp_path, base_model, shards, weighting="soft", temperature=0.5,
-                       scores=[str(s) for s in score_dirs])
+    trainer = _trainer(
+        tmp_path, base_model, shards, weighting="soft", temperature=0.5, scores=[str(s) for s in score_dirs]
+    )
     ids, ref = _batch(trainer)
     stats, mask = trainer.train_step(0, ids, ref)
     model = AutoModelForCausalLM.from_pretrained(base_model)
@@ -120,8 +134,9 @@ def _weights(path):
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, base_model, shards, score_dirs):
-    kwargs = dict(ratio=0.6, scores=[str(s) for s in score_dirs], checkpoints=[4 * 32 * 3],
-                  checkpoint_dir=str(tmp_path / "ckpt"))
+    kwargs = dict(
+        ratio=0.6, scores=[str(s) for s in score_dirs], checkpoints=[4 * 32 * 3], checkpoint_dir=str(tmp_path / "ckpt")
+    )
     straight = train(_spec(tmp_path / "a", base_model, shards, **kwargs))
     spec_b = _spec(tmp_path / "b", base_model, shards, **kwargs)
     with pytest.raises(KeyboardInterrupt):
@@ -138,7 +153,9 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, base_model, shard
     assert stats["tokens_seen"] == 6 * 4 * 32
     assert sum(k["selected"] for k in stats["kinds"].values()) == stats["tokens_selected"]
     assert stats["kind_names"] == list(KIND_NAMES)
-    metrics = [json.loads(l) for l in (tmp_path / "b" / "run" / "final" / "metrics.jsonl").read_text().splitlines()]
+    metrics = [
+        json.loads(line) for line in (tmp_path / "b" / "run" / "final" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert [m["step"] for m in metrics] == list(range(1, 7))
     ckpt = tmp_path / "ckpt" / f"tokens-{4 * 32 * 3}"
     assert json.loads((ckpt / "train_stats.json").read_text())["steps"] == 3

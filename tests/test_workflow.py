@@ -49,10 +49,23 @@ SMOKE_STRONG = {
 
 def test_default_config_plans_the_whole_pipeline(tmp_path):
     out = snakemake(with_config(tmp_path, default_config()), "-n", "--cores", "2").stdout
-    for rule in ("generate_data", "train_tokenizer", "prepare", "pretrain_base", "train_reference", "score",
-                 "train", "evaluate", "tables"):
+    for rule in (
+        "generate_data",
+        "train_tokenizer",
+        "prepare",
+        "pretrain_base",
+        "train_reference",
+        "score",
+        "train",
+        "evaluate",
+        "tables",
+    ):
         assert f"rule {rule}:" in out
-    assert "results/scores/corpus/shard-003" in out and "results/scores/validation/shard-000" in out and "results/models/slm/checkpoints/tokens-600000" in out
+    assert (
+        "results/scores/corpus/shard-003" in out
+        and "results/scores/validation/shard-000" in out
+        and "results/models/slm/checkpoints/tokens-600000" in out
+    )
 
 
 @pytest.mark.parametrize(
@@ -65,13 +78,26 @@ def test_default_config_plans_the_whole_pipeline(tmp_path):
         (lambda c: c["evaluation"]["metrics"].pop("arith_mc"), "evaluation.metrics"),
         (lambda c: c["runs"]["slm"].update(base_model="strong"), "runs.slm.base_model"),
         (lambda c: c.update(base_models={"init": {"init": STRONG_INIT}}), "(^|-)init$"),
-        (lambda c: c.update(base_models={"strong": {"init": STRONG_INIT, "pretrain": {"lr": 1e-3}}}),
-         "base_models.strong.pretrain"),
-        (lambda c: c.update(tokenizer={"from_base_model": True}, base_model={"path": "org/base"},
-                            base_models={"strong": {"init": STRONG_INIT}}), "base_models.strong.init"),
+        (
+            lambda c: c.update(base_models={"strong": {"init": STRONG_INIT, "pretrain": {"lr": 1e-3}}}),
+            "base_models.strong.pretrain",
+        ),
+        (
+            lambda c: c.update(
+                tokenizer={"from_base_model": True},
+                base_model={"path": "org/base"},
+                base_models={"strong": {"init": STRONG_INIT}},
+            ),
+            "base_models.strong.init",
+        ),
         (lambda c: c.update(base_models={"strong": {"path": "org/strong"}}), "base_models.strong.path"),
-        (lambda c: (c.update(base_models={"strong": {"init": STRONG_INIT}}),
-                    c["runs"].update({"base-strong": {"method": "clm"}})), "runs.base-strong"),
+        (
+            lambda c: (
+                c.update(base_models={"strong": {"init": STRONG_INIT}}),
+                c["runs"].update({"base-strong": {"method": "clm"}}),
+            ),
+            "runs.base-strong",
+        ),
         (lambda c: c.update(tool_integrated={"runs": ["dpo"], "training": {"epochs": 1}}), "tool_integrated.runs"),
         (lambda c: c.update(tool_integrated={"runs": ["slm"], "training": {"epochs": 1}}), "data.tir"),
     ],
@@ -87,8 +113,17 @@ def test_bad_config_stops_before_any_job(tmp_path, change, message):
 
 def test_weak_to_strong_runs_start_from_their_base(tmp_path):
     """The miniature suite's w2s runs: their own base, made here; the one reference; Table 3."""
-    out = snakemake(with_config(tmp_path, default_config()), "-n", "-p", "--cores", "2", "all", "weak_to_strong",
-                    "--configfile", str(REPO / "config" / "miniature-suite.yaml")).stdout
+    out = snakemake(
+        with_config(tmp_path, default_config()),
+        "-n",
+        "-p",
+        "--cores",
+        "2",
+        "all",
+        "weak_to_strong",
+        "--configfile",
+        str(REPO / "config" / "miniature-suite.yaml"),
+    ).stdout
     for rule in ("init_base", "pretrain_base", "table3"):
         assert f"rule {rule}:" in out
     assert "output: results/models/base-strong-init" in out and "output: results/eval/base-strong/final.json" in out
@@ -143,9 +178,10 @@ def test_score_files_align_with_token_files(smoke_run):
     assert [p.parent.name for p in scored] == ["corpus", "corpus", "validation"]
     for scores_dir in scored:
         shard = smoke_run / "results/data/packed" / scores_dir.parent.name / scores_dir.name
-        assert np.load(scores_dir / "scores.npy", mmap_mode="r").shape == np.load(
-            shard / "tokens.npy", mmap_mode="r"
-        ).shape
+        assert (
+            np.load(scores_dir / "scores.npy", mmap_mode="r").shape
+            == np.load(shard / "tokens.npy", mmap_mode="r").shape
+        )
 
 
 @pytest.mark.e2e
@@ -235,8 +271,16 @@ def test_miniature_suite_at_smoke_size(smoke_run):
     suite = yaml.safe_load((REPO / "config" / "miniature-suite.yaml").read_text())
     smoke_strong = smoke_run / "config" / "smoke-strong.yaml"
     smoke_strong.write_text(yaml.safe_dump(SMOKE_STRONG))
-    snakemake(smoke_run, "--configfile", str(REPO / "config" / "miniature-suite.yaml"), str(smoke_strong),
-              "--cores", "2", "paper_miniature", "weak_to_strong")
+    snakemake(
+        smoke_run,
+        "--configfile",
+        str(REPO / "config" / "miniature-suite.yaml"),
+        str(smoke_strong),
+        "--cores",
+        "2",
+        "paper_miniature",
+        "weak_to_strong",
+    )
     # Table 2: clm and slm fine-tuned on the tool-integrated solutions, evaluated with the tool.
     for run in ("clm", "slm"):
         stats = json.loads((smoke_run / f"results/models/tir/{run}/final/train_stats.json").read_text())
@@ -258,8 +302,9 @@ def test_miniature_suite_at_smoke_size(smoke_run):
         if suite["runs"][run].get("weighting") != "soft":
             # Rounding per batch, or per sequence for unit: sequence.
             n_sequences = stats["tokens_seen"] // 64
-            assert stats["tokens_selected"] == pytest.approx(stats["ratio"] * stats["tokens_loss_bearing"],
-                                                             abs=n_sequences / 2)
+            assert stats["tokens_selected"] == pytest.approx(
+                stats["ratio"] * stats["tokens_loss_bearing"], abs=n_sequences / 2
+            )
     selection = pd.read_csv(smoke_run / "results/tables/selection.csv", index_col=0)
     assert {"slm-0.4", "unit-document", "score-random"} <= set(selection.columns)
     captions = json.loads((smoke_run / "results/figures/captions.json").read_text())

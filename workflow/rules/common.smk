@@ -6,12 +6,8 @@ from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
-from slm.config import (
-    check_config,
-    n_shards,
-    shard_arguments,
-    source_files,
-)  # noqa: E402
+from slm.config import check_config, n_shards, shard_arguments, source_files  # noqa: E402
+from slm.resources import stage_resources  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
@@ -28,9 +24,27 @@ if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
 shell.prefix(_prefix)
 
 RUNS = list(config["runs"])
-# Jobs that run a model claim the GPU resource when the config names a CUDA device, so that
-# `--resources gpu=N` (or a cluster executor) places them; on CPU they claim none.
-GPUS = 1 if str(config["device"]).startswith("cuda") else 0
+
+
+def rule_resources(stage):
+    """Snakemake resources of a stage's jobs (config resources, slm.resources): a local run places
+    GPU jobs with `--resources gpu=N`; the slurm executor requests memory, wall time, GPUs and nodes.
+    Memory and wall time grow with the attempt, so a retry asks for more."""
+    res = stage_resources(config, stage)
+    out = {
+        "mem_mb": lambda wildcards, attempt: res.grown(res.mem_mb, attempt),
+        "runtime": lambda wildcards, attempt: res.grown(res.runtime, attempt),
+        "gpu": res.gpus * res.nodes,
+    }
+    if res.gpus:
+        # One launcher process per job: without tasks_per_gpu=0 the slurm executor would derive
+        # --ntasks-per-gpu from tasks and start the command once per GPU.
+        out.update(cpus_per_gpu=res.cpus_per_gpu, tasks_per_gpu=0)
+    if res.nodes > 1:
+        out["nodes"] = res.nodes
+    return out
+
+
 CHECKPOINTS = config["training"].get("checkpoints", [])
 
 
@@ -101,11 +115,7 @@ BASE_STEMS = ["base"] + [f"base-{name}" for name in BASE_MODELS]
 
 def base_spec(stem):
     """The config section of a base model by its stem."""
-    return (
-        config["base_model"]
-        if stem == "base"
-        else BASE_MODELS[stem.removeprefix("base-")]
-    )
+    return config["base_model"] if stem == "base" else BASE_MODELS[stem.removeprefix("base-")]
 
 
 def base_model(name=None):
@@ -115,11 +125,7 @@ def base_model(name=None):
     base = base_spec(stem)
     if "path" in base:
         return base["path"]
-    return (
-        f"results/models/{stem}"
-        if "pretrain" in base
-        else f"results/models/{stem}-init"
-    )
+    return f"results/models/{stem}" if "pretrain" in base else f"results/models/{stem}-init"
 
 
 def run_base(run):
@@ -148,11 +154,7 @@ REFERENCE_GIVEN = "path" in config["reference"]
 
 def reference_model():
     """The model that scores the corpus: given (reference.path) or fine-tuned here."""
-    return (
-        config["reference"]["path"]
-        if REFERENCE_GIVEN
-        else "results/models/reference/final"
-    )
+    return config["reference"]["path"] if REFERENCE_GIVEN else "results/models/reference/final"
 
 
 def reference_init():
@@ -219,11 +221,7 @@ def run_fields(run):
     spec = config["runs"][run]
     if spec["method"] == "clm":
         return {"ratio": 1.0}
-    return {
-        k: spec[k]
-        for k in ("ratio", "unit", "score_fn", "weighting", "temperature")
-        if k in spec
-    }
+    return {k: spec[k] for k in ("ratio", "unit", "score_fn", "weighting", "temperature") if k in spec}
 
 
 def evaluated_model(wildcards):
@@ -242,9 +240,7 @@ def table_models():
             "name": "Reference",
             "role": "reference",
             "eval_json": eval_json("reference"),
-            "train_stats": (
-                None if REFERENCE_GIVEN else f"{reference_model()}/train_stats.json"
-            ),
+            "train_stats": (None if REFERENCE_GIVEN else f"{reference_model()}/train_stats.json"),
         },
     ]
     # one row per extra base model, after the default base's
@@ -298,9 +294,7 @@ def table_runs():
             "run": run,
             "checkpoints": [
                 {
-                    "tokens": (
-                        int(point.removeprefix("tokens-")) if point != "final" else None
-                    ),
+                    "tokens": (int(point.removeprefix("tokens-")) if point != "final" else None),
                     "eval_json": eval_json(run, point),
                     "train_stats": f"{model_dir(run, point)}/train_stats.json",
                 }
@@ -316,11 +310,7 @@ DYNAMICS_RUNS = config.get("dynamics", {}).get("runs", [])
 
 def trajectory(run):
     """The models along a run, in training order: its base, each checkpoint, the final model."""
-    return (
-        [run_base(run)]
-        + [model_dir(run, f"tokens-{n}") for n in sorted(CHECKPOINTS)]
-        + [model_dir(run, "final")]
-    )
+    return [run_base(run)] + [model_dir(run, f"tokens-{n}") for n in sorted(CHECKPOINTS)] + [model_dir(run, "final")]
 
 
 def selection_ratio():
@@ -329,11 +319,7 @@ def selection_ratio():
     return ratios[0] if ratios else None
 
 
-ACCURACY_TASKS = [
-    t
-    for t in config["evaluation"]["tasks"]
-    if t not in config["evaluation"].get("lower_is_better", [])
-]
+ACCURACY_TASKS = [t for t in config["evaluation"]["tasks"] if t not in config["evaluation"].get("lower_is_better", [])]
 LOSS_TASKS = config["evaluation"].get("lower_is_better", [])
 FIGURES = (
     ["figure1.png"]

@@ -6,10 +6,7 @@ if GENERATED:
             pretrain=f"{RAW}/pretrain.jsonl",
             validation=f"{RAW}/validation.jsonl",
             tir=f"{RAW}/tir.jsonl",
-            corpus=[
-                f"{RAW}/corpus/shard-{i:03d}.jsonl"
-                for i in range(config["data"]["generator"]["corpus_shards"])
-            ],
+            corpus=[f"{RAW}/corpus/shard-{i:03d}.jsonl" for i in range(config["data"]["generator"]["corpus_shards"])],
             eval=expand(
                 f"{RAW}/eval/{{name}}.jsonl",
                 name=["arith_gen", "arith_fewshot", "arith_mc", "math_ppl"],

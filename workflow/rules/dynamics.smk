@@ -22,8 +22,7 @@ rule dynamics:
         "../../envs/slm.yaml"
     threads: workflow.cores
     resources:
-        mem_mb=4000,
-        gpu=GPUS,
+        **rule_resources("dynamics"),
     params:
         models=lambda w: trajectory(w.run),
         tokenizer=lambda w, input: input.tokenizer or tokenizer_dir(),

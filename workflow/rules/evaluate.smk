@@ -14,13 +14,11 @@ rule evaluate:
         "../../envs/slm.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        gpu=GPUS,
+        **rule_resources("evaluate"),
     params:
         model=lambda w: model_dir(w.model, w.point),
         tasks=config["evaluation"]["tasks"],
-        include=lambda w, input: "--include-path "
-        + str(input.tasks or Path(workflow.basedir) / "workflow" / "tasks"),
+        include=lambda w, input: "--include-path " + str(input.tasks or Path(workflow.basedir) / "workflow" / "tasks"),
         spec=spec(
             {
                 "batch_size": config["evaluation"].get("batch_size", 16),

@@ -1,9 +1,5 @@
 # Figure 5's table (SLM minus CLM per task), written with the figures when there is an SLM/CLM pair
-FIGURE5_TABLE = (
-    expand("results/tables/figure5.{ext}", ext=["md", "csv", "tex"])
-    if "figure5.png" in FIGURES
-    else []
-)
+FIGURE5_TABLE = expand("results/tables/figure5.{ext}", ext=["md", "csv", "tex"]) if "figure5.png" in FIGURES else []
 
 
 rule figures:
@@ -21,16 +17,10 @@ rule figures:
             for name in FIGURES
         ],
         figure5_table=[
-            (
-                report(path, caption="../report/figure5.rst", category="Tables")
-                if path.endswith(".md")
-                else path
-            )
+            (report(path, caption="../report/figure5.rst", category="Tables") if path.endswith(".md") else path)
             for path in FIGURE5_TABLE
         ],
-        figure6_data=(
-            ["results/figures/figure6.csv"] if "figure6.png" in FIGURES else []
-        ),
+        figure6_data=(["results/figures/figure6.csv"] if "figure6.png" in FIGURES else []),
         captions="results/figures/captions.json",
     log:
         "logs/figures.log",
@@ -43,24 +33,13 @@ rule figures:
                 "checkpoints_csv": input.checkpoints,
                 "accuracy_tasks": ACCURACY_TASKS,
                 "loss_task": LOSS_TASKS[0] if LOSS_TASKS else None,
-                "dynamics_by_run": {
-                    run: f"{path}/losses.npz"
-                    for run, path in zip(figure6_runs(), input.dynamics)
-                },
+                "dynamics_by_run": {run: f"{path}/losses.npz" for run, path in zip(figure6_runs(), input.dynamics)},
                 "selector": figure6_runs()[0] if figure6_runs() else None,
-                "ratio": (
-                    config["runs"][figure6_runs()[0]]["ratio"]
-                    if figure6_runs()
-                    else None
-                ),
+                "ratio": (config["runs"][figure6_runs()[0]]["ratio"] if figure6_runs() else None),
                 "ratio_runs": ratio_runs(),
                 "results_csv": input.results,
                 "delta": table_delta(),
-                "table_stem": (
-                    str(Path(output.figure5_table[0]).with_suffix(""))
-                    if output.figure5_table
-                    else None
-                ),
+                "table_stem": (str(Path(output.figure5_table[0]).with_suffix("")) if output.figure5_table else None),
                 "mapping": config.get("tables", {}).get("figure5_columns", {}),
                 "lower_is_better": LOSS_TASKS,
             }
@@ -73,9 +52,7 @@ rule paper_table:
     input:
         results=rules.tables.output.results_csv,
     output:
-        md=report(
-            "results/tables/paper.md", caption="../report/paper.rst", category="Tables"
-        ),
+        md=report("results/tables/paper.md", caption="../report/paper.rst", category="Tables"),
         csv="results/tables/paper.csv",
         tex="results/tables/paper.tex",
     log:
@@ -87,9 +64,7 @@ rule paper_table:
         spec=lambda w, input: spec(
             {
                 "results_csv": input.results,
-                "table": config.get("tables", {}).get(
-                    "paper_table", "table1_math_fewshot_cot"
-                ),
+                "table": config.get("tables", {}).get("paper_table", "table1_math_fewshot_cot"),
                 "mapping": config.get("tables", {}).get("paper_columns", {}),
                 "provenance": {
                     "config": ", ".join(map(str, workflow.configfiles)),

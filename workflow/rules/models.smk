@@ -47,8 +47,7 @@ if PRETRAIN_BASES:
             "../../envs/slm.yaml"
         threads: workflow.cores
         resources:
-            mem_mb=4000,
-            gpu=GPUS,
+            **rule_resources("pretrain_base"),
         params:
             options=lambda w: train_options(base_spec(w.base)["pretrain"]),
             paths=lambda w, input, output: spec(
@@ -79,8 +78,7 @@ if not REFERENCE_GIVEN:
             "../../envs/slm.yaml"
         threads: workflow.cores
         resources:
-            mem_mb=4000,
-            gpu=GPUS,
+            **rule_resources("train_reference"),
         params:
             options=train_options(
                 {k: v for k, v in config["reference"].items() if k != "init_model"},

@@ -15,8 +15,7 @@ rule score:
         "../../envs/slm.yaml"
     threads: workflow.cores
     resources:
-        mem_mb=4000,
-        gpu=GPUS,
+        **rule_resources("score"),
     params:
         model=lambda w, input: input.model[0] if input.model else reference_model(),
         batch_size=config.get("scoring", {}).get("batch_size", 16),

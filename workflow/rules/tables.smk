@@ -1,11 +1,9 @@
 rule tables:
     input:
         evals=sorted(
-            {m["eval_json"] for m in table_models()}
-            | {c["eval_json"] for r in table_runs() for c in r["checkpoints"]}
+            {m["eval_json"] for m in table_models()} | {c["eval_json"] for r in table_runs() for c in r["checkpoints"]}
         ),
-        models=local_inputs(reference_model())
-        + [f"results/models/{run}/final" for run in RUNS],
+        models=local_inputs(reference_model()) + [f"results/models/{run}/final" for run in RUNS],
     output:
         results_md=report(
             "results/tables/results.md",
@@ -33,16 +31,11 @@ rule tables:
         spec=spec(
             {
                 "models": table_models(),
-                "task_metrics": {
-                    t: config["evaluation"]["metrics"][t]
-                    for t in config["evaluation"]["tasks"]
-                },
+                "task_metrics": {t: config["evaluation"]["metrics"][t] for t in config["evaluation"]["tasks"]},
                 "delta": table_delta(),
                 "lower_is_better": config["evaluation"].get("lower_is_better", []),
                 "runs": table_runs(),
-                "train_stats": [
-                    f"results/models/{run}/final/train_stats.json" for run in RUNS
-                ],
+                "train_stats": [f"results/models/{run}/final/train_stats.json" for run in RUNS],
             }
         ),
     shell:
@@ -53,11 +46,7 @@ rule tables:
 # Llama-2-7B CT / SLM rows (TinyLlama reference). TABLE3 is empty when no run names a base_models entry.
 W2S_BASES = base_runs()
 W2S_RUNS = [run for runs in W2S_BASES.values() for run in runs]
-TABLE3 = (
-    [f"results/tables/table3.{ext}" for ext in ("md", "csv", "tex")]
-    if W2S_BASES
-    else []
-)
+TABLE3 = [f"results/tables/table3.{ext}" for ext in ("md", "csv", "tex")] if W2S_BASES else []
 
 if W2S_BASES:
 
@@ -90,19 +79,9 @@ if W2S_BASES:
                         "reference": "reference",
                     },
                     "usable_mapping": True,
-                    "rows": [
-                        row
-                        for name, runs in W2S_BASES.items()
-                        for row in [f"Base ({name})", *runs]
-                    ],
+                    "rows": [row for name, runs in W2S_BASES.items() for row in [f"Base ({name})", *runs]],
                     "values": {
-                        run: {
-                            "reference": (
-                                "Reference"
-                                if config["runs"][run]["method"] == "slm"
-                                else None
-                            )
-                        }
+                        run: {"reference": ("Reference" if config["runs"][run]["method"] == "slm" else None)}
                         for run in W2S_RUNS
                     },
                     # parameter counts of the rows' models (made here) and of the reference
@@ -112,10 +91,7 @@ if W2S_BASES:
                             ("Base", base_model()),
                             ("Reference", reference_model()),
                             *((f"Base ({b})", base_model(b)) for b in W2S_BASES),
-                            *(
-                                (run, f"results/models/{run}/final")
-                                for run in W2S_RUNS
-                            ),
+                            *((run, f"results/models/{run}/final") for run in W2S_RUNS),
                         ]
                         if local_inputs(path)
                     },

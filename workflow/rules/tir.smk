@@ -20,8 +20,7 @@ if TIR:
             "../../envs/slm.yaml"
         threads: workflow.cores
         resources:
-            mem_mb=4000,
-            gpu=GPUS,
+            **rule_resources("sft_tir"),
         params:
             options=train_options(TIR["training"]),
             paths=lambda w, input, output: spec(
@@ -52,8 +51,7 @@ if TIR:
             "../../envs/slm.yaml"
         threads: 1
         resources:
-            mem_mb=4000,
-            gpu=GPUS,
+            **rule_resources("evaluate_tir"),
         params:
             spec=spec({**TIR.get("evaluation", {}), "device": config["device"]}),
         shell:

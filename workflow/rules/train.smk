@@ -3,17 +3,10 @@ rule train:
         model=lambda w: local_inputs(run_base(w.run)),
         data=packed("corpus"),
         scores=run_scores,
-        reference=lambda w: (
-            []
-            if config["runs"][w.run]["method"] == "clm"
-            else local_inputs(reference_model())
-        ),
+        reference=lambda w: ([] if config["runs"][w.run]["method"] == "clm" else local_inputs(reference_model())),
     output:
         final=directory("results/models/{run}/final"),
-        checkpoints=[
-            directory(f"results/models/{{run}}/checkpoints/tokens-{n}")
-            for n in CHECKPOINTS
-        ],
+        checkpoints=[directory(f"results/models/{{run}}/checkpoints/tokens-{n}") for n in CHECKPOINTS],
     log:
         "logs/train/{run}.log",
     benchmark:
@@ -24,21 +17,14 @@ rule train:
         "../../envs/slm.yaml"
     threads: workflow.cores
     resources:
-        mem_mb=4000,
-        gpu=GPUS,
+        **rule_resources("train"),
     params:
-        options=lambda w: train_options(
-            config["training"], init_model=run_base(w.run), **run_fields(w.run)
-        ),
+        options=lambda w: train_options(config["training"], init_model=run_base(w.run), **run_fields(w.run)),
         paths=lambda w, input, output: spec(
             {
                 "data": list(input.data),
                 "scores": list(input.scores) or None,
-                "reference_model": (
-                    None
-                    if config["runs"][w.run]["method"] == "clm"
-                    else reference_model()
-                ),
+                "reference_model": (None if config["runs"][w.run]["method"] == "clm" else reference_model()),
                 "out_dir": output.final,
                 "checkpoint_dir": f"results/models/{w.run}/checkpoints",
                 "state_dir": f"results/train_state/{w.run}",

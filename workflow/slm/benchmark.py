@@ -26,7 +26,7 @@ from slm.data.packed import pack_documents
 from slm.data.sources import iter_files
 from slm.model import init_model, resolve_device
 from slm.score import score_shard
-from slm.train import Trainer, TrainConfig
+from slm.train import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -75,51 +75,90 @@ def benchmark(
         raise ValueError(f"benchmark option 'steps' must be at least 2, got {steps}")
     dev = resolve_device(device)
     model = {**DEFAULT_MODEL, **(model or {})}
-    result = {"device": str(dev), "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
-              "precision": precision, "seq_len": seq_len, "batch_size": batch_size,
-              "micro_batch_size": micro_batch_size or batch_size, "steps": steps, "model": model}
+    result = {
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "precision": precision,
+        "seq_len": seq_len,
+        "batch_size": batch_size,
+        "micro_batch_size": micro_batch_size or batch_size,
+        "steps": steps,
+        "model": model,
+    }
     with tempfile.TemporaryDirectory(prefix="slm-benchmark-") as tmp:
         work = Path(tmp)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
         index = pack_documents(iter_files(files), tokenizer, work / "shard", seq_len=seq_len)
         result["corpus_tokens"] = index["n_tokens"]
-        result["parameters"] = init_model(tokenizer_dir, work / "model", max_position_embeddings=seq_len,
-                                          seed=seed, **model)
+        result["parameters"] = init_model(
+            tokenizer_dir, work / "model", max_position_embeddings=seq_len, seed=seed, **model
+        )
 
         _reset_peak(dev)
-        meta = score_shard(work / "model", work / "shard", work / "scores", batch_size=score_batch_size,
-                           device=str(dev), precision=precision)
+        meta = score_shard(
+            work / "model",
+            work / "shard",
+            work / "scores",
+            batch_size=score_batch_size,
+            device=str(dev),
+            precision=precision,
+        )
         result["scoring"] = {"tokens_per_second": meta["tokens_per_second"], "peak_memory_mb": _peak_memory_mb(dev)}
         if compare_cpu and dev.type != "cpu":
-            cpu = score_shard(work / "model", work / "shard", work / "scores-cpu", batch_size=score_batch_size,
-                              device="cpu", precision="fp32")
+            cpu = score_shard(
+                work / "model",
+                work / "shard",
+                work / "scores-cpu",
+                batch_size=score_batch_size,
+                device="cpu",
+                precision="fp32",
+            )
             on_device = np.load(work / "scores" / "scores.npy").astype(np.float32)
             on_cpu = np.load(work / "scores-cpu" / "scores.npy").astype(np.float32)
             diff = np.abs(on_device - on_cpu)[~np.isnan(on_cpu)]
-            result["scoring"]["vs_cpu"] = {"max_abs_diff": float(diff.max()), "mean_abs_diff": float(diff.mean()),
-                                           "cpu_tokens_per_second": cpu["tokens_per_second"]}
+            result["scoring"]["vs_cpu"] = {
+                "max_abs_diff": float(diff.max()),
+                "mean_abs_diff": float(diff.mean()),
+                "cpu_tokens_per_second": cpu["tokens_per_second"],
+            }
 
         result["training"] = []
         log_every = max(1, steps // 5)
         for ratio in ratios:
             run = work / f"ratio-{ratio}"
             cfg = TrainConfig(
-                init_model=str(work / "model"), data=[str(work / "shard")], out_dir=str(run / "model"),
-                state_dir=str(run / "state"), scores=[str(work / "scores")] if ratio < 1.0 else None,
-                reference_model=str(work / "model") if ratio < 1.0 else None, ratio=ratio, lr=1e-4,
-                batch_size=batch_size, micro_batch_size=micro_batch_size, max_tokens=steps * batch_size * seq_len,
-                save_every=steps + 1, log_every=log_every, seed=seed, device=str(dev), precision=precision,
+                init_model=str(work / "model"),
+                data=[str(work / "shard")],
+                out_dir=str(run / "model"),
+                state_dir=str(run / "state"),
+                scores=[str(work / "scores")] if ratio < 1.0 else None,
+                reference_model=str(work / "model") if ratio < 1.0 else None,
+                ratio=ratio,
+                lr=1e-4,
+                batch_size=batch_size,
+                micro_batch_size=micro_batch_size,
+                max_tokens=steps * batch_size * seq_len,
+                save_every=steps + 1,
+                log_every=log_every,
+                seed=seed,
+                device=str(dev),
+                precision=precision,
             )
             _reset_peak(dev)
             start = time.perf_counter()
             trainer = Trainer(cfg)
             trainer.run()
             tps = _steady_tokens_per_second(trainer.metrics)
-            result["training"].append({
-                "ratio": ratio, "tokens_per_second": tps, "peak_memory_mb": _peak_memory_mb(dev),
-                "wall_s": time.perf_counter() - start, "final_loss_all": trainer.metrics[-1]["loss_all"],
-                "vs_clm": tps / result["training"][0]["tokens_per_second"] if result["training"] else 1.0,
-            })
+            result["training"].append(
+                {
+                    "ratio": ratio,
+                    "tokens_per_second": tps,
+                    "peak_memory_mb": _peak_memory_mb(dev),
+                    "wall_s": time.perf_counter() - start,
+                    "final_loss_all": trainer.metrics[-1]["loss_all"],
+                    "vs_clm": tps / result["training"][0]["tokens_per_second"] if result["training"] else 1.0,
+                }
+            )
     return result
 
 
@@ -139,6 +178,9 @@ def format_result(result: dict) -> str:
         lines.append(f"| {name} | {t['tokens_per_second']:,.0f} | {t['vs_clm']:.3f} | {t['peak_memory_mb']:,.0f} |")
     if "vs_cpu" in result["scoring"]:
         v = result["scoring"]["vs_cpu"]
-        lines += ["", f"per-token losses on {result['device']} vs cpu fp32: max |diff| {v['max_abs_diff']:.2e}, "
-                      f"mean |diff| {v['mean_abs_diff']:.2e} (cpu scoring {v['cpu_tokens_per_second']:,.0f} tokens/s)"]
+        lines += [
+            "",
+            f"per-token losses on {result['device']} vs cpu fp32: max |diff| {v['max_abs_diff']:.2e}, "
+            f"mean |diff| {v['mean_abs_diff']:.2e} (cpu scoring {v['cpu_tokens_per_second']:,.0f} tokens/s)",
+        ]
     return "\n".join(lines)

@@ -39,10 +39,21 @@ def cmd_prepare(args) -> None:
 
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
     documents = iter_documents(args.source, files=args.files, shard=args.shard, num_shards=args.num_shards)
-    index = pack_documents(documents, tokenizer, Path(args.out), seq_len=args.seq_len,
-                           source={**args.source, "files": args.files, "shard": args.shard})
-    logging.info("packed %d documents into %d sequences of %d tokens (%d tail tokens dropped) in %s",
-                 index["n_documents"], index["n_sequences"], index["seq_len"], index["dropped_tail_tokens"], args.out)
+    index = pack_documents(
+        documents,
+        tokenizer,
+        Path(args.out),
+        seq_len=args.seq_len,
+        source={**args.source, "files": args.files, "shard": args.shard},
+    )
+    logging.info(
+        "packed %d documents into %d sequences of %d tokens (%d tail tokens dropped) in %s",
+        index["n_documents"],
+        index["n_sequences"],
+        index["seq_len"],
+        index["dropped_tail_tokens"],
+        args.out,
+    )
 
 
 def cmd_init_model(args) -> None:
@@ -61,8 +72,9 @@ def cmd_train(args) -> None:
 def cmd_score(args) -> None:
     from slm.score import score_shard
 
-    score_shard(args.model, args.shard, args.out, batch_size=args.batch_size, device=args.device,
-                precision=args.precision)
+    score_shard(
+        args.model, args.shard, args.out, batch_size=args.batch_size, device=args.device, precision=args.precision
+    )
 
 
 def cmd_eval_tasks(args) -> None:
@@ -85,9 +97,14 @@ def cmd_tables(args) -> None:
 
     spec = args.spec
     out = Path(args.out)
-    table = results_table(spec["models"], spec["task_metrics"], out / "results.md", out / "results.csv",
-                          delta=tuple(spec["delta"]) if spec.get("delta") else None,
-                          lower_is_better=set(spec.get("lower_is_better", [])))
+    table = results_table(
+        spec["models"],
+        spec["task_metrics"],
+        out / "results.md",
+        out / "results.csv",
+        delta=tuple(spec["delta"]) if spec.get("delta") else None,
+        lower_is_better=set(spec.get("lower_is_better", [])),
+    )
     checkpoints_table(spec["runs"], spec["task_metrics"], out / "checkpoints.csv")
     selection_table([Path(p) for p in spec["train_stats"]], out / "selection.md", out / "selection.csv")
     print(table.to_string())
@@ -99,13 +116,25 @@ def cmd_dynamics(args) -> None:
 
     with atomic_path(args.out) as out:
         out.mkdir()
-        checkpoint_losses(args.models, args.shard, out / "losses.npz", max_sequences=args.max_sequences,
-                          seed=args.seed, batch_size=args.batch_size, device=args.device,
-                          reference_scores=args.reference_scores)
+        checkpoint_losses(
+            args.models,
+            args.shard,
+            out / "losses.npz",
+            max_sequences=args.max_sequences,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            device=args.device,
+            reference_scores=args.reference_scores,
+        )
         dynamics_summary(out / "losses.npz", out / "shares.csv", out / "curves.csv", threshold=args.threshold)
         plot_dynamics(out / "curves.csv", out / "figure3.png")
-        html_view(out / "losses.npz", out / "tokens.html", tokenizer_dir=args.tokenizer, ratio=args.ratio,
-                  threshold=args.threshold)
+        html_view(
+            out / "losses.npz",
+            out / "tokens.html",
+            tokenizer_dir=args.tokenizer,
+            ratio=args.ratio,
+            threshold=args.threshold,
+        )
 
 
 def cmd_figures(args) -> None:
@@ -127,14 +156,22 @@ def cmd_paper_table(args) -> None:
     measured = pd.read_csv(spec["results_csv"], index_col=0)
     mapping, provenance = spec.get("mapping", {}), dict(spec["provenance"])
     if spec.get("rows"):  # only these rows (e.g. Table 3: the weak-to-strong runs'), see measured_rows
-        measured, counts = measured_rows(measured, spec["rows"], values=spec.get("values"),
-                                         parameters=spec.get("parameters"))
+        measured, counts = measured_rows(
+            measured, spec["rows"], values=spec.get("values"), parameters=spec.get("parameters")
+        )
         provenance.update({f"parameters of {name}": human_tokens(n) for name, n in counts.items()})
     if spec.get("usable_mapping"):  # drop the mapping entries whose paper column the table lacks
         mapping = usable_mapping(mapping, spec["table"])
     out = Path(args.out)
-    side_by_side(measured, spec["table"], mapping, out.with_suffix(".md"), out.with_suffix(".csv"),
-                 provenance=provenance, out_tex=out.with_suffix(".tex"))
+    side_by_side(
+        measured,
+        spec["table"],
+        mapping,
+        out.with_suffix(".md"),
+        out.with_suffix(".csv"),
+        provenance=provenance,
+        out_tex=out.with_suffix(".tex"),
+    )
 
 
 def cmd_evaluate_tir(args) -> None:
@@ -146,8 +183,11 @@ def cmd_evaluate_tir(args) -> None:
 def cmd_tir_table(args) -> None:
     from slm.tir import tir_table
 
-    print(tir_table(args.spec["evals"], args.out, delta=args.spec.get("delta"),
-                    provenance=args.spec.get("provenance")).to_string())
+    print(
+        tir_table(
+            args.spec["evals"], args.out, delta=args.spec.get("delta"), provenance=args.spec.get("provenance")
+        ).to_string()
+    )
 
 
 def cmd_benchmark(args) -> None:
@@ -263,8 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     args.func(args)
     return 0

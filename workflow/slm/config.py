@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from slm.data.sources import check_mixture, mixture_files
+from slm.resources import check_resources
 
 # The datasets a trained tokenizer learns from; validation (only scored) and tir (fine-tuning data
 # of Table 2) are one shard each and leave the tokenizer, and so every other result, unchanged.
@@ -50,7 +51,9 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
                 if not (base_dir / path).is_file():
                     _fail(f"data.{name}.paths", f"file not found: {path}")
         parts = [(f"data.{name}", spec)] + [
-            (f"data.{name}.components[{i}]", c) for i, c in enumerate(spec.get("components") or []) if isinstance(c, dict)
+            (f"data.{name}.components[{i}]", c)
+            for i, c in enumerate(spec.get("components") or [])
+            if isinstance(c, dict)
         ]
         for key, part in parts:
             if "template" in part and "messages_field" in part:
@@ -74,8 +77,11 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
     tokenizer = config["tokenizer"]
     if "train" in tokenizer:
         if "path" in base:
-            _fail("tokenizer.train", "a hub/local base model (base_model.path) brings its own tokenizer: "
-                  "use tokenizer: {from_base_model: true}")
+            _fail(
+                "tokenizer.train",
+                "a hub/local base model (base_model.path) brings its own tokenizer: "
+                "use tokenizer: {from_base_model: true}",
+            )
         for name in TOKENIZER_DATASETS:
             if data.get(name, {}).get("source") == "hf":
                 _fail("tokenizer.train", f"trains on local data only, but data.{name} is a hub dataset")
@@ -134,10 +140,14 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
         if "tir" not in data:
             _fail("data.tir", "tool_integrated needs its fine-tuning data")
         if generator is None:
-            _fail("tool_integrated", "the tool-executing evaluation runs on the generated held-out problems "
-                  "(data.generator)")
+            _fail(
+                "tool_integrated",
+                "the tool-executing evaluation runs on the generated held-out problems (data.generator)",
+            )
         if ("max_tokens" in tir["training"]) == ("epochs" in tir["training"]):
             _fail("tool_integrated.training", "give exactly one of max_tokens and epochs")
+    for key, why in check_resources(config):
+        _fail(key, why)
     if "local_tasks" in evaluation and generator is None:
         _fail("evaluation.local_tasks", "the local held-out tasks come from data.generator")
     for run, spec in config["runs"].items():
@@ -154,12 +164,18 @@ def check_base_models(config: dict, extra_bases: dict, base_dir: Path) -> None:
     for name, extra in extra_bases.items():
         key = f"base_models.{name}"
         if "init" in extra and not trained_tokenizer:
-            _fail(f"{key}.init", "a freshly initialised model needs tokenizer.train: every model (the reference, "
-                  "base_model, each base_models entry) shares the one tokenizer")
+            _fail(
+                f"{key}.init",
+                "a freshly initialised model needs tokenizer.train: every model (the reference, "
+                "base_model, each base_models entry) shares the one tokenizer",
+            )
         if "path" in extra:
             if trained_tokenizer:
-                _fail(f"{key}.path", "a hub/local model brings its own tokenizer, but every model shares the one of "
-                      "tokenizer.train: give init")
+                _fail(
+                    f"{key}.path",
+                    "a hub/local model brings its own tokenizer, but every model shares the one of "
+                    "tokenizer.train: give init",
+                )
             if str(extra["path"]).startswith((".", "/")) and not (base_dir / extra["path"]).is_dir():
                 _fail(f"{key}.path", f"local model directory not found: {extra['path']}")
         if "init" in extra and "pretrain" in extra and "pretrain" not in config["data"]:
@@ -169,8 +185,10 @@ def check_base_models(config: dict, extra_bases: dict, base_dir: Path) -> None:
         if name is not None and name not in extra_bases:
             _fail(f"runs.{run}.base_model", f"{name!r} is not an entry of base_models (have: {sorted(extra_bases)})")
         if run.startswith("base-") and run.removeprefix("base-") in extra_bases:
-            _fail(f"runs.{run}", f"a run may not be named like base_models.{run.removeprefix('base-')}'s model "
-                  f"(results/models/{run})")
+            _fail(
+                f"runs.{run}",
+                f"a run may not be named like base_models.{run.removeprefix('base-')}'s model (results/models/{run})",
+            )
 
 
 def n_shards(config: dict, dataset: str) -> int:

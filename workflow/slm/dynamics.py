@@ -152,12 +152,26 @@ def checkpoint_losses(
     ids = tokens.reshape(len(rows), seq_len)
     losses = np.empty((len(model_dirs), len(flat)), dtype=np.float32)
     start = time.perf_counter()
-    log.info("token dynamics: %d models x %d sequences x %d tokens of %s (seed %d) on %s",
-             len(model_dirs), len(rows), seq_len, shard_dir, seed, dev)
+    log.info(
+        "token dynamics: %d models x %d sequences x %d tokens of %s (seed %d) on %s",
+        len(model_dirs),
+        len(rows),
+        seq_len,
+        shard_dir,
+        seed,
+        dev,
+    )
     for m, model_dir in enumerate(model_dirs):
         losses[m] = _model_losses(model_dir, ids, dev, batch_size).reshape(-1)
-        log.info("model %d/%d %s (tokens seen %d): mean loss %.4f [%.1fs]", m + 1, len(model_dirs), model_dir,
-                 seen[m], float(np.nanmean(losses[m][valid])), time.perf_counter() - start)
+        log.info(
+            "model %d/%d %s (tokens seen %d): mean loss %.4f [%.1fs]",
+            m + 1,
+            len(model_dirs),
+            model_dir,
+            seen[m],
+            float(np.nanmean(losses[m][valid])),
+            time.perf_counter() - start,
+        )
     if not np.isfinite(losses[:, valid]).all():
         log.warning("%d non-finite losses on loss-bearing tokens", int((~np.isfinite(losses[:, valid])).sum()))
     arrays = {
@@ -184,7 +198,7 @@ def checkpoint_losses(
         "n_tokens": int(len(flat)),
         "n_valid": int(valid.sum()),
         "tokens_seen": seen,
-        "mean_loss": [float(np.nanmean(l[valid])) for l in losses],
+        "mean_loss": [float(np.nanmean(step_losses[valid])) for step_losses in losses],
         "reference": reference is not None,
     }
     log.info("wrote %s: %s", out_npz, summary)
@@ -222,11 +236,16 @@ def selection_losses(npz_by_run: dict[str, str | Path], selector: str, ratio: fl
     if "reference" not in base:
         raise ValueError(f"{npz_by_run[selector]}: no reference losses (run the dynamics with reference scores)")
     for run, d in data.items():
-        same = (np.array_equal(d["tokens"], base["tokens"]) and np.array_equal(d["tokens_seen"], base["tokens_seen"])
-                and np.array_equal(d.get("reference"), base["reference"], equal_nan=True))
+        same = (
+            np.array_equal(d["tokens"], base["tokens"])
+            and np.array_equal(d["tokens_seen"], base["tokens_seen"])
+            and np.array_equal(d.get("reference"), base["reference"], equal_nan=True)
+        )
         if not same:
-            raise ValueError(f"{npz_by_run[run]} and {npz_by_run[selector]} do not hold the same slice, reference "
-                             "losses and checkpoints: rerun their token dynamics with one config")
+            raise ValueError(
+                f"{npz_by_run[run]} and {npz_by_run[selector]} do not hold the same slice, reference "
+                "losses and checkpoints: rerun their token dynamics with one config"
+            )
     valid = torch.from_numpy(base["valid"])[None, :]
     rows = []
     for m, seen in enumerate(base["tokens_seen"]):
@@ -234,10 +253,15 @@ def selection_losses(npz_by_run: dict[str, str | Path], selector: str, ratio: fl
         selected = select_tokens(excess, valid, ratio, "batch")[0].numpy()
         unselected = base["valid"] & ~selected
         for run, d in data.items():
-            rows.append({"run": run, "tokens_seen": int(seen),
-                         "selected_loss": float(np.nanmean(d["losses"][m][selected])),
-                         "unselected_loss": float(np.nanmean(d["losses"][m][unselected])),
-                         "selected_tokens": int(selected.sum())})
+            rows.append(
+                {
+                    "run": run,
+                    "tokens_seen": int(seen),
+                    "selected_loss": float(np.nanmean(d["losses"][m][selected])),
+                    "unselected_loss": float(np.nanmean(d["losses"][m][unselected])),
+                    "selected_tokens": int(selected.sum()),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -300,7 +324,10 @@ def _categorise(data: dict, threshold: float) -> np.ndarray:
 
 
 def dynamics_summary(
-    npz_path: str | Path, out_csv_shares: str | Path, out_csv_curves: str | Path, *,
+    npz_path: str | Path,
+    out_csv_shares: str | Path,
+    out_csv_curves: str | Path,
+    *,
     threshold: float = DEFAULT_THRESHOLD,
 ) -> pd.DataFrame:
     """Category shares and per-category loss curves of a :func:`checkpoint_losses` file.
@@ -332,8 +359,14 @@ def dynamics_summary(
     for kind, mask in blocks:
         counts = np.bincount(cats[mask], minlength=len(CATEGORIES))
         for c, category in enumerate(CATEGORIES):
-            share_rows.append({"kind": kind, "category": category, "n_tokens": int(counts[c]),
-                               "share": 100.0 * counts[c] / mask.sum()})
+            share_rows.append(
+                {
+                    "kind": kind,
+                    "category": category,
+                    "n_tokens": int(counts[c]),
+                    "share": 100.0 * counts[c] / mask.sum(),
+                }
+            )
     shares = pd.DataFrame(share_rows)
     curve_rows = []
     losses = data["losses"]
@@ -341,17 +374,27 @@ def dynamics_summary(
         mask = cats == c
         n = int(mask.sum())
         for m, (model_dir, seen) in enumerate(zip(data["model_dirs"], data["tokens_seen"])):
-            curve_rows.append({
-                "category": category, "checkpoint": m, "tokens_seen": int(seen),
-                "mean_loss": float(losses[m][mask].astype(np.float64).mean()) if n else float("nan"),
-                "share": 100.0 * n / n_all, "n_tokens": n, "model_dir": model_dir,
-            })
+            curve_rows.append(
+                {
+                    "category": category,
+                    "checkpoint": m,
+                    "tokens_seen": int(seen),
+                    "mean_loss": float(losses[m][mask].astype(np.float64).mean()) if n else float("nan"),
+                    "share": 100.0 * n / n_all,
+                    "n_tokens": n,
+                    "model_dir": model_dir,
+                }
+            )
     curves = pd.DataFrame(curve_rows)
     atomic_write_text(out_csv_shares, shares.to_csv(index=False))
     atomic_write_text(out_csv_curves, curves.to_csv(index=False))
     overall = shares[shares["kind"] == "all"].set_index("category")["share"]
-    log.info("token categories of %d tokens (threshold %.2f): %s", n_all, threshold,
-             ", ".join(f"{c} {overall[c]:.1f}%" for c in CATEGORIES))
+    log.info(
+        "token categories of %d tokens (threshold %.2f): %s",
+        n_all,
+        threshold,
+        ", ".join(f"{c} {overall[c]:.1f}%" for c in CATEGORIES),
+    )
     return shares
 
 
@@ -394,15 +437,18 @@ def plot_dynamics(curves_csv: str | Path, out_png: str | Path) -> None:
 
 
 # --------------------------------------------------------------------------- Tables 4/6: coloured text
-_CSS = """
+_CSS = (
+    """
 body { font-family: sans-serif; margin: 1.5em; }
 .seq { font-family: monospace; white-space: pre-wrap; border: 1px solid #ccc; padding: .5em; margin: .5em 0;
        line-height: 1.6; }
 .tok { border-radius: 2px; }
 .legend span { display: inline-block; padding: 0 .5em; margin-right: .5em; font-family: monospace; }
-""" + "".join(
-    f".c{i} {{ background: {CATEGORY_COLOURS[c]}; }}\n" for i, c in enumerate(CATEGORIES)
-) + f".sel {{ background: {SELECTED_COLOUR}; color: white; }}\n.unsel {{ color: #777; }}\n.noloss {{ color: #999; }}\n"
+"""
+    + "".join(f".c{i} {{ background: {CATEGORY_COLOURS[c]}; }}\n" for i, c in enumerate(CATEGORIES))
+    + f".sel {{ background: {SELECTED_COLOUR}; color: white; }}\n"
+    + ".unsel { color: #777; }\n.noloss { color: #999; }\n"
+)
 
 
 def _tokens_text(tokenizer, ids) -> list[str]:
@@ -450,7 +496,7 @@ def html_view(
     classified = cats >= 0
     counts = np.bincount(cats[classified], minlength=len(CATEGORIES))
     parts = [
-        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>Token dynamics</title>",
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Token dynamics</title>',
         f"<style>{_CSS}</style></head><body>",
         f"<h1>Token dynamics</h1><p>{html.escape(str(npz_path))}: {len(data['model_dirs'])} models "
         f"(tokens seen {', '.join(str(int(s)) for s in data['tokens_seen'])}); categories by a least-squares "
@@ -463,7 +509,7 @@ def html_view(
     parts.append('<span class="noloss">no loss (sequence start)</span></div>')
     first, last = losses[0][shown], losses[-1][shown]
     for s in range(n_show):
-        parts.append(f"<h3>sequence {int(data['sequence_index'][s])}</h3><div class=\"seq\">")
+        parts.append(f'<h3>sequence {int(data["sequence_index"][s])}</h3><div class="seq">')
         for t in range(s * seq_len, (s + 1) * seq_len):
             c = int(cats[t])
             if c >= 0:
@@ -478,8 +524,9 @@ def html_view(
         reference = data["reference"][shown].reshape(n_show, seq_len)
         final = last.reshape(n_show, seq_len)
         ok = torch.from_numpy(valid.reshape(n_show, seq_len) & np.isfinite(reference) & np.isfinite(final))
-        excess = token_scores("excess", torch.from_numpy(np.nan_to_num(final)),
-                              torch.from_numpy(np.nan_to_num(reference)))
+        excess = token_scores(
+            "excess", torch.from_numpy(np.nan_to_num(final)), torch.from_numpy(np.nan_to_num(reference))
+        )
         selected = select_tokens(excess, ok, ratio, "batch").numpy().reshape(-1)
         excess = excess.numpy().reshape(-1)
         ok = ok.numpy().reshape(-1)
@@ -490,7 +537,7 @@ def html_view(
             '<span class="noloss">no loss</span></div>'
         )
         for s in range(n_show):
-            parts.append(f"<h3>sequence {int(data['sequence_index'][s])}</h3><div class=\"seq\">")
+            parts.append(f'<h3>sequence {int(data["sequence_index"][s])}</h3><div class="seq">')
             for t in range(s * seq_len, (s + 1) * seq_len):
                 if ok[t]:
                     cls = "sel" if selected[t] else "unsel"

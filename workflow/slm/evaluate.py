@@ -37,8 +37,9 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from slm.io import atomic_write_json
 
@@ -69,9 +70,7 @@ def check_model(model: str | os.PathLike) -> str:
         if not path.is_dir():
             raise ValueError(f"model path is not a directory: {model}")
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(
-                f"model directory {model} has no config.json (not a transformers checkpoint?)"
-            )
+            raise FileNotFoundError(f"model directory {model} has no config.json (not a transformers checkpoint?)")
         return str(path.resolve())
     return model
 
@@ -231,17 +230,11 @@ def headline_metric(task_results: dict, preferred: list[str]) -> tuple[str, floa
             return want, task_results[want]
         if "," in want:
             continue
-        matches = [
-            key
-            for key in task_results
-            if STDERR_MARK not in key and key.split(",", 1)[0] == want
-        ]
+        matches = [key for key in task_results if STDERR_MARK not in key and key.split(",", 1)[0] == want]
         if len(matches) == 1:
             return matches[0], task_results[matches[0]]
         if len(matches) > 1:
-            raise ValueError(
-                f"metric {want!r} is ambiguous: filters {sorted(matches)}; give the full key"
-            )
+            raise ValueError(f"metric {want!r} is ambiguous: filters {sorted(matches)}; give the full key")
     available = sorted(k for k in task_results if STDERR_MARK not in k)
     raise KeyError(f"none of the metrics {list(preferred)} found; available: {available}")
 
@@ -290,7 +283,14 @@ def evaluate_model(
 
     log.info(
         "lm-eval %s: model %s, tasks %s, limit %s, batch %s, device %s, dtype %s, seed %s",
-        _lm_eval_version(), model_name, tasks, limit, batch_size, device, dtype, seed,
+        _lm_eval_version(),
+        model_name,
+        tasks,
+        limit,
+        batch_size,
+        device,
+        dtype,
+        seed,
     )
     extra = {"max_length": int(max_length)} if max_length is not None else {}
     # Loaded once for all option groups (simple_evaluate(model="hf") would reload it per call).

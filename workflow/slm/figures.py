@@ -38,6 +38,8 @@ from slm.tables import AVG_COL, DELTA_ROW, SEEN_COL, TRAIN_COL, human_tokens, is
 DPI = 120
 X_COLUMNS = {"tokens_seen": "tokens seen", "tokens_selected": "tokens trained on (selected)"}
 CHECKPOINT_COLUMNS = ("run", "tokens_seen", "tokens_selected", "task", "metric", "value")
+
+
 @dataclass
 class FigureResult:
     """What a figure function wrote: ``png``, its ``caption``, the ``data`` plotted, a ``fit``."""
@@ -113,15 +115,11 @@ def figure1_accuracy_vs_tokens(
         raise ValueError(f"checkpoints table {path} is missing columns {missing_cols}")
     absent = [t for t in tasks if t not in set(df["task"])]
     if absent:
-        raise ValueError(
-            f"figure1: tasks {absent} not in checkpoints table {path} (it has: {sorted(set(df['task']))})"
-        )
+        raise ValueError(f"figure1: tasks {absent} not in checkpoints table {path} (it has: {sorted(set(df['task']))})")
     df = df[df["task"].isin(tasks)]
     raw = sorted({m for m in df["metric"].astype(str) if is_raw_metric(m)})
     if raw:
-        raise ValueError(
-            f"figure1: metrics {raw} in {path} are perplexity-like and cannot be averaged with accuracies"
-        )
+        raise ValueError(f"figure1: metrics {raw} in {path} are perplexity-like and cannot be averaged with accuracies")
     if df[x].isna().any():
         runs = sorted(set(df.loc[df[x].isna(), "run"]))
         raise ValueError(f"figure1: {x} is empty for runs {runs} in {path}")
@@ -133,9 +131,7 @@ def figure1_accuracy_vs_tokens(
     for (run, tokens), have in present.items():
         lacking = [t for t in tasks if t not in have]
         if lacking:
-            raise ValueError(
-                f"figure1: run {run!r} at {x}={tokens} lacks tasks {lacking} in {path}"
-            )
+            raise ValueError(f"figure1: run {run!r} at {x}={tokens} lacks tasks {lacking} in {path}")
     acc = 100.0 * per_task[tasks].mean(axis=1, skipna=False)
     data = acc.rename("accuracy").reset_index().rename(columns={x: "x"})
     data["n_tasks"] = len(tasks)
@@ -322,7 +318,10 @@ def figure7_accuracy_vs_loss(
     pad = 0.05 * (hi - lo)
     grid = np.linspace(lo - pad, hi + pad, 200)
     ax.plot(
-        grid, log_linear(grid, fit["a"], fit["c"]), color="black", linewidth=1.2,
+        grid,
+        log_linear(grid, fit["a"], fit["c"]),
+        color="black",
+        linewidth=1.2,
         label=f"log({fit['a']:.4g}·L + {fit['c']:.4g}), R² = {fit['r2']:.3f}",
     )
     ax.set_xlabel(loss_label)
@@ -392,8 +391,9 @@ def figure9_ratio_ablation(
     paper_colours = _colours(paper_tasks)
     for task in paper_tasks:
         sub = paper_long[paper_long["task"] == task].sort_values("ratio")
-        right.plot(sub["ratio"], sub["value"], marker="s", linestyle="--", color=paper_colours[task],
-                   label=f"{task} (paper)")
+        right.plot(
+            sub["ratio"], sub["value"], marker="s", linestyle="--", color=paper_colours[task], label=f"{task} (paper)"
+        )
     right.set_title("paper, 1B, 5B tokens (approx., read off Fig. 9)")
     for ax in (left, right):
         ax.set_xticks(ratios, labels)
@@ -472,18 +472,31 @@ def figure5_gains(
         # difference of rounded values.
         change = float(table.at[DELTA_ROW, column]) if DELTA_ROW in table.index else after - before
         bench = mapping.get(task)
-        records.append({
-            "task": task, "metric": metric, "lower_is_better": lower, "clm": before, "slm": after,
-            "gain": round(-change if lower else change, 4 if raw else 1),
-            "paper_benchmark": bench, "paper_gain": paper.at[0, bench] if bench else math.nan,
-        })
+        records.append(
+            {
+                "task": task,
+                "metric": metric,
+                "lower_is_better": lower,
+                "clm": before,
+                "slm": after,
+                "gain": round(-change if lower else change, 4 if raw else 1),
+                "paper_benchmark": bench,
+                "paper_gain": paper.at[0, bench] if bench else math.nan,
+            }
+        )
     data = pd.DataFrame.from_records(records, columns=GAIN_COLUMNS)
     acc = data[~data["lower_is_better"]]
     data.loc[len(data)] = {
-        "task": AVERAGE_ROW, "metric": f"mean of {len(acc)} accuracy tasks", "lower_is_better": False,
-        "clm": round(acc["clm"].mean(), 1), "slm": round(acc["slm"].mean(), 1),
-        "gain": (float(table.at[DELTA_ROW, AVG_COL]) if DELTA_ROW in table.index and AVG_COL in table.columns
-                 else round(acc["gain"].mean(), 1)),
+        "task": AVERAGE_ROW,
+        "metric": f"mean of {len(acc)} accuracy tasks",
+        "lower_is_better": False,
+        "clm": round(acc["clm"].mean(), 1),
+        "slm": round(acc["slm"].mean(), 1),
+        "gain": (
+            float(table.at[DELTA_ROW, AVG_COL])
+            if DELTA_ROW in table.index and AVG_COL in table.columns
+            else round(acc["gain"].mean(), 1)
+        ),
         "paper_benchmark": None,
         "paper_gain": round(acc["paper_gain"].mean(), 1) if acc["paper_benchmark"].notna().all() else math.nan,
     }
@@ -495,13 +508,17 @@ def figure5_gains(
         f"{paper_label}, general domain, {paper.at[0, AVERAGE_ROW]:+.1f} on average over its benchmarks "
         f"({FIGURE5} in {paper.attrs['source']})"
     )
-    _gain_table(data, Path(out_stem), slm=slm, clm=clm, source=path, lowers=lowers, paper_note=paper_note,
-                mapped=bool(mapping))
+    _gain_table(
+        data, Path(out_stem), slm=slm, clm=clm, source=path, lowers=lowers, paper_note=paper_note, mapped=bool(mapping)
+    )
 
     labels = [
-        f"{r.task} ({r.paper_benchmark})" if pd.notna(r.paper_benchmark)
-        else f"{r.task} ({r.metric.split(',')[0]}, CLM − SLM)" if r.lower_is_better
-        else f"{r.task} ({len(acc)} tasks)" if r.task == AVERAGE_ROW
+        f"{r.task} ({r.paper_benchmark})"
+        if pd.notna(r.paper_benchmark)
+        else f"{r.task} ({r.metric.split(',')[0]}, CLM − SLM)"
+        if r.lower_is_better
+        else f"{r.task} ({len(acc)} tasks)"
+        if r.task == AVERAGE_ROW
         else r.task
         for r in data.itertuples()
     ]
@@ -544,30 +561,52 @@ def figure5_gains(
     return FigureResult(out, caption, data)
 
 
-def _gain_table(data: pd.DataFrame, stem: Path, *, slm: str, clm: str, source: Path, lowers: list[str],
-                paper_note: str, mapped: bool) -> None:
+def _gain_table(
+    data: pd.DataFrame,
+    stem: Path,
+    *,
+    slm: str,
+    clm: str,
+    source: Path,
+    lowers: list[str],
+    paper_note: str,
+    mapped: bool,
+) -> None:
     """Figure 5's table as CSV (numbers as computed), Markdown and LaTeX (formatted, with a legend)."""
     atomic_write_text(stem.with_suffix(".csv"), data.to_csv(index=False))
     headers = {"task": "Task", "metric": "Metric", "clm": "CLM", "slm": "SLM", "gain": "Gain"}
     if mapped:
         headers.update(paper_benchmark="Paper benchmark", paper_gain="Paper gain")
-    shown = pd.DataFrame({
-        title: [_format(v, col, signed=col in ("gain", "paper_gain")) for v in data[col]]
-        for col, title in headers.items()
-    })
+    shown = pd.DataFrame(
+        {
+            title: [_format(v, col, signed=col in ("gain", "paper_gain")) for v in data[col]]
+            for col, title in headers.items()
+        }
+    )
     numeric = [col in ("clm", "slm", "gain", "paper_gain") for col in headers]
     notes = [
         ("CLM / SLM", f"rows `{clm}` / `{slm}` of {source}"),
-        ("Gain", "SLM − CLM in percentage points; positive = SLM better"
-         + (f"; for {', '.join(lowers)} (lower is better) CLM − SLM in its own units" if lowers else "")),
-        (AVERAGE_ROW, ("mean over the accuracy tasks (not the lower-is-better ones); its paper gain is "
-                       "the mean of those tasks' paper gains, given when all are mapped")),
-        ("paper", f"the paper's Figure 5, {paper_note}" if mapped
-         else f"no task mapped (tables.figure5_columns); the paper's Figure 5 is {paper_note}"),
+        (
+            "Gain",
+            "SLM − CLM in percentage points; positive = SLM better"
+            + (f"; for {', '.join(lowers)} (lower is better) CLM − SLM in its own units" if lowers else ""),
+        ),
+        (
+            AVERAGE_ROW,
+            (
+                "mean over the accuracy tasks (not the lower-is-better ones); its paper gain is "
+                "the mean of those tasks' paper gains, given when all are mapped"
+            ),
+        ),
+        (
+            "paper",
+            f"the paper's Figure 5, {paper_note}"
+            if mapped
+            else f"no task mapped (tables.figure5_columns); the paper's Figure 5 is {paper_note}",
+        ),
     ]
     legend = ["", "Columns:"] + [f"- **{k}**: {v}" for k, v in notes]
-    md = shown.to_markdown(index=False, disable_numparse=True,
-                           colalign=["right" if n else "left" for n in numeric])
+    md = shown.to_markdown(index=False, disable_numparse=True, colalign=["right" if n else "left" for n in numeric])
     atomic_write_text(stem.with_suffix(".md"), md + "\n" + "\n".join(legend) + "\n")
     atomic_write_text(stem.with_suffix(".tex"), _latex(shown, notes, n_measured=len(data) - 1, numeric=numeric))
 
@@ -611,33 +650,47 @@ def make_figures(
             rows = table[(table["task"] == loss_task) & table["run"].isin(list(dynamics_by_run))]
             downstream = rows[["run", "tokens_seen"]].assign(loss=rows["value"]).drop_duplicates(["run", "tokens_seen"])
         result = figure6_heldout_losses(
-            selection_losses(dynamics_by_run, selector, ratio), out_dir / "figure6.png", selector=selector,
-            ratio=ratio, downstream=downstream, downstream_label=f"downstream: {loss_task}",
+            selection_losses(dynamics_by_run, selector, ratio),
+            out_dir / "figure6.png",
+            selector=selector,
+            ratio=ratio,
+            downstream=downstream,
+            downstream_label=f"downstream: {loss_task}",
             source=f"{_names(map(str, dynamics_by_run.values()))}; {checkpoints_csv}",
         )
         atomic_write_text(out_dir / "figure6.csv", result.data.to_csv(index=False))
         captions["figure6.png"] = str(result)
     if loss_task is not None:
         wide = table.pivot_table(index=["run", "tokens_seen"], columns="task", values="value").reset_index()
-        points = pd.DataFrame({
-            "run": wide["run"],
-            "loss": wide[loss_task],
-            "accuracy": 100 * wide[accuracy_tasks].mean(axis=1),
-        })
-        result = figure7_accuracy_vs_loss(points, out_dir / "figure7.png", source=str(checkpoints_csv),
-                                          loss_label=f"held-out loss ({loss_task})",
-                                          accuracy_label="mean accuracy (%)")
+        points = pd.DataFrame(
+            {
+                "run": wide["run"],
+                "loss": wide[loss_task],
+                "accuracy": 100 * wide[accuracy_tasks].mean(axis=1),
+            }
+        )
+        result = figure7_accuracy_vs_loss(
+            points,
+            out_dir / "figure7.png",
+            source=str(checkpoints_csv),
+            loss_label=f"held-out loss ({loss_task})",
+            accuracy_label="mean accuracy (%)",
+        )
         captions["figure7.png"] = str(result)
     finals = table[table["run"].isin(list(ratio_runs))]
     finals = finals[finals["tokens_seen"] == finals.groupby("run")["tokens_seen"].transform("max")]
     finals = finals[finals["task"].isin(accuracy_tasks)]
-    results = pd.DataFrame({"ratio": finals["run"].map(ratio_runs), "task": finals["task"],
-                            "value": finals["value"]})
-    result = figure9_ratio_ablation(results, out_dir / "figure9.png", source=str(checkpoints_csv),
-                                    values_in="fraction")
+    results = pd.DataFrame({"ratio": finals["run"].map(ratio_runs), "task": finals["task"], "value": finals["value"]})
+    result = figure9_ratio_ablation(results, out_dir / "figure9.png", source=str(checkpoints_csv), values_in="fraction")
     captions["figure9.png"] = str(result)
     if results_csv is not None and delta is not None:
-        result = figure5_gains(results_csv, delta, out_dir / "figure5.png", table_stem or out_dir / "figure5",
-                               mapping=mapping, lower_is_better=lower_is_better)
+        result = figure5_gains(
+            results_csv,
+            delta,
+            out_dir / "figure5.png",
+            table_stem or out_dir / "figure5",
+            mapping=mapping,
+            lower_is_better=lower_is_better,
+        )
         captions["figure5.png"] = str(result)
     return captions

@@ -20,8 +20,9 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import pandas as pd
 import yaml
@@ -119,9 +120,7 @@ def reported_table(name: str, *, path: str | Path | None = None) -> pd.DataFrame
                     f"{len(scores) if isinstance(scores, list) else 'no'} scores for {len(columns)} columns"
                 )
             record = {key: row.get(key) for key in meta_cols}
-            record.update(
-                {col: _number(v, f"{where}, row {i}, {col}") for col, v in zip(columns, scores)}
-            )
+            record.update({col: _number(v, f"{where}, row {i}, {col}") for col, v in zip(columns, scores)})
             records.append(record)
         df = pd.DataFrame.from_records(records, columns=meta_cols + list(columns))
         score_cols = list(columns)
@@ -337,8 +336,7 @@ def side_by_side(
             )
         if target not in paper_cols:
             raise ValueError(
-                f"side_by_side: mapping target {target!r} is not a column of paper table {table!r} "
-                f"(have: {paper_cols})"
+                f"side_by_side: mapping target {target!r} is not a column of paper table {table!r} (have: {paper_cols})"
             )
         if target in resolved.values():
             raise ValueError(f"side_by_side: two measured columns map to paper column {target!r}")
@@ -372,9 +370,13 @@ def side_by_side(
 
     # differences (a measured row labelled "Δ ...", as in slm.tables) are shown signed
     shown = pd.DataFrame(
-        [[str(v) if c in (SOURCE_COL, LABEL_COL) else _format(v, c, signed=str(r[1]).startswith("Δ"))
-          for c, v in zip(columns, r)]
-         for r in df.itertuples(index=False, name=None)],
+        [
+            [
+                str(v) if c in (SOURCE_COL, LABEL_COL) else _format(v, c, signed=str(r[1]).startswith("Δ"))
+                for c, v in zip(columns, r)
+            ]
+            for r in df.itertuples(index=False, name=None)
+        ],
         columns=columns,
     )
     numeric = [c in score_cols or c in extra_cols or _is_token_column(c) for c in columns]
@@ -389,13 +391,14 @@ def side_by_side(
             "(paper rows only)"
         )
     if extra_cols:
-        legend.append(
-            f"- {', '.join(extra_cols)}: measured by {measured_label} only, not the paper's benchmarks"
-        )
+        legend.append(f"- {', '.join(extra_cols)}: measured by {measured_label} only, not the paper's benchmarks")
     legend += ["", "Provenance:"] + [f"- {k}: {v}" for k, v in prov]
-    md = shown.to_markdown(
-        index=False, disable_numparse=True, colalign=["right" if n else "left" for n in numeric]
-    ) + "\n" + "\n".join(legend) + "\n"
+    md = (
+        shown.to_markdown(index=False, disable_numparse=True, colalign=["right" if n else "left" for n in numeric])
+        + "\n"
+        + "\n".join(legend)
+        + "\n"
+    )
     atomic_write_text(out_md, md)
 
     tex_path = Path(out_tex) if out_tex is not None else Path(out_md).with_suffix(".tex")
@@ -423,9 +426,7 @@ def _latex_escape(text: str) -> str:
     return "".join(out)
 
 
-def _latex(
-    shown: pd.DataFrame, provenance: list[tuple[str, str]], *, n_measured: int, numeric: list[bool]
-) -> str:
+def _latex(shown: pd.DataFrame, provenance: list[tuple[str, str]], *, n_measured: int, numeric: list[bool]) -> str:
     """A booktabs ``tabular`` (hand-written: pandas' to_latex needs jinja2, which the project
     does not pin), a rule between the measured and the paper rows, provenance as comments."""
     cols = list(shown.columns)

@@ -78,8 +78,13 @@ def score_shard(
         tmp.mkdir()
         np.save(tmp / "scores.npy", scores)
         atomic_write_json(tmp / "meta.json", meta)
-    log.info("wrote %s: %d tokens, mean loss %.4f, %.0f tokens/s", out_dir, len(scores), meta["mean_loss"],
-             meta["tokens_per_second"])
+    log.info(
+        "wrote %s: %d tokens, mean loss %.4f, %.0f tokens/s",
+        out_dir,
+        len(scores),
+        meta["mean_loss"],
+        meta["tokens_per_second"],
+    )
     return meta
 
 
@@ -105,7 +110,8 @@ def open_scores(score_dir: str | Path, shard: PackedShard, reference_model: str 
         problems.append(f"scores.npy has shape {scores.shape}")
     if problems:
         raise ScoreMismatchError(
-            f"score shard {score_dir} does not match token shard {shard.path}: " + "; ".join(problems)
+            f"score shard {score_dir} does not match token shard {shard.path}: "
+            + "; ".join(problems)
             + ". Re-run the scoring step for this shard."
         )
     return scores

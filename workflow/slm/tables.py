@@ -18,8 +18,9 @@ Display conventions (shared by all tables):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import pandas as pd
 
@@ -62,18 +63,14 @@ def load_stats(path: str | Path) -> dict:
     if not isinstance(kinds, dict) or any(
         not isinstance(v, dict) or "seen" not in v or "selected" not in v for v in kinds.values()
     ):
-        raise ValueError(
-            f"training stats JSON {path} is malformed: 'kinds' must map kind -> {{seen, selected}}"
-        )
+        raise ValueError(f"training stats JSON {path} is malformed: 'kinds' must map kind -> {{seen, selected}}")
     return data
 
 
 def _metric_value(eval_data: dict, path: Any, task: str, metric: str) -> tuple[str, float]:
     tasks = eval_data["tasks"]
     if task not in tasks:
-        raise ValueError(
-            f"task {task!r} missing from evaluation JSON {path} (it has: {sorted(tasks)})"
-        )
+        raise ValueError(f"task {task!r} missing from evaluation JSON {path} (it has: {sorted(tasks)})")
     try:
         key, value = headline_metric(tasks[task], [metric])
     except (KeyError, ValueError) as err:
@@ -168,9 +165,7 @@ def results_table(
             key, value = _metric_value(data, path, task, metric)
             full_keys.setdefault(task, key)
             row[task] = _display(value, metric)
-        row[AVG_COL] = (
-            sum(row[t] for t in higher_cols) / len(higher_cols) if higher_cols else math.nan
-        )
+        row[AVG_COL] = sum(row[t] for t in higher_cols) / len(higher_cols) if higher_cols else math.nan
         stats = load_stats(model["train_stats"]) if model.get("train_stats") else None
         is_base = model.get("role") == "base"
         row[TRAIN_COL] = stats["tokens_selected"] if stats and not is_base else None
@@ -229,19 +224,20 @@ def results_table(
         if t in lower:
             unit += ", lower is better"
         legend.append(f"- **{t}**: `{full_keys[t]}` ({unit})")
+    legend.append(f"- **{AVG_COL}**: mean over {', '.join(higher_cols) or 'no columns'} (higher-is-better columns)")
     legend.append(
-        f"- **{AVG_COL}**: mean over {', '.join(higher_cols) or 'no columns'} (higher-is-better columns)"
-    )
-    legend.append(
-        f"- **{TRAIN_COL}**: tokens trained on (selected tokens for SLM); "
-        f"**{SEEN_COL}**: tokens the run read"
+        f"- **{TRAIN_COL}**: tokens trained on (selected tokens for SLM); **{SEEN_COL}**: tokens the run read"
     )
     if delta is not None:
         legend.append(
             f"- **{DELTA_ROW}**: {delta[0]} minus {delta[1]} (percentage points for accuracies); "
             "token columns give the relative change"
         )
-    md = _to_markdown(shown, colalign=["left"] + ["right"] * len(columns), disable_numparse=True) + "\n".join(legend) + "\n"
+    md = (
+        _to_markdown(shown, colalign=["left"] + ["right"] * len(columns), disable_numparse=True)
+        + "\n".join(legend)
+        + "\n"
+    )
     atomic_write_text(out_md, md)
     return df
 
@@ -335,10 +331,7 @@ def selection_table(stats_jsons: list[Path], out_md: Path, out_csv: Path) -> pd.
         if not s.get("kinds"):
             raise ValueError(f"training stats JSON {p} has no per-kind counts ('kinds')")
     labels = _run_labels(stats, paths)
-    kinds = [
-        k for k in _kind_order(stats)
-        if any(s["kinds"].get(k, {}).get("seen", 0) > 0 for s in stats)
-    ]
+    kinds = [k for k in _kind_order(stats) if any(s["kinds"].get(k, {}).get("seen", 0) > 0 for s in stats)]
 
     rows: dict[str, dict[str, float]] = {}
     for kind in kinds + [ALL_ROW]:

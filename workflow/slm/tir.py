@@ -70,9 +70,14 @@ def run_program(code: str) -> str:
     for stmt in tree.body:
         if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
             names[stmt.targets[0].id] = _value(stmt.value, names)
-        elif (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call)
-              and isinstance(stmt.value.func, ast.Name) and stmt.value.func.id == "print"
-              and len(stmt.value.args) == 1 and not stmt.value.keywords):
+        elif (
+            isinstance(stmt, ast.Expr)
+            and isinstance(stmt.value, ast.Call)
+            and isinstance(stmt.value.func, ast.Name)
+            and stmt.value.func.id == "print"
+            and len(stmt.value.args) == 1
+            and not stmt.value.keywords
+        ):
             printed.append(str(_value(stmt.value.args[0], names)))
         else:
             raise ToolError(f"unsupported statement {type(stmt).__name__}")
@@ -110,15 +115,22 @@ def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, stop: s
     A prompt longer than the model's positions allow is cut from the left, as lm-eval does.
     """
     budget = max_length - max_new_tokens
-    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False, truncation=True,
-                    max_length=budget)
+    enc = tokenizer(
+        prompts, return_tensors="pt", padding=True, add_special_tokens=False, truncation=True, max_length=budget
+    )
     if enc.input_ids.shape[1] == budget and enc.attention_mask[:, 0].any():
         log.warning("prompts cut from the left to %d tokens to fit the model's %d positions", budget, max_length)
     enc = enc.to(model.device)
     with torch.inference_mode():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, stop_strings=[stop],
-                             tokenizer=tokenizer, pad_token_id=tokenizer.pad_token_id)
-    texts = tokenizer.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)
+        out = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            stop_strings=[stop],
+            tokenizer=tokenizer,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    texts = tokenizer.batch_decode(out[:, enc.input_ids.shape[1] :], skip_special_tokens=True)
     return [t.split(stop, 1)[0] for t in texts]
 
 
@@ -151,18 +163,33 @@ def evaluate_tir(
         prompts = [f"{prefix}Question: {p['question']}\nAnswer: {TOOL_OPEN}" for p in batch]
         programs = _generate(model, tokenizer, prompts, max_program_tokens, TOOL_CLOSE, max_length)
         outputs = [tool_output(program) for program in programs]
-        continued = [f"{prompt}{program}{TOOL_CLOSE}\n{TOOL_OUTPUT_OPEN}{output}\n{TOOL_CLOSE}\n"
-                     for prompt, program, (output, _ok) in zip(prompts, programs, outputs)]
+        continued = [
+            f"{prompt}{program}{TOOL_CLOSE}\n{TOOL_OUTPUT_OPEN}{output}\n{TOOL_CLOSE}\n"
+            for prompt, program, (output, _ok) in zip(prompts, programs, outputs)
+        ]
         answers = _generate(model, tokenizer, continued, max_answer_tokens, "\n", max_length)
         for p, program, (output, ok), answer in zip(batch, programs, outputs, answers):
             predicted = answer_of(answer)
             correct += predicted == p["answer"]
             ran += ok
             if len(samples) < 20:
-                samples.append({"question": p["question"], "program": program, "output": output,
-                                "answer_line": answer, "predicted": predicted, "gold": p["answer"]})
-        log.info("tool-integrated evaluation: %d/%d problems, accuracy %.3f so far (%.1f s)",
-                 first + len(batch), len(problems), correct / (first + len(batch)), time.perf_counter() - start)
+                samples.append(
+                    {
+                        "question": p["question"],
+                        "program": program,
+                        "output": output,
+                        "answer_line": answer,
+                        "predicted": predicted,
+                        "gold": p["answer"],
+                    }
+                )
+        log.info(
+            "tool-integrated evaluation: %d/%d problems, accuracy %.3f so far (%.1f s)",
+            first + len(batch),
+            len(problems),
+            correct / (first + len(batch)),
+            time.perf_counter() - start,
+        )
     result = {
         "model": str(model_dir),
         "n": len(problems),
@@ -174,8 +201,14 @@ def evaluate_tir(
         "samples": samples,
     }
     atomic_write_json(Path(out_json), result)
-    log.info("%s: tool-integrated accuracy %.3f on %d problems (the tool ran %.1f%% of programs) -> %s",
-             model_dir, result["accuracy"], len(problems), 100 * result["tool_ran"], out_json)
+    log.info(
+        "%s: tool-integrated accuracy %.3f on %d problems (the tool ran %.1f%% of programs) -> %s",
+        model_dir,
+        result["accuracy"],
+        len(problems),
+        100 * result["tool_ran"],
+        out_json,
+    )
     return result
 
 
@@ -183,8 +216,13 @@ TIR_COLUMN = "arith_tir (%)"
 TOOL_RAN_COLUMN = "tool ran (%)"
 
 
-def tir_table(evals: dict[str, str | Path], out_stem: str | Path, *, delta: list[str] | None = None,
-              provenance: dict | None = None):
+def tir_table(
+    evals: dict[str, str | Path],
+    out_stem: str | Path,
+    *,
+    delta: list[str] | None = None,
+    provenance: dict | None = None,
+):
     """Table 2 beside the paper: one row per fine-tuned run (accuracy with the tool, share of programs
     the tool ran), the SLM − CLM row when ``delta`` names both, then the paper's rows."""
     import pandas as pd
@@ -194,8 +232,10 @@ def tir_table(evals: dict[str, str | Path], out_stem: str | Path, *, delta: list
 
     results = {run: json.loads(Path(path).read_text(encoding="utf-8")) for run, path in evals.items()}
     measured = pd.DataFrame(
-        {TIR_COLUMN: [100 * r["accuracy"] for r in results.values()],
-         TOOL_RAN_COLUMN: [100 * r["tool_ran"] for r in results.values()]},
+        {
+            TIR_COLUMN: [100 * r["accuracy"] for r in results.values()],
+            TOOL_RAN_COLUMN: [100 * r["tool_ran"] for r in results.values()],
+        },
         index=[f"{run} + TIR fine-tuning" for run in results],
     )
     if delta and len(delta) == 2:
@@ -203,6 +243,16 @@ def tir_table(evals: dict[str, str | Path], out_stem: str | Path, *, delta: list
         measured.loc[DELTA_ROW] = measured.loc[slm] - measured.loc[clm]
     measured = measured.round(1)
     out_stem = Path(out_stem)
-    provenance = {**(provenance or {}), "problems per model": ", ".join(f"{run}: {r['n']}" for run, r in results.items())}
-    return side_by_side(measured, "table2_tool_integrated_reasoning", {}, out_stem.with_suffix(".md"),
-                        out_stem.with_suffix(".csv"), provenance=provenance, out_tex=out_stem.with_suffix(".tex"))
+    provenance = {
+        **(provenance or {}),
+        "problems per model": ", ".join(f"{run}: {r['n']}" for run, r in results.items()),
+    }
+    return side_by_side(
+        measured,
+        "table2_tool_integrated_reasoning",
+        {},
+        out_stem.with_suffix(".md"),
+        out_stem.with_suffix(".csv"),
+        provenance=provenance,
+        out_tex=out_stem.with_suffix(".tex"),
+    )

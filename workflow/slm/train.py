@@ -77,7 +77,7 @@ class TrainConfig:
     threads: int | None = None
 
     @classmethod
-    def from_dict(cls, spec: dict) -> "TrainConfig":
+    def from_dict(cls, spec: dict) -> TrainConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(spec) - known
         if unknown:
@@ -381,8 +381,15 @@ class Trainer:
             token_families.append(self.scores)
         log.info(
             "training %s from %s: %d steps x %d tokens, ratio %.2f (%s, %s), %d sequences of %d",
-            cfg.out_dir, cfg.init_model, self.total_steps, self.tokens_per_step, cfg.ratio, cfg.unit,
-            cfg.score_fn, len(self.corpus), self.seq_len,
+            cfg.out_dir,
+            cfg.init_model,
+            self.total_steps,
+            self.tokens_per_step,
+            cfg.ratio,
+            cfg.unit,
+            cfg.score_fn,
+            len(self.corpus),
+            self.seq_len,
         )
         window_start, window_tokens = time.perf_counter(), 0
         run_start, run_tokens = window_start, 0
@@ -408,13 +415,24 @@ class Trainer:
             if done % cfg.log_every == 0 or done == self.total_steps:
                 now = time.perf_counter()
                 tokens_per_second = window_tokens / (now - window_start)
-                entry = {"step": done, "tokens_seen": c["tokens_seen"], "lr": self.scheduler.get_last_lr()[0],
-                         **stats.as_log(), "tokens_per_second": tokens_per_second}
+                entry = {
+                    "step": done,
+                    "tokens_seen": c["tokens_seen"],
+                    "lr": self.scheduler.get_last_lr()[0],
+                    **stats.as_log(),
+                    "tokens_per_second": tokens_per_second,
+                }
                 self.metrics.append(entry)
                 log.info(
                     "step %d/%d tokens %d loss %.4f (selected) %.4f (unselected) all %.4f selected %.3f %.0f tok/s",
-                    done, self.total_steps, c["tokens_seen"], entry["loss"], entry["loss_unselected"],
-                    entry["loss_all"], entry["selected_fraction"], tokens_per_second,
+                    done,
+                    self.total_steps,
+                    c["tokens_seen"],
+                    entry["loss"],
+                    entry["loss_unselected"],
+                    entry["loss_all"],
+                    entry["selected_fraction"],
+                    tokens_per_second,
                 )
                 window_start, window_tokens = now, 0
             run_tps = run_tokens / (time.perf_counter() - run_start)

@@ -23,9 +23,7 @@ INVALID = "[invalid]"  # lm-eval's RegexFilter fallback; passed through untouche
 _NUMBER = re.compile(r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")
 _GROUPED = re.compile(r"[-+]?\d{1,3}(?:,\d{3})+(?:\.\d*)?")
 _FRACTION = re.compile(r"([-+]?\d+)\s*/\s*(\d+)")
-_NUMBER_WITH_UNIT = re.compile(
-    r"([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?)\s+[A-Za-z][A-Za-z\s.]*"
-)
+_NUMBER_WITH_UNIT = re.compile(r"([-+]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d*)?)\s+[A-Za-z][A-Za-z\s.]*")
 
 
 def _format_decimal(value: Decimal) -> str:

@@ -13,8 +13,9 @@ Outputs (all UTF-8 JSON lines, written atomically, ``manifest.json`` last):
     ``{"text": "Question: ...\\nAnswer: 12 + 7 = 19. 19 - 5 = 14. The answer is 14."}`` -- the
     high-quality set the reference model is fine-tuned on (one clean worked problem per line).
 ``tir.jsonl``
-    ``{"text": "Question: ...\\nAnswer: ```python\\nx = 12 + 7\\nx = x - 5\\nprint(x)\\n```\\n```output\\n14\\n```\\nThe answer is 14."}``
-    -- tool-integrated (ToRA-style) solutions: the supervised fine-tuning data of Table 2.
+    ``{"text": "Question: ...\\nAnswer: ```python\\nx = 12 + 7\\nx = x - 5\\nprint(x)\\n```\\n"``
+    ``"```output\\n14\\n```\\nThe answer is 14."}`` -- tool-integrated (ToRA-style) solutions: the
+    supervised fine-tuning data of Table 2.
 ``corpus/shard-NNN.jsonl``, ``pretrain.jsonl`` and ``validation.jsonl``
     ``{"text": ..., "spans": [[start, end, kind], ...]}`` -- web-like documents mixing correct math
     in varied formats, noise (hashes, ids, timestamps), boilerplate (a few notices repeated
@@ -125,9 +126,7 @@ class Problem:
 
     @property
     def is_correct(self) -> bool:
-        return all(_apply(a, op, b) == c for a, op, b, c in self.steps) and (
-            self.answer == self.steps[-1][3]
-        )
+        return all(_apply(a, op, b) == c for a, op, b, c in self.steps) and (self.answer == self.steps[-1][3])
 
     def step_text(self) -> str:
         return " ".join(f"{a} {op} {b} = {c}." for a, op, b, c in self.steps)
@@ -146,7 +145,10 @@ class Problem:
 
     def tool_solution(self) -> str:
         """ToRA-style tool-integrated solution: the program, the tool's output, the answer."""
-        return f"{TOOL_OPEN}{self.tool_program()}{TOOL_CLOSE}\n{TOOL_OUTPUT_OPEN}{self.answer}\n{TOOL_CLOSE}\nThe answer is {self.answer}."
+        return (
+            f"{TOOL_OPEN}{self.tool_program()}{TOOL_CLOSE}\n{TOOL_OUTPUT_OPEN}{self.answer}\n{TOOL_CLOSE}\n"
+            f"The answer is {self.answer}."
+        )
 
 
 # name, subject pronoun, possessive pronoun
@@ -516,9 +518,7 @@ _CONNECTORS = (
 )
 
 
-def _draw_steps(
-    rng: random.Random, n_steps: int, max_operand: int, allow_mul: bool
-) -> tuple[Step, ...]:
+def _draw_steps(rng: random.Random, n_steps: int, max_operand: int, allow_mul: bool) -> tuple[Step, ...]:
     a = rng.randint(2, max_operand)
     steps: list[Step] = []
     for _ in range(n_steps):
@@ -553,16 +553,12 @@ def _story(rng: random.Random, scen: _Scenario, steps: Sequence[Step]) -> str:
     templates = {"+": scen.add, "-": scen.sub, "*": scen.mul}
     sentences = [rng.choice(scen.start).format(a=steps[0][0], **fields)]
     if scen.person:
-        clauses = [
-            rng.choice(templates[op]).format(b=b, **fields) for _, op, b, _ in steps
-        ]
+        clauses = [rng.choice(templates[op]).format(b=b, **fields) for _, op, b, _ in steps]
         i = 0
         while i < len(clauses):
             subj = pron if rng.random() < 0.6 else name
             conn = rng.choice(_CONNECTORS) if (i > 0 and rng.random() < 0.6) else ""
-            if (
-                i + 1 < len(clauses) and rng.random() < 0.35
-            ):  # "He buys 7 more, then gives 5 to Ann."
+            if i + 1 < len(clauses) and rng.random() < 0.35:  # "He buys 7 more, then gives 5 to Ann."
                 body = f"{subj} {clauses[i]}, then {clauses[i + 1]}"
                 i += 2
             else:
@@ -577,9 +573,7 @@ def _story(rng: random.Random, scen: _Scenario, steps: Sequence[Step]) -> str:
     return " ".join(sentences)
 
 
-def _draw_problem(
-    rng: random.Random, max_operand: int, min_steps: int, max_steps: int
-) -> Problem:
+def _draw_problem(rng: random.Random, max_operand: int, min_steps: int, max_steps: int) -> Problem:
     scen = rng.choice(_SCENARIOS)
     n_steps = rng.randint(min_steps, max_steps)
     steps = _draw_steps(rng, n_steps, max_operand, allow_mul=bool(scen.mul))
@@ -588,11 +582,7 @@ def _draw_problem(
 
 def _swap_digits(rng: random.Random, c: int) -> int | None:
     s = str(c)
-    positions = [
-        i
-        for i in range(len(s) - 1)
-        if s[i] != s[i + 1] and not (i == 0 and s[1] == "0")
-    ]
+    positions = [i for i in range(len(s) - 1) if s[i] != s[i + 1] and not (i == 0 and s[1] == "0")]
     if not positions:
         return None
     i = rng.choice(positions)
@@ -649,12 +639,8 @@ class _ProblemSource:
 
     def __call__(self) -> Problem:
         for _ in range(_MAX_TRIES):
-            p = _draw_problem(
-                self.rng, self.max_operand, self.min_steps, self.max_steps
-            )
-            if p.question in self.forbidden or (
-                self.unique and p.question in self.seen
-            ):
+            p = _draw_problem(self.rng, self.max_operand, self.min_steps, self.max_steps)
+            if p.question in self.forbidden or (self.unique and p.question in self.seen):
                 continue
             self.seen.add(p.question)
             return p
@@ -787,15 +773,13 @@ def _noise_line(rng: random.Random) -> str:
     if k == 4:
         ip = ".".join(str(rng.randint(0, 255)) for _ in range(4))
         return (
-            f"[{_timestamp(rng)}] session={_hex(rng, 16)} ip={ip} "
-            f"status={rng.choice((200, 301, 302, 404, 500, 503))}"
+            f"[{_timestamp(rng)}] session={_hex(rng, 16)} ip={ip} status={rng.choice((200, 301, 302, 404, 500, 503))}"
         )
     if k == 5:
         return f"ref no. {_digits(rng, rng.randint(8, 14))}"
     if k == 6:
         return (
-            f"Last edited by {_username(rng)}; {rng.randint(1, 99999)} views; "
-            f"post #{_digits(rng, rng.randint(5, 8))}"
+            f"Last edited by {_username(rng)}; {rng.randint(1, 99999)} views; post #{_digits(rng, rng.randint(5, 8))}"
         )
     if k == 7:
         return f"tx {_hex(rng, 32)} block {_digits(rng, 7)}"
@@ -920,12 +904,7 @@ def _mc_item(rng: random.Random, p: Problem) -> dict:
     distractors: list[int] = []
 
     def add(x: int) -> None:
-        if (
-            x >= 0
-            and x != ans
-            and x not in distractors
-            and len(distractors) < MC_CHOICES - 1
-        ):
+        if x >= 0 and x != ans and x not in distractors and len(distractors) < MC_CHOICES - 1:
             distractors.append(x)
 
     add(_corrupt(rng, p).answer)  # the answer you get with one wrong step
@@ -992,39 +971,23 @@ def _validate(params: dict) -> dict[str, float]:
         check_int(name, params[name], 1)
     check_int("max_operand", params["max_operand"], 2)
     if params["max_operand"] > MAX_RESULT // 2:
-        raise ValueError(
-            f"max_operand must be <= {MAX_RESULT // 2}, got {params['max_operand']}"
-        )
+        raise ValueError(f"max_operand must be <= {MAX_RESULT // 2}, got {params['max_operand']}")
     check_int("max_steps", params["max_steps"], 1)
     if params["min_steps"] > params["max_steps"]:
-        raise ValueError(
-            f"min_steps ({params['min_steps']}) must be <= max_steps ({params['max_steps']})"
-        )
+        raise ValueError(f"min_steps ({params['min_steps']}) must be <= max_steps ({params['max_steps']})")
     kw = params["kind_weights"]
     if not isinstance(kw, dict) or not kw:
-        raise ValueError(
-            f"kind_weights must be a non-empty dict of kind -> weight, got {kw!r}"
-        )
+        raise ValueError(f"kind_weights must be a non-empty dict of kind -> weight, got {kw!r}")
     unknown = sorted(str(k) for k in kw if k not in KIND_NAMES)
     if unknown:
-        raise ValueError(
-            f"kind_weights has unknown kind names {unknown}; valid: {list(KIND_NAMES)}"
-        )
+        raise ValueError(f"kind_weights has unknown kind names {unknown}; valid: {list(KIND_NAMES)}")
     weights: dict[str, float] = {}
     for k in KIND_NAMES:
         if k not in kw:
             continue
         w = kw[k]
-        if (
-            isinstance(w, bool)
-            or not isinstance(w, (int, float))
-            or not w == w
-            or w < 0
-            or w == float("inf")
-        ):
-            raise ValueError(
-                f"kind_weights[{k!r}] must be a finite non-negative number, got {w!r}"
-            )
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w == w or w < 0 or w == float("inf"):
+            raise ValueError(f"kind_weights[{k!r}] must be a finite non-negative number, got {w!r}")
         weights[k] = float(w)
     if sum(weights.values()) <= 0:
         raise ValueError("kind_weights must have a positive sum")
@@ -1097,9 +1060,7 @@ def generate_all(
     heldout: set[str] = set()
 
     def heldout_source(name: str) -> _ProblemSource:
-        return _ProblemSource(
-            stream(name), params, forbidden=set(), unique=True, seen=heldout
-        )
+        return _ProblemSource(stream(name), params, forbidden=set(), unique=True, seen=heldout)
 
     src = heldout_source("eval-gen")
     gen = [src() for _ in range(eval_problems)]
@@ -1130,18 +1091,14 @@ def generate_all(
     corpus_counts: list[tuple[str, list[dict]]] = []
     for i in range(corpus_shards):
         rng = stream(f"corpus-{i}")
-        draw = _ProblemSource(
-            stream(f"corpus-{i}-problems"), params, forbidden=heldout, unique=False
-        )
+        draw = _ProblemSource(stream(f"corpus-{i}-problems"), params, forbidden=heldout, unique=False)
         docs = [_make_doc(rng, kinds, kind_w, draw) for _ in range(docs_per_shard)]
         for k, n in _chars_per_kind(docs).items():
             corpus_chars[k] += n
         corpus_counts.append((f"corpus/shard-{i:03d}.jsonl", docs))
 
     rng = stream("pretrain")
-    draw = _ProblemSource(
-        stream("pretrain-problems"), params, forbidden=heldout, unique=False
-    )
+    draw = _ProblemSource(stream("pretrain-problems"), params, forbidden=heldout, unique=False)
     pretrain = [_make_doc(rng, kinds, kind_w, draw) for _ in range(pretrain_docs)]
 
     # Corpus-like documents that no model trains on: the validation slice of the token dynamics
@@ -1178,7 +1135,5 @@ def generate_all(
         "corpus_chars_per_kind": corpus_chars,
         "pretrain_chars_per_kind": _chars_per_kind(pretrain),
     }
-    atomic_write_text(
-        out_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n"
-    )
+    atomic_write_text(out_dir / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return manifest

@@ -15,9 +15,9 @@ reference loss is taken in the same context in which it is trained.
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
@@ -138,7 +138,7 @@ class PackedShard:
     kinds: np.ndarray
 
     @classmethod
-    def open(cls, path: str | Path) -> "PackedShard":
+    def open(cls, path: str | Path) -> PackedShard:
         path = Path(path)
         index = read_json(path / "index.json", "packed shard index")
         if index.get("format_version") != FORMAT_VERSION:

@@ -22,8 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import random
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 Document = tuple[str, list | None]
 
@@ -58,8 +58,14 @@ def render_chat(messages, where: str = "record") -> str:
     return "".join(parts)
 
 
-def record_text(record: dict, *, text_field: str = "text", template: str | None = None,
-                messages_field: str | None = None, where: str = "record") -> Document:
+def record_text(
+    record: dict,
+    *,
+    text_field: str = "text",
+    template: str | None = None,
+    messages_field: str | None = None,
+    where: str = "record",
+) -> Document:
     """The document of one record (see the module docstring for the precedence of the three keys).
 
     Raises ``ValueError`` naming ``where`` and the data key when the record does not fit."""
@@ -73,8 +79,10 @@ def record_text(record: dict, *, text_field: str = "text", template: str | None 
         try:
             return template.format_map(record), None
         except KeyError as err:
-            raise ValueError(f"{where}: record has no field {err.args[0]!r} named in the data key template "
-                             f"{template!r}; fields: {sorted(record)}") from err
+            raise ValueError(
+                f"{where}: record has no field {err.args[0]!r} named in the data key template "
+                f"{template!r}; fields: {sorted(record)}"
+            ) from err
         except (ValueError, IndexError, AttributeError) as err:
             raise ValueError(f"{where}: data key template {template!r} is not a valid format string ({err})") from err
     if text_field not in record:
@@ -123,8 +131,14 @@ def _iter_parquet(path: Path, options: dict) -> Iterator[Document]:
         yield text, None
 
 
-def iter_files(paths: list[str | Path], *, text_field: str = "text", fmt: str | None = None,
-               template: str | None = None, messages_field: str | None = None) -> Iterator[Document]:
+def iter_files(
+    paths: list[str | Path],
+    *,
+    text_field: str = "text",
+    fmt: str | None = None,
+    template: str | None = None,
+    messages_field: str | None = None,
+) -> Iterator[Document]:
     options = {"text_field": text_field, "template": template, "messages_field": messages_field}
     for path in map(Path, paths):
         if not path.is_file():
@@ -192,8 +206,11 @@ def check_mixture(spec: dict, key: str = "mixture") -> list[dict]:
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight > 0:
             fail(f"{where}.weight", f"must be a positive number, got {weight!r}")
         if "shards" in comp:
-            fail(f"{where}.shards", "a component is not sharded on its own: give shards on the mixture, "
-                 "which cuts every component the same way")
+            fail(
+                f"{where}.shards",
+                "a component is not sharded on its own: give shards on the mixture, "
+                "which cuts every component the same way",
+            )
         if source == "hf" and not comp.get("path"):
             fail(f"{where}.path", "a hub component needs a dataset path")
         if source == "files" and (not isinstance(comp.get("paths"), list) or not comp["paths"]):
@@ -263,8 +280,16 @@ def iter_mixture(spec: dict, *, shard: int = 0, num_shards: int = 1) -> Iterator
     finally:
         for i, comp in enumerate(components):
             name = comp.get("path") or ",".join(map(str, comp.get("paths", [])))
-            log.info("mixture shard %d/%d: component %d (%s, weight %s): %d documents, %d characters",
-                     shard, num_shards, i, name, comp["weight"], counts[i], chars[i])
+            log.info(
+                "mixture shard %d/%d: component %d (%s, weight %s): %d documents, %d characters",
+                shard,
+                num_shards,
+                i,
+                name,
+                comp["weight"],
+                counts[i],
+                chars[i],
+            )
 
 
 def iter_documents(spec: dict, *, files: list[str | Path] | None = None, shard: int = 0, num_shards: int = 1):
