@@ -18,7 +18,7 @@ rule evaluate:
     params:
         model=lambda w: model_dir(w.model, w.point),
         tasks=config["evaluation"]["tasks"],
-        include=lambda w, input: "--include-path " + str(input.tasks or Path(workflow.basedir) / "workflow" / "tasks"),
+        include=lambda w, input: f"--include-path {input.tasks or Path(workflow.basedir) / 'workflow' / 'tasks'}",
         spec=spec(
             {
                 "batch_size": config["evaluation"].get("batch_size", 16),
