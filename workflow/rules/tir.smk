@@ -2,7 +2,7 @@
 # ToRA-style solutions, evaluate it with a Python tool in the loop, tabulate beside the paper.
 
 
-if TIR:
+if PLAN.tir_runs:
 
     rule sft_tir:
         input:
@@ -15,14 +15,14 @@ if TIR:
         benchmark:
             "benchmarks/train/tir-{run}.tsv"
         wildcard_constraints:
-            run=one_of(TIR_RUNS),
+            run=one_of(PLAN.tir_runs),
         conda:
             "../../envs/slm.yaml"
         threads: workflow.cores
         resources:
             **rule_resources("sft_tir"),
         params:
-            options=train_options(TIR["training"]),
+            options=train_options(config["tool_integrated"]["training"]),
             paths=lambda w, input, output: spec(
                 {
                     "init_model": input.model,
@@ -46,25 +46,25 @@ if TIR:
         benchmark:
             "benchmarks/evaluate/tir-{run}.tsv"
         wildcard_constraints:
-            run=one_of(TIR_RUNS),
+            run=one_of(PLAN.tir_runs),
         conda:
             "../../envs/slm.yaml"
         threads: 1
         resources:
             **rule_resources("evaluate_tir"),
         params:
-            spec=spec({**TIR.get("evaluation", {}), "device": config["device"]}),
+            spec=spec({**config["tool_integrated"].get("evaluation", {}), "device": config["device"]}),
         shell:
             "OMP_NUM_THREADS={threads} python -m slm evaluate-tir --model {input.model} --problems {input.problems}"
             " --fewshot {input.fewshot} --spec {params.spec:q} --out {output} > {log} 2>&1"
 
     rule table2:
         input:
-            evals=expand("results/eval/tir/{run}.json", run=TIR_RUNS),
+            evals=expand("results/eval/tir/{run}.json", run=PLAN.tir_runs),
         output:
-            md=report(TABLE2[0], caption="../report/table2.rst", category="Tables"),
-            csv=TABLE2[1],
-            tex=TABLE2[2],
+            md=report(PLAN.table2[0], caption="../report/table2.rst", category="Tables"),
+            csv=PLAN.table2[1],
+            tex=PLAN.table2[2],
         log:
             "logs/table2.log",
         conda:
@@ -73,13 +73,13 @@ if TIR:
             out=lambda w, output: Path(output.md).with_suffix(""),
             spec=lambda w, input: spec(
                 {
-                    "evals": dict(zip(TIR_RUNS, input.evals)),
-                    "delta": tir_delta(),
+                    "evals": dict(zip(PLAN.tir_runs, input.evals)),
+                    "delta": PLAN.tir_delta,
                     "provenance": {
                         "config": ", ".join(map(str, workflow.configfiles)),
-                        "fine-tuned runs": TIR_RUNS,
-                        "fine-tuning": TIR["training"],
-                        "evaluation": TIR.get("evaluation", {}),
+                        "fine-tuned runs": PLAN.tir_runs,
+                        "fine-tuning": config["tool_integrated"]["training"],
+                        "evaluation": config["tool_integrated"].get("evaluation", {}),
                     },
                 }
             ),
