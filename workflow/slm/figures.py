@@ -215,7 +215,9 @@ def fit_log_linear(loss, accuracy) -> dict[str, float]:
         g = np.maximum(p * u + q, tiny)
         return np.column_stack([u / g, 1.0 / g])
 
-    (p, q), _ = curve_fit(law, u, t, p0=(p, q), jac=jacobian, method="lm", maxfev=10_000)
+    # tolerances near machine precision: a flat optimum (R² near 0) is otherwise left early
+    tight = {"ftol": 1e-15, "xtol": 1e-15, "gtol": 1e-15}
+    (p, q), _ = curve_fit(law, u, t, p0=(p, q), jac=jacobian, method="lm", maxfev=10_000, **tight)
     sse = float(np.sum((t - law(u, p, q)) ** 2))
     scale = math.exp(y0)
     a = p / xs * scale
