@@ -124,6 +124,7 @@ def cmd_dynamics(args) -> None:
             seed=args.seed,
             batch_size=args.batch_size,
             device=args.device,
+            precision=args.precision,
             reference_scores=args.reference_scores,
         )
         dynamics_summary(out / "losses.npz", out / "shares.csv", out / "curves.csv", threshold=args.threshold)
@@ -267,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--threshold", type=float, default=0.2)
     p.add_argument("--ratio", type=float)
     p.add_argument("--out", required=True)
