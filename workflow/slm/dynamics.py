@@ -123,9 +123,10 @@ def checkpoint_losses(
 
     ``model_dirs`` are ordered along training (e.g. base, checkpoints, final). ``precision`` is the run's,
     applied as the scorer applies it (:mod:`slm.model`), so the losses compare with the stored reference
-    losses. ``reference_scores`` is a score shard directory (``scores.npy`` + ``meta.json``) for the same token shard; its losses are
-    stored as ``reference``. ``tokens_seen`` overrides what :func:`read_tokens_seen` finds. Writes
-    ``out_npz`` atomically (format in the module docstring) and returns a small summary dict.
+    losses. ``reference_scores`` is a score shard directory (``scores.npy`` + ``meta.json``) for the same
+    token shard; its losses are stored as ``reference``. ``tokens_seen`` overrides what
+    :func:`read_tokens_seen` finds. Writes ``out_npz`` atomically (format in the module docstring) and
+    returns a small summary dict.
     """
     if not model_dirs:
         raise ValueError("no models given")
