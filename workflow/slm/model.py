@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
 # fp32 logits kept alive at once by per_token_losses (one chunk of tokens x the vocabulary).
-LOGITS_CHUNK_BYTES = 256 * 2**20
+LOGITS_CHUNK_BYTES = 128 * 2**20
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -46,16 +46,24 @@ def init_model(
     max_position_embeddings: int,
     seed: int,
     tie_word_embeddings: bool = True,
+    num_kv_heads: int | None = None,
+    vocab_size: int | None = None,
 ) -> int:
-    """Write a randomly initialised Llama with the tokenizer's vocabulary; return its parameter count."""
+    """Write a randomly initialised Llama with the tokenizer's vocabulary; return its parameter count.
+
+    ``num_kv_heads`` (default ``num_heads``) < ``num_heads`` gives grouped-query attention. A
+    ``vocab_size`` above the tokenizer's gives a model of a larger model's shape (for benchmarks).
+    """
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    if vocab_size is not None and vocab_size < len(tokenizer):
+        raise ValueError(f"vocab_size {vocab_size} is smaller than the tokenizer's vocabulary ({len(tokenizer)})")
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size or len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
+        num_key_value_heads=num_kv_heads or num_heads,
         max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=tie_word_embeddings,
         bos_token_id=tokenizer.bos_token_id,
@@ -138,10 +146,12 @@ class _LinearCrossEntropy(torch.autograd.Function):
         grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
         for start in range(0, len(targets), ctx.chunk):
             rows = slice(start, start + ctx.chunk)
-            # d loss / d logits = softmax - onehot(target), times this row's upstream gradient.
-            grad_logits = torch.exp((hidden[rows] @ weight.T).float() - logsumexp[rows, None])
+            # d loss / d logits = softmax - onehot(target), times this row's upstream gradient (in place:
+            # one chunk of fp32 logits at a time).
+            grad_logits = (hidden[rows] @ weight.T).float()
+            grad_logits.sub_(logsumexp[rows, None]).exp_()
             grad_logits[torch.arange(len(grad_logits), device=grad_logits.device), targets[rows]] -= 1.0
-            grad_logits = (grad_logits * grad_losses[rows, None]).to(weight.dtype)
+            grad_logits = grad_logits.mul_(grad_losses[rows, None]).to(weight.dtype)
             if need_hidden:
                 grad_hidden[rows] = grad_logits @ weight
             if need_weight:
