@@ -186,6 +186,10 @@ def per_token_losses(model, input_ids: torch.Tensor, chunk_tokens: int | None = 
     final hidden states; :func:`linear_cross_entropy` turns them into losses without ever holding the
     whole batch's logits. Differentiable with respect to the model's parameters for any per-token
     upstream gradient (e.g. selection weights divided by k).
+
+    It calls the decoder and reads the head's weight directly, not ``model.forward``: under FSDP2, call
+    it from a forward of the root FSDP module (e.g. a method registered with
+    ``torch.distributed.fsdp.register_fsdp_forward_method``) so that the root's parameters are gathered.
     """
     head = model.get_output_embeddings()
     if not isinstance(head, torch.nn.Linear) or head.bias is not None:
