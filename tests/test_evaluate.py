@@ -393,3 +393,35 @@ def test_headline_metric():
         headline_metric(res, ["exact_match"])
     with pytest.raises(KeyError, match="bits_per_byte"):
         headline_metric(res, ["bits_per_byte"])
+
+
+def test_samples_hold_each_documents_value_in_document_order(tiny_model, task_dir, tmp_path):
+    from slm.evaluate import aggregate_samples
+
+    metrics = {"tiny_mc": "acc,none", "tiny_ppl": "bits_per_byte,none", "tiny_gen": "exact_match,none"}
+    result = evaluate_model(
+        tiny_model,
+        list(metrics),
+        tmp_path / "eval.json",
+        include_path=task_dir,
+        batch_size=4,
+        seed=7,
+        metrics=metrics,
+    )
+    assert json.loads((tmp_path / "eval.json").read_text())["samples"] == result["samples"]
+    assert result["sample_aggregation"] == {"tiny_mc": "mean", "tiny_ppl": "bits_per_byte", "tiny_gen": "mean"}
+    for task, key in metrics.items():
+        values = result["samples"][task]
+        assert len(values) == result["n_samples"][task]
+        # the aggregate of the per-document values is lm-eval's own number
+        aggregated = aggregate_samples(result["sample_aggregation"][task], values)
+        assert math.isclose(aggregated, result["tasks"][task][key], rel_tol=1e-12)
+    assert set(result["samples"]["tiny_mc"]) <= {0.0, 1.0}
+    # bits per byte: [log-likelihood, bytes] per document, in the order of the task's file
+    pairs = result["samples"]["tiny_ppl"]
+    assert [n for _, n in pairs] == [len(s.encode()) for s in SENTENCES[:5]]
+    assert all(ll < 0 for ll, _ in pairs)
+    total = -sum(ll for ll, _ in pairs) / sum(n for _, n in pairs) / math.log(2)
+    assert math.isclose(total, result["tasks"]["tiny_ppl"]["bits_per_byte,none"], rel_tol=1e-12)
+    # a bootstrap resample aggregates like any other list of documents
+    assert math.isclose(aggregate_samples("bits_per_byte", [pairs[0]] * 3), -pairs[0][0] / pairs[0][1] / math.log(2))

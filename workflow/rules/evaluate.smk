@@ -27,6 +27,7 @@ rule evaluate:
                 "device": config["device"],
                 "dtype": "bfloat16" if config["precision"] == "bf16" else "float32",
                 "task_options": config["evaluation"].get("task_options", {}),
+                "metrics": config["evaluation"]["metrics"],
             }
         ),
     shell:

@@ -9,6 +9,8 @@ Compact JSON format (one file per evaluated model)::
       "n_samples": {"<task>": n_documents_evaluated},
       "n_shot": {"<task>": shots_lm_eval_used},
       "task_options": {"<task>": {"num_fewshot": int, "max_gen_toks": int}},
+      "samples": {"<task>": [value per evaluated document, in document order]},
+      "sample_aggregation": {"<task>": "mean" | "bits_per_byte" | "perplexity" | ...},
       "lm_eval_version": "0.4.13",
       "limit": null|int|float,
       "seed": 1234,
@@ -28,6 +30,15 @@ filter carries it, by bare metric name (``"acc"`` -> ``"acc,none"``).
 ``task_options`` holds the per-task settings asked for (tasks without any are absent); ``n_shot`` is
 lm-eval's own record of the shots each task and group was run with (a task YAML that sets
 ``num_fewshot: 0`` keeps 0 whatever was asked).
+
+``samples`` holds, for every task given a metric (``metrics``, e.g. ``{"arith_gen":
+"exact_match,strict-match"}``), that metric's per-document value under that filter, in lm-eval's
+document order: a number for a metric averaged over documents (``acc``, ``exact_match``), a pair
+``[log-likelihood, weight]`` (weight = bytes, words or tokens) for the corpus-level metrics that
+lm-eval aggregates from pairs (``bits_per_byte``, ``byte_perplexity``, ``word_perplexity``).
+``sample_aggregation`` names lm-eval's aggregation of those values; :func:`aggregate_samples`
+applies it (to any resample of them, e.g. for a bootstrap interval) and, on all of them, gives the
+value in ``tasks``.
 """
 
 from __future__ import annotations
@@ -159,13 +170,52 @@ def merge_raw(raws: list[dict]) -> dict:
     """One lm-eval result dict from the results of several ``simple_evaluate`` calls."""
     merged: dict[str, dict] = {}
     for raw in raws:
-        for key in ("results", "groups", "n-samples", "higher_is_better", "n-shot"):
+        for key in ("results", "groups", "n-samples", "higher_is_better", "n-shot", "configs", "samples"):
             part = raw.get(key, {})
             twice = sorted(set(part) & set(merged.get(key, {}))) if key == "results" else []
             if twice:  # e.g. mmlu and mmlu_stem in different option groups: the later run is kept
                 log.warning("tasks %s were evaluated in two option groups; keeping the later", twice)
             merged.setdefault(key, {}).update(part)
     return merged
+
+
+def task_samples(raw_samples: dict, configs: dict, metrics: dict[str, str]) -> tuple[dict, dict]:
+    """Per-document values of each task's metric (``metrics``: task -> ``"<metric>,<filter>"``) from
+    lm-eval's logged samples, in document order, and the aggregation lm-eval applies to them."""
+    from lm_eval.api.registry import AGGREGATION_REGISTRY, get_metric_aggregation
+
+    values, aggregations = {}, {}
+    for task, key in metrics.items():
+        if task not in raw_samples:
+            continue
+        metric, _, filter_name = key.partition(",")
+        entries = sorted(
+            (s for s in raw_samples[task] if s["filter"] == (filter_name or "none")), key=lambda s: s["doc_id"]
+        )
+        if not entries or metric not in entries[0]:
+            log.warning("task %s: no per-document %r in lm-eval's samples", task, key)
+            continue
+        values[task] = [_sample_value(s[metric]) for s in entries]
+        named = [m.get("aggregation") for m in configs.get(task, {}).get("metric_list", []) if m["metric"] == metric]
+        if named and isinstance(named[0], str):
+            aggregations[task] = named[0]
+        else:
+            function = get_metric_aggregation(metric)
+            aggregations[task] = next(n for n, f in AGGREGATION_REGISTRY.items() if f is function)
+    return values, aggregations
+
+
+def _sample_value(value):
+    if isinstance(value, (list, tuple)):
+        return [float(v) for v in value]
+    return float(value)
+
+
+def aggregate_samples(aggregation: str, values: list) -> float:
+    """lm-eval's ``aggregation`` (a name from ``sample_aggregation``) of per-document ``values``."""
+    from lm_eval.api.registry import get_aggregation
+
+    return get_aggregation(aggregation)([tuple(v) if isinstance(v, list) else v for v in values])
 
 
 def compact_results(raw: dict, *, model: str, limit, seed: int) -> dict:
@@ -254,16 +304,18 @@ def evaluate_model(
     max_length: int | None = None,
     bootstrap_iters: int = 1000,
     task_options: dict | None = None,
+    metrics: dict[str, str] | None = None,
 ) -> dict:
     """Evaluate ``model`` on lm-eval ``tasks`` and write the compact JSON to ``out_json``.
 
     ``task_options`` maps a task to ``{"num_fewshot": n, "max_gen_toks": m}`` (both optional).
     Tasks sharing the same options run in one ``simple_evaluate`` call, with ``num_fewshot=n``
     and ``gen_kwargs="max_gen_toks=m"`` where set (tasks without options: lm-eval's defaults);
-    the model is loaded once and every call starts from the same seeds.  Inputs are validated
+    the model is loaded once and every call starts from the same seeds.  ``metrics`` (task ->
+    ``"<metric>,<filter>"``) selects the per-document values kept under ``samples``.  Inputs are validated
     before the model is loaded: a missing/invalid local model directory, a missing
     ``include_path``, an unknown task or options for a task not in ``tasks`` raise immediately.
-    All four lm-eval seeds are set to ``seed``; per-sample logs are not kept.
+    All four lm-eval seeds are set to ``seed``.
     ``bootstrap_iters`` only affects bootstrapped standard errors (0 skips all stderr
     computation).  Returns the compact dict that was written.
     """
@@ -307,7 +359,7 @@ def evaluate_model(
             batch_size=batch_size,
             limit=limit,
             bootstrap_iters=bootstrap_iters,
-            log_samples=False,
+            log_samples=bool(metrics),
             task_manager=task_manager,
             random_seed=seed,
             numpy_random_seed=seed,
@@ -317,7 +369,8 @@ def evaluate_model(
         if raw is None:  # only non-zero ranks get None
             raise RuntimeError("lm_eval.simple_evaluate returned no results (non-zero rank?)")
         raws.append(raw)
-    result = compact_results(merge_raw(raws), model=model_name, limit=limit, seed=seed)
+    merged = merge_raw(raws)
+    result = compact_results(merged, model=model_name, limit=limit, seed=seed)
     missing = [t for t in tasks if t not in result["tasks"]]
     if missing:  # a tag expands to its member tasks and has no entry of its own
         log.warning("no result entry named %s (tags?); got %s", missing, sorted(result["tasks"]))
@@ -327,8 +380,18 @@ def evaluate_model(
         if "num_fewshot" in options and shots is not None and shots != options["num_fewshot"]:
             # lm-eval never overrides a task YAML's explicit num_fewshot: 0
             log.warning("%s ran %s-shot, not the %s asked for", task, shots, options["num_fewshot"])
+    samples, aggregations = task_samples(merged.get("samples", {}), merged.get("configs", {}), metrics or {})
     wall = time.perf_counter() - t0
-    result.update({"task_options": used, "dtype": dtype, "batch_size": batch_size, "wall_seconds": round(wall, 3)})
+    result.update(
+        {
+            "task_options": used,
+            "samples": samples,
+            "sample_aggregation": aggregations,
+            "dtype": dtype,
+            "batch_size": batch_size,
+            "wall_seconds": round(wall, 3),
+        }
+    )
     out_json = Path(out_json)
     atomic_write_json(out_json, result)
     for task in tasks:
