@@ -184,11 +184,18 @@ def cmd_evaluate_tir(args) -> None:
 def cmd_tir_table(args) -> None:
     from slm.tir import tir_table
 
+    spec = args.spec
     print(
         tir_table(
-            args.spec["evals"], args.out, delta=args.spec.get("delta"), provenance=args.spec.get("provenance")
+            spec["evals"], args.out, seeds=spec["seeds"], delta=spec.get("delta"), provenance=spec.get("provenance")
         ).to_string()
     )
+
+
+def cmd_selection_roles(args) -> None:
+    from slm.roles import role_table
+
+    print(role_table(args.dynamics, args.tokenizer, args.ratio, args.out).to_string())
 
 
 def cmd_benchmark(args) -> None:
@@ -315,6 +322,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("tir-table", cmd_tir_table, "Table 2: tool-integrated results beside the paper's")
     p.add_argument("--spec", type=_json, required=True)
     p.add_argument("--out", required=True, help="output path without suffix (.md, .csv, .tex)")
+
+    p = add("selection-roles", cmd_selection_roles, "selection rates by token role (operand, operator, result, ...)")
+    p.add_argument("--dynamics", required=True, help="losses.npz of the SLM run's token dynamics")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--ratio", type=float, required=True)
+    p.add_argument("--out", required=True, help="output path without suffix (.md, .csv)")
 
     p = add("benchmark", cmd_benchmark, "tokens/s and peak memory of scoring, CLM and SLM training")
     p.add_argument("--tokenizer", required=True)
