@@ -94,8 +94,17 @@ def test_suite_ratio_runs_evaluation_and_tables():
     assert plan.ratio_runs() == {"slm-0.4": 0.4, "slm-0.5": 0.5, "slm-0.7": 0.7, "slm-0.8": 0.8, "clm": 1.0, "slm": 0.6}
     assert plan.eval_points("clm") == ["tokens-600000", "final"] and plan.eval_points("slm-0.4") == ["final"]
     assert "results/eval/slm-0.4/tokens-600000.json" not in plan.table_evals()
-    assert plan.table2 == ["results/tables/table2.md", "results/tables/table2.csv", "results/tables/table2.tex"]
-    assert plan.tir_delta == ("slm", "clm")
+    assert plan.table2 == [
+        "results/tables/table2.md",
+        "results/tables/table2.csv",
+        "results/tables/table2.tex",
+        "results/tables/table2_errors.md",
+        "results/tables/table2_errors.csv",
+        "results/tables/selection_roles.md",  # slm has token dynamics
+        "results/tables/selection_roles.csv",
+    ]
+    assert plan.tir_runs == ["base", "reference", "clm", "slm"] and plan.tir_seeds == [1, 2, 3]
+    assert plan.tir_delta == ("slm", "clm") and plan.roles_run == "slm"  # base and reference are controls
     spec = plan.table3_spec("results/tables/results.csv")
     assert spec["rows"] == ["Base (strong)", "w2s-clm", "w2s-slm"]
     assert spec["values"] == {"w2s-clm": {"reference": None}, "w2s-slm": {"reference": "Reference"}}

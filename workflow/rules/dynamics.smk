@@ -34,8 +34,10 @@ rule dynamics:
         ),
         seed=config["seed"],
         device=config["device"],
+        precision=config["precision"],
     shell:
         "OMP_NUM_THREADS={threads} python -m slm dynamics --run {wildcards.run} --models {params.models}"
         " --shard {input.shard} --reference-scores {input.scores} --tokenizer {params.tokenizer}"
         " --max-sequences {params.max_sequences} --threshold {params.threshold} --batch-size {params.batch_size}"
-        " {params.selection} --seed {params.seed} --device {params.device} --out {output} > {log} 2>&1"
+        " {params.selection} --seed {params.seed} --device {params.device} --precision {params.precision}"
+        " --out {output} > {log} 2>&1"

@@ -40,7 +40,7 @@ import torch
 
 from slm.data.packed import PackedShard
 from slm.io import atomic_path, atomic_write_text, read_json
-from slm.model import load_model, resolve_device
+from slm.model import load_for_inference, resolve_device
 from slm.score import open_scores, sequence_losses
 
 log = logging.getLogger(__name__)
@@ -103,15 +103,18 @@ def checkpoint_losses(
     seed: int,
     batch_size: int,
     device: str = "cpu",
+    precision: str = "fp32",
     reference_scores: str | None = None,
     tokens_seen: list[int] | None = None,
 ) -> dict:
     """Per-token losses of a seeded validation slice of ``shard_dir`` under every model of ``model_dirs``.
 
-    ``model_dirs`` are ordered along training (e.g. base, checkpoints, final). ``reference_scores`` is a
-    score shard directory (``scores.npy`` + ``meta.json``) for the same token shard; its losses are
-    stored as ``reference``. ``tokens_seen`` overrides what :func:`read_tokens_seen` finds. Writes
-    ``out_npz`` atomically (format in the module docstring) and returns a small summary dict.
+    ``model_dirs`` are ordered along training (e.g. base, checkpoints, final). ``precision`` is the run's,
+    applied as the scorer applies it (:mod:`slm.model`), so the losses compare with the stored reference
+    losses. ``reference_scores`` is a score shard directory (``scores.npy`` + ``meta.json``) for the same
+    token shard; its losses are stored as ``reference``. ``tokens_seen`` overrides what
+    :func:`read_tokens_seen` finds. Writes ``out_npz`` atomically (format in the module docstring) and
+    returns a small summary dict.
     """
     if not model_dirs:
         raise ValueError("no models given")
@@ -146,8 +149,7 @@ def checkpoint_losses(
         dev,
     )
     for m, model_dir in enumerate(model_dirs):
-        model, _ = load_model(model_dir, dev)
-        model.eval()
+        model, _ = load_for_inference(model_dir, dev, precision)
         sequence_losses(model, tokens, seq_len, batch_size=batch_size, out=losses[m])
         del model
         log.info(

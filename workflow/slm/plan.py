@@ -39,7 +39,9 @@ class Plan:
         self.task_metrics: dict[str, str] = {t: evaluation["metrics"][t] for t in evaluation["tasks"]}
         self.dynamics_runs: list[str] = list(config.get("dynamics", {}).get("runs", []))
         tir = config.get("tool_integrated")
+        # Table 2's fine-tuned models: runs, and base / reference as controls; once per fine-tuning seed
         self.tir_runs: list[str] = list(tir["runs"]) if tir else []
+        self.tir_seeds: list[int] = list(tir.get("seeds", [config["seed"]])) if tir else []
 
     # ------------------------------------------------------------------ models
     @cached_property
@@ -211,8 +213,13 @@ class Plan:
 
     @property
     def table2(self) -> list[str]:
-        """Table 2 (tool-integrated reasoning), when ``tool_integrated`` lists runs."""
-        return table_files("table2") if self.tir_runs else []
+        """Table 2 (tool-integrated reasoning) and where its solutions went wrong, when ``tool_integrated``
+        lists runs; and the selection rates by token role of its SLM run, when that run has token dynamics."""
+        if not self.tir_runs:
+            return []
+        errors = [f"{RESULTS}/tables/table2_errors.{ext}" for ext in ("md", "csv")]
+        roles = [f"{RESULTS}/tables/selection_roles.{ext}" for ext in ("md", "csv")] if self.roles_run else []
+        return table_files("table2") + errors + roles
 
     @property
     def table3(self) -> list[str]:
@@ -349,8 +356,16 @@ class Plan:
     # ------------------------------------------------------------------ Table 2 (tool-integrated)
     @property
     def tir_delta(self) -> tuple[str, str] | None:
-        """The SLM and CLM runs of ``tool_integrated.runs`` (first of each method, SLM first)."""
-        return _pair_by_method(self.config["runs"], self.tir_runs, prefer_names=False)
+        """The SLM and CLM runs of ``tool_integrated.runs`` (first of each method, SLM first; the base and
+        reference controls are no runs)."""
+        runs = [run for run in self.tir_runs if run in self.config["runs"]]
+        return _pair_by_method(self.config["runs"], runs, prefer_names=False)
+
+    @property
+    def roles_run(self) -> str | None:
+        """The SLM run of Table 2 whose token dynamics give the selection rates by token role (slm.roles)."""
+        run = self.tir_delta[0] if self.tir_delta else None
+        return run if run in self.dynamics_runs else None
 
 
 def table_files(stem: str) -> list[str]:
