@@ -203,6 +203,9 @@ def test_replicates_of_the_suite():
     assert curves[1]["checkpoints"][0]["eval_json"] == "results/eval/clm/seed-1235/tokens-150000.json"
     # one model where one is needed: the first seed's
     assert plan.trajectory("slm")[-1] == "results/models/slm/seed-1234/final"
+    assert plan.final_model("slm") == "results/models/slm/seed-1234/final"  # Table 2 fine-tunes this one
+    assert plan.final_model("reference") == "results/models/reference/final"
+    assert plan.final_model("slm-0.4") == "results/models/slm-0.4/final"
     assert plan.figures_spec(["d/slm", "d/clm"], None)["dynamics_seeds"] == {"slm": 1234, "clm": 1234}
     assert "results/models/slm/seed-1236/final" in plan.final_models()
     assert plan.tables_spec()["selection"]["slm"] == [

@@ -541,6 +541,8 @@ def make_figures(
         }
         selection = selection_losses(dynamics_by_run, ratio, rules)
         sources = f"{join_names(map(str, dynamics_by_run.values()))}; {checkpoints_csv}"
+        if dynamics_seeds:  # a run trained with several seeds has its token dynamics measured on the first
+            sources += "; token dynamics of " + join_names(f"{run} seed {seed}" for run, seed in dynamics_seeds.items())
         result = figure6_heldout_losses(
             selection,
             out_dir / "figure6.png",
