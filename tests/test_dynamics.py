@@ -341,20 +341,27 @@ def _variant(npz, out, **changes):
 def test_selection_losses_match_a_direct_top_k(npz, tmp_path):
     data = dict(np.load(npz))
     other = _variant(npz, tmp_path / "other.npz", losses=data["losses"][::-1].copy())
-    table = selection_losses({"slm": npz, "clm": other}, selector="slm", ratio=0.4)
+    rules = {"by slm": ("excess", "slm"), "by clm": ("excess", "clm"), "by reference": ("reference", None)}
+    table = selection_losses({"slm": npz, "clm": other}, 0.4, rules)
+    assert table["selected_by"].unique().tolist() == list(rules)
     valid = data["valid"]
+    losses = {"slm": data["losses"], "clm": data["losses"][::-1]}
     for m, seen in enumerate(data["tokens_seen"]):
-        excess = data["losses"][m] - data["reference"]
-        idx = np.flatnonzero(valid)
-        k = round(0.4 * len(idx))
-        chosen = idx[np.argsort(-excess[idx], kind="stable")[:k]]
-        selected = np.zeros_like(valid)
-        selected[chosen] = True
-        for run, losses in (("slm", data["losses"][m]), ("clm", data["losses"][::-1][m])):
-            row = table[table["run"] == run].iloc[m]
-            assert row["tokens_seen"] == seen and row["selected_tokens"] == k
-            assert row["selected_loss"] == pytest.approx(losses[selected].mean(), rel=1e-5)
-            assert row["unselected_loss"] == pytest.approx(losses[valid & ~selected].mean(), rel=1e-5)
+        for rule, (score_fn, ranker) in rules.items():
+            # independently: rank with numpy, highest score first, ties by position
+            score = losses[ranker][m] - data["reference"] if score_fn == "excess" else -data["reference"]
+            idx = np.flatnonzero(valid)
+            k = round(0.4 * len(idx))
+            chosen = idx[np.argsort(-score[idx], kind="stable")[:k]]
+            selected = np.zeros_like(valid)
+            selected[chosen] = True
+            for run in ("slm", "clm"):
+                row = table[(table["run"] == run) & (table["selected_by"] == rule)].iloc[m]
+                assert row["tokens_seen"] == seen and row["selected_tokens"] == k
+                assert row["selected_loss"] == pytest.approx(losses[run][m][selected].mean(), rel=1e-5)
+                assert row["unselected_loss"] == pytest.approx(losses[run][m][valid & ~selected].mean(), rel=1e-5)
+    with pytest.raises(ValueError, match="ranks by run 'dpo'"):
+        selection_losses({"slm": npz}, 0.4, {"by dpo": ("excess", "dpo")})
 
 
 def test_selection_losses_refuse_different_slices(npz, tmp_path):
@@ -362,4 +369,4 @@ def test_selection_losses_refuse_different_slices(npz, tmp_path):
     tokens[5] += 1
     other = _variant(npz, tmp_path / "other.npz", tokens=tokens)
     with pytest.raises(ValueError, match="do not hold the same slice"):
-        selection_losses({"slm": npz, "clm": other}, selector="slm", ratio=0.5)
+        selection_losses({"slm": npz, "clm": other}, 0.5, {"by slm": ("excess", "slm")})

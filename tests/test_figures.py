@@ -64,6 +64,7 @@ def write_checkpoints(
                 rows.append(
                     {
                         "run": run,
+                        "seed": 1,
                         "tokens_seen": seen,
                         "tokens_selected": selected,
                         "task": task,
@@ -74,7 +75,15 @@ def write_checkpoints(
         if duplicate_final:  # the final model, evaluated at the last checkpoint's token count
             seen, selected, values = points[-1]
             rows += [
-                {"run": run, "tokens_seen": seen, "tokens_selected": selected, "task": t, "metric": metric, "value": v}
+                {
+                    "run": run,
+                    "seed": 1,
+                    "tokens_seen": seen,
+                    "tokens_selected": selected,
+                    "task": t,
+                    "metric": metric,
+                    "value": v,
+                }
                 for t, v in values.items()
             ]
     pd.DataFrame(rows).to_csv(path, index=False)
@@ -89,7 +98,7 @@ def test_figure1_averages_the_given_tasks(tmp_path):
     assert res.png == tmp_path / "fig" / "figure1.png"
     assert_png(res.png)
     data = res.data
-    assert list(data.columns) == ["run", "x", "accuracy", "n_tasks"]
+    assert list(data.columns) == ["run", "x", "accuracy", "low", "high", "n_seeds", "n_tasks"]
     assert len(data) == 6
     for run, points in CHECKPOINTS.items():
         sub = data[data["run"] == run]
@@ -128,7 +137,7 @@ def test_figure1_data_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="nowhere.csv"):
         read_checkpoints(tmp_path / "nowhere.csv")
     (tmp_path / "short.csv").write_text("run,task\nslm,t1\n")
-    with pytest.raises(ValueError, match=r"missing columns \['tokens_seen'"):
+    with pytest.raises(ValueError, match=r"missing columns \['seed', 'tokens_seen'"):
         read_checkpoints(tmp_path / "short.csv")
 
 
@@ -157,14 +166,15 @@ def write_dynamics(path: Path, losses: np.ndarray, reference: np.ndarray, tokens
     return path
 
 
-def test_figure6_compares_runs_on_the_tokens_slm_selects(tmp_path):
-    reference = np.array([np.nan, 1.0, 1.0, 1.0, 1.0])
-    # At both points SLM's excess loss is highest on tokens 1 and 2: those are the top 50%.
+def test_figure6_compares_runs_on_the_tokens_each_rule_selects(tmp_path):
+    reference = np.array([np.nan, 1.0, 2.0, 0.5, 1.5])
+    # at 3000 tokens: SLM's excess loss is highest on tokens 1 and 3, CLM's on 2 and 4; the reference loss
+    # is lowest on 3 and 1
     slm = np.array([[np.nan, 3.0, 2.5, 1.0, 1.2], [np.nan, 2.0, 1.5, 1.5, 1.4]])
-    clm = np.array([[np.nan, 3.0, 2.5, 1.0, 1.2], [np.nan, 2.6, 2.2, 1.2, 1.0]])
+    clm = np.array([[np.nan, 3.0, 2.5, 1.0, 1.2], [np.nan, 1.2, 2.6, 1.0, 2.2]])
     files = {
-        "slm": write_dynamics(tmp_path / "slm.npz", slm, reference, [0, 100]),
-        "clm": write_dynamics(tmp_path / "clm.npz", clm, reference, [0, 100]),
+        "slm": write_dynamics(tmp_path / "slm.npz", slm, reference, [1000, 3000]),
+        "clm": write_dynamics(tmp_path / "clm.npz", clm, reference, [1000, 3000]),
     }
     checkpoints = write_checkpoints(tmp_path / "checkpoints.csv")
     captions = make_figures(
@@ -174,25 +184,46 @@ def test_figure6_compares_runs_on_the_tokens_slm_selects(tmp_path):
         loss_task="t3",
         ratio_runs={"slm": 0.6, "clm": 1.0},
         dynamics_by_run=files,
-        selector="slm",
+        dynamics_seeds={"slm": 1, "clm": 1},
         ratio=0.5,
+        delta=["slm", "clm"],
     )
     assert_png(tmp_path / "figures" / "figure6.png")
-    assert "top 50%" in captions["figure6.png"] and "downstream: t3" in captions["figure6.png"]
+    caption = captions["figure6.png"]
+    assert "top 50%" in caption and "downstream: t3" in caption and "reference loss alone" in caption
     data = pd.read_csv(tmp_path / "figures" / "figure6.csv")
-    selected = data[data["panel"] == "tokens SLM selects"].set_index(["run", "tokens_seen"])["loss"]
-    unselected = data[data["panel"] == "tokens SLM does not select"].set_index(["run", "tokens_seen"])["loss"]
-    assert selected[("slm", 100)] == pytest.approx(1.75) and selected[("clm", 100)] == pytest.approx(2.4)
-    assert unselected[("slm", 100)] == pytest.approx(1.45) and unselected[("clm", 100)] == pytest.approx(1.1)
+    at_end = data[data["tokens_seen"] == 3000].set_index(["selected_by", "panel", "run"])["loss"]
+    expected = {  # (rule, run) -> (selected, not selected), computed by hand from the arrays above
+        ("slm's excess loss", "slm"): (1.75, 1.45),
+        ("slm's excess loss", "clm"): (1.1, 2.4),
+        ("clm's excess loss", "slm"): (1.45, 1.75),
+        ("clm's excess loss", "clm"): (2.4, 1.1),
+        ("reference loss alone", "slm"): (1.75, 1.45),
+        ("reference loss alone", "clm"): (1.1, 2.4),
+    }
+    for (rule, run), (selected, unselected) in expected.items():
+        assert at_end[(rule, "selected", run)] == pytest.approx(selected)
+        assert at_end[(rule, "not selected", run)] == pytest.approx(unselected)
     downstream = data[data["panel"] == "downstream: t3"]
     assert sorted(downstream["tokens_seen"].unique()) == [1000, 2000, 3000]
     assert set(downstream["loss"]) == {0.9, 0.1}  # t3 of write_checkpoints: clm 0.9, slm 0.1
+    # Figure 7 on the paper's axes: the points the dynamics and the evaluations share (1000 and 3000 tokens)
+    assert "held-out loss on the tokens slm selects" in captions["figure7.png"]
+    assert "4 points" in captions["figure7.png"]
 
 
 def test_figure6_errors(tmp_path):
-    nan = pd.DataFrame({"run": ["slm"], "tokens_seen": [0], "selected_loss": [np.nan], "unselected_loss": [np.nan]})
+    nan = pd.DataFrame(
+        {
+            "selected_by": ["r"],
+            "run": ["slm"],
+            "tokens_seen": [0],
+            "selected_loss": [np.nan],
+            "unselected_loss": [np.nan],
+        }
+    )
     with pytest.raises(ValueError, match="no finite losses"):
-        figure6_heldout_losses(nan, tmp_path / "f.png", selector="slm", ratio=0.6)
+        figure6_heldout_losses(nan, tmp_path / "f.png", ratio=0.6, rules={"r": "a rule"})
     assert not (tmp_path / "f.png").exists()
 
 
@@ -264,32 +295,41 @@ def test_figure7(tmp_path):
             "accuracy": np.log(-30.0 * loss + 90.0) + rng.normal(0, 0.01, 12),
         }
     )
+    two = points.iloc[:2]  # too few for the law: drawn without a fit
     res = figure7_accuracy_vs_loss(
-        points, tmp_path / "figure7.png", source="results/tables/points.csv", loss_label="loss on selected tokens"
+        {"loss on selected tokens": points, "loss on unselected tokens": two},
+        tmp_path / "figure7.png",
+        source="results/tables/points.csv",
     )
     assert_png(res.png)
-    assert set(res.fit) == {"a", "c", "r2", "rmse", "n"}
-    assert res.fit["r2"] > 0.95 and res.fit["n"] == 12
+    fit = res.fit["loss on selected tokens"]
+    assert set(fit) == {"a", "c", "r2", "rmse", "n"} and "loss on unselected tokens" not in res.fit
+    assert fit["r2"] > 0.95 and fit["n"] == 12
     assert "results/tables/points.csv" in res.caption and "log(a*L + c)" in res.caption
-    assert "loss on selected tokens" in res.caption and f"{res.fit['a']:.6g}" in res.caption
-    assert len(res.data) == 12
+    assert "loss on selected tokens" in res.caption and f"{fit['a']:.6g}" in res.caption
+    assert "too few points" in res.caption
+    assert len(res.data) == 14
     with pytest.raises(ValueError, match=r"lack columns \['accuracy'\]"):
-        figure7_accuracy_vs_loss(points.drop(columns="accuracy"), tmp_path / "x.png")
+        figure7_accuracy_vs_loss({"x": points.drop(columns="accuracy")}, tmp_path / "x.png")
 
 
 # --------------------------------------------------------------------------- Figure 9
 def test_figure9(tmp_path):
     rows = [
-        {"run": run, "tokens_seen": 100, "tokens_selected": 60, "task": t, "metric": "acc,none", "value": v}
+        {"run": run, "seed": 1, "tokens_seen": 100, "tokens_selected": 60, "task": t, "metric": "acc,none", "value": v}
         for run, vals in {"a": (0.10, 0.50), "b": (0.14, 0.55), "c": (0.12, 0.52), "clm": (0.08, 0.50)}.items()
         for t, v in zip(("arith_gen", "arith_mc"), vals)
     ]
     rows.append({**rows[2], "run": "b2", "value": 0.16})  # a second run at ratio 0.6: averaged
+    rows.append({**rows[2], "seed": 2, "value": 0.15})  # and a second seed of the first
     rows.append({**rows[0], "tokens_seen": 50, "value": 0.9})  # a checkpoint: only the last point counts
     ratio_runs = {"a": 0.4, "b": 0.6, "b2": 0.6, "c": 0.8, "clm": 1.0}
     measured = ratio_ablation(pd.DataFrame(rows), ratio_runs, ["arith_gen", "arith_mc"])
     gen = measured[measured["task"] == "arith_gen"].set_index("ratio")["value"]
     assert gen.to_dict() == pytest.approx({0.4: 10.0, 0.6: 15.0, 0.8: 12.0, 1.0: 8.0})
+    at_06 = measured[(measured["task"] == "arith_gen") & (measured["ratio"] == 0.6)].iloc[0]
+    assert at_06["n"] == 3 and at_06["low"] < 15.0 < at_06["high"]
+    assert measured[measured["ratio"] == 0.4]["low"].isna().all()
     res = figure9_ratio_ablation(measured, tmp_path / "figure9.png", source="results/tables/checkpoints.csv")
     assert_png(res.png)
     assert res.data[res.data["source"] == "measured"]["value"].tolist() == measured["value"].tolist()
@@ -300,7 +340,7 @@ def test_figure9(tmp_path):
     assert gsm.to_dict() == pytest.approx(dict(zip(expected["ratio"], expected["GSM8K"])))
     assert "results/tables/checkpoints.csv" in res.caption and "arith_gen and arith_mc" in res.caption
     assert "1B model after 5B tokens" in res.caption and "figure9_selection_ratio" in res.caption
-    assert "approximate" in res.caption
+    assert "approximate" in res.caption and "Error bars" in res.caption
 
 
 def test_figure9_errors(tmp_path):
@@ -312,24 +352,21 @@ def test_figure9_errors(tmp_path):
 
 
 # --------------------------------------------------------------------------- Figure 5
-def gains(mapped: bool) -> pd.DataFrame:
+def gains(mapped: bool, seeds: bool = False) -> pd.DataFrame:
     """A gains table as slm.tables.gains_table writes it (the average row last)."""
+    nan = float("nan")
     rows = [
-        (
-            "t_gen",
-            "exact_match,strict-match",
-            False,
-            20.0,
-            26.5,
-            6.4,
-            "GSM8K" if mapped else None,
-            28.2 if mapped else None,
-        ),
-        ("t_mc", "acc,none", False, 40.0, 38.2, -1.8, None, None),
-        ("t_ppl", "bits_per_byte,none", True, 1.3, 1.25, 0.05, None, None),
-        ("average", "mean of 2 accuracy tasks", False, 30.0, 32.4, 2.3, None, None),
+        ("t_gen", "exact_match,strict-match", False, 20.0, 26.5, 6.4, 2.0, 10.8, 1.1, 11.7, "GSM8K", 28.2),
+        ("t_mc", "acc,none", False, 40.0, 38.2, -1.8, -3.0, -0.6, -7.0, 3.4, None, None),
+        ("t_ppl", "bits_per_byte,none", True, 1.3, 1.25, 0.05, 0.03, 0.07, nan, nan, None, None),
+        ("average", "mean of 2 accuracy tasks", False, 30.0, 32.4, 2.3, 0.5, 4.1, -1.0, 5.6, None, None),
     ]
-    return pd.DataFrame(rows, columns=GAIN_COLUMNS)
+    data = pd.DataFrame(rows, columns=GAIN_COLUMNS)
+    if not mapped:
+        data[["paper_benchmark", "paper_gain"]] = None
+    if not seeds:
+        data[["seed_low", "seed_high"]] = nan
+    return data
 
 
 def test_figure5_gains_without_paper_columns(tmp_path):
@@ -339,12 +376,14 @@ def test_figure5_gains_without_paper_columns(tmp_path):
     assert "slm over clm from g.csv" in res.caption and "t_ppl (lower is better)" in res.caption
     assert "mean over the 2 accuracy tasks" in res.caption
     assert "general-1b.yaml" in res.caption and "no paper bars" in res.caption
+    assert "bootstrap interval over the evaluation documents (paired; one seed)" in res.caption
 
 
 def test_figure5_gains_beside_the_paper(tmp_path):
-    res = figure5_gains(gains(True), tmp_path / "figure5.png", slm="slm", clm="clm")
+    res = figure5_gains(gains(True, seeds=True), tmp_path / "figure5.png", slm="slm", clm="clm")
     assert_png(res.png)
     assert "Second bar" in res.caption and "figure5_general_gain_over_ct" in res.caption
+    assert "Error bars: 95% interval over seeds." in res.caption
 
 
 def test_make_figures_draws_figure5_with_a_delta(tmp_path):

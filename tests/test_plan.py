@@ -21,13 +21,19 @@ def config(**changes) -> dict:
     return out
 
 
+def merged(first: dict, second: dict) -> dict:
+    """``second`` layered over ``first``, nested mappings key by key (as Snakemake merges config files)."""
+    out = copy.deepcopy(first)
+    for key, value in second.items():
+        both = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merged(out[key], value) if both else copy.deepcopy(value)
+    return out
+
+
 def suite() -> dict:
-    """The miniature suite as Snakemake merges it over the default: its runs first, then the default's."""
-    merged = config(**{k: v for k, v in SUITE.items() if k not in ("runs", "evaluation", "data")})
-    merged["runs"] = {**SUITE["runs"], **DEFAULT["runs"]}
-    merged["evaluation"] = {**DEFAULT["evaluation"], **SUITE["evaluation"]}
-    merged["data"] = {**DEFAULT["data"], **SUITE["data"]}
-    return merged
+    """The miniature suite as Snakemake merges it with --configfile: read first, the default's
+    ``configfile:`` over it, then the command line's files again (so its runs come first)."""
+    return merged(merged(SUITE, DEFAULT), SUITE)
 
 
 def test_default_plan():
@@ -37,14 +43,20 @@ def test_default_plan():
     rows = plan.table_models()
     assert [r["key"] for r in rows] == ["base", "reference", "clm", "slm"]
     assert [r["name"] for r in rows] == ["Base", "Reference", "clm: CLM", "slm: SLM (ratio 0.6)"]
-    assert rows[1]["train_stats"] == "results/models/reference/final/train_stats.json"
+    assert rows[1]["replicates"][0]["train_stats"] == "results/models/reference/final/train_stats.json"
     assert rows[3] == {
         "key": "slm",
         "name": "slm: SLM (ratio 0.6)",
         "role": "slm",
-        "eval_json": "results/eval/slm/final.json",
-        "train_stats": "results/models/slm/final/train_stats.json",
+        "replicates": [
+            {
+                "seed": 1234,
+                "eval_json": "results/eval/slm/final.json",
+                "train_stats": "results/models/slm/final/train_stats.json",
+            }
+        ],
     }
+    assert plan.replicates("slm") == ["slm"] and plan.seed_of("slm") == 1234  # one seed: no seed folder
     assert plan.eval_points("slm") == ["tokens-600000", "final"]
     assert plan.trajectory("clm") == [
         "results/models/base",
@@ -62,8 +74,21 @@ def test_default_plan():
     spec = plan.tables_spec()
     assert spec["delta"] == ["slm", "clm"]  # keys, not the labels shown
     assert [c["tokens"] for c in spec["runs"][1]["checkpoints"]] == [600000, None]
-    assert plan.selection_fields("clm") == {"ratio": 1.0}
-    assert plan.selection_fields("slm") == {"ratio": 0.6, "unit": "batch"}
+    assert plan.train_fields("clm") == {"init_model": "results/models/base", "seed": 1234, "ratio": 1.0}
+    assert plan.train_fields("slm") == {
+        "init_model": "results/models/base",
+        "seed": 1234,
+        "ratio": 0.6,
+        "unit": "batch",
+    }
+    assert spec["speedup_start"] == "base" and plan.speedup_table == [
+        "results/tables/speedup.md",
+        "results/tables/speedup.csv",
+    ]
+    assert spec["selection"] == {
+        "clm": ["results/models/clm/final/train_stats.json"],
+        "slm": ["results/models/slm/final/train_stats.json"],
+    }
 
 
 def test_the_pair_is_chosen_by_run_name_then_by_method():
@@ -78,7 +103,7 @@ def test_the_pair_is_chosen_by_run_name_then_by_method():
     assert Plan(config(runs={"x": {"method": "clm"}})).delta is None
     plan = Plan(config(runs={"x": {"method": "clm"}}))
     assert plan.figures == ["figure1.png", "figure7.png", "figure9.png"] and plan.figure5_table == []
-    assert plan.figures_spec([], None)["selector"] is None
+    assert plan.figures_spec([], None)["ratio"] is None and plan.speedup_table == []
 
 
 def test_labels_of_soft_and_weak_to_strong_runs():
@@ -92,7 +117,8 @@ def test_labels_of_soft_and_weak_to_strong_runs():
 def test_suite_ratio_runs_evaluation_and_tables():
     plan = Plan(suite(), ["a.yaml", "b.yaml"])
     assert plan.ratio_runs() == {"slm-0.4": 0.4, "slm-0.5": 0.5, "slm-0.7": 0.7, "slm-0.8": 0.8, "clm": 1.0, "slm": 0.6}
-    assert plan.eval_points("clm") == ["tokens-600000", "final"] and plan.eval_points("slm-0.4") == ["final"]
+    assert plan.eval_points("clm") == [f"tokens-{150000 * i}" for i in range(1, 8)] + ["final"]
+    assert plan.eval_points("slm-0.4") == ["final"]
     assert "results/eval/slm-0.4/tokens-600000.json" not in plan.table_evals()
     assert plan.table2 == [
         "results/tables/table2.md",
@@ -144,7 +170,7 @@ def test_given_reference_and_hub_base_models():
         )
     )
     assert plan.reference_model() == "org/reference" and plan.model_dir("reference") == "org/reference"
-    assert plan.table_models()[1]["train_stats"] is None
+    assert plan.table_models()[1]["replicates"][0]["train_stats"] is None
     assert plan.model_dir("base") == "org/base" and plan.trajectory("slm")[0] == "org/base"
     initialised = config(base_model={"init": DEFAULT["base_model"]["init"]}, reference={"init_model": "org/ref-init"})
     plan = Plan(initialised)
@@ -157,3 +183,31 @@ def test_checkpoint_evaluation_settings():
     evaluation["checkpoints"] = ["clm"]
     plan = Plan(config(evaluation=evaluation))
     assert plan.eval_points("clm") == ["tokens-600000", "final"] and plan.eval_points("slm") == ["final"]
+
+
+def test_replicates_of_the_suite():
+    plan = Plan(suite())
+    assert plan.seeds("slm") == [1234, 1235, 1236] and plan.seeds("slm-0.4") == [1234]
+    assert plan.replicates("clm") == ["clm/seed-1234", "clm/seed-1235", "clm/seed-1236"]
+    assert plan.replicates("slm-0.4") == ["slm-0.4"]
+    assert plan.run_of("slm/seed-1235") == "slm" and plan.seed_of("slm/seed-1235") == 1235
+    assert plan.train_fields("slm/seed-1236")["seed"] == 1236
+    assert plan.model_dir("slm/seed-1235", "tokens-150000") == "results/models/slm/seed-1235/checkpoints/tokens-150000"
+    assert len(plan.checkpoints) >= 6 and plan.eval_points("slm")[-1] == "final"
+    row = next(r for r in plan.table_models() if r["key"] == "slm")
+    assert [r["eval_json"] for r in row["replicates"]] == [
+        f"results/eval/slm/seed-{s}/final.json" for s in (1234, 1235, 1236)
+    ]
+    curves = [r for r in plan.table_runs() if r["run"] == "clm"]
+    assert [r["seed"] for r in curves] == [1234, 1235, 1236]
+    assert curves[1]["checkpoints"][0]["eval_json"] == "results/eval/clm/seed-1235/tokens-150000.json"
+    # one model where one is needed: the first seed's
+    assert plan.trajectory("slm")[-1] == "results/models/slm/seed-1234/final"
+    assert plan.final_model("slm") == "results/models/slm/seed-1234/final"  # Table 2 fine-tunes this one
+    assert plan.final_model("reference") == "results/models/reference/final"
+    assert plan.final_model("slm-0.4") == "results/models/slm-0.4/final"
+    assert plan.figures_spec(["d/slm", "d/clm"], None)["dynamics_seeds"] == {"slm": 1234, "clm": 1234}
+    assert "results/models/slm/seed-1236/final" in plan.final_models()
+    assert plan.tables_spec()["selection"]["slm"] == [
+        f"results/models/slm/seed-{s}/final/train_stats.json" for s in (1234, 1235, 1236)
+    ]

@@ -48,6 +48,8 @@ SMOKE_STRONG = {
         "training": {"epochs": 1, "batch_size": 8},
         "evaluation": {"max_program_tokens": 16},
     },
+    # the suite's checkpoints every 150K tokens, at smoke size
+    "training": {"checkpoints": [2048, 4096, 6144]},
 }
 
 
@@ -136,7 +138,9 @@ def test_weak_to_strong_runs_start_from_their_base(tmp_path):
     for run in ("w2s-clm", "w2s-slm"):
         assert "input: results/models/base-strong," in blocks[run]
         assert '"init_model": "results/models/base-strong"' in blocks[run]
-    assert '"init_model": "results/models/base"' in blocks["slm"]
+    # the suite trains slm once per seed: every replicate starts from the default base
+    slm = [run for run in blocks if run.startswith("slm/seed-")]
+    assert len(slm) >= 3 and all('"init_model": "results/models/base"' in blocks[run] for run in slm)
     assert '"reference_model": "results/models/reference/final"' in blocks["w2s-slm"]
     # one reference model, one scoring of the corpus, shared by every run
     assert out.count("rule train_reference:") == 1 and out.count("output: results/scores/corpus/shard-000") == 1
@@ -174,7 +178,11 @@ def test_results_table_has_clm_and_slm_rows_with_numbers(smoke_run):
     selection = pd.read_csv(smoke_run / "results/tables/selection.csv", index_col=0)
     assert {"math", "noise", "boilerplate", "all"} <= set(selection.index)
     curve = pd.read_csv(smoke_run / "results/tables/checkpoints.csv")
-    assert sorted(curve["tokens_seen"].unique()) == [4096, 8192]
+    assert sorted(curve["tokens_seen"].unique()) == [4096, 8192] and set(curve["seed"]) == {7}
+    # one seed: no interval over seeds; the speed-up of SLM over CLM is read off the curves
+    intervals = pd.read_csv(smoke_run / "results/tables/intervals.csv")
+    assert set(intervals["n_seeds"]) == {1} and intervals["seed_low"].isna().all()
+    assert "speed-up" in (smoke_run / "results/tables/speedup.md").read_text()
 
 
 @pytest.mark.e2e
@@ -256,6 +264,8 @@ def test_figures_paper_table_and_report(smoke_run):
     assert "results/dynamics/slm/losses.npz" in captions["figure6.png"]
     figure6 = pd.read_csv(smoke_run / "results/figures/figure6.csv")
     assert set(figure6["run"]) == {"slm", "clm"} and figure6["loss"].notna().all()
+    assert set(figure6["selected_by"].dropna()) == {"slm's excess loss", "clm's excess loss", "reference loss alone"}
+    assert "the tokens slm selects" in captions["figure7.png"]
     gains = pd.read_csv(smoke_run / "results/tables/figure5.csv")
     assert list(gains["task"])[:-1] == ["arith_gen", "arith_mc", "arith_step", "math_ppl"]
     paper = pd.read_csv(smoke_run / "results/tables/paper.csv")
@@ -287,15 +297,17 @@ def test_miniature_suite_at_smoke_size(smoke_run):
         "paper_miniature",
         "weak_to_strong",
     )
-    # Table 2: clm and slm, and the base and reference models as controls, fine-tuned on the
-    # tool-integrated solutions once per fine-tuning seed, evaluated with the tool.
+    seeds = suite["runs"]["slm"]["seeds"]
+    assert seeds == suite["runs"]["clm"]["seeds"] and len(seeds) >= 3
+    # Table 2: clm and slm (their first training seed), and the base and reference models as controls,
+    # fine-tuned on the tool-integrated solutions once per fine-tuning seed, evaluated with the tool.
     starts = {"base": "results/models/base", "reference": "results/models/reference/final"}
     for model in ("base", "reference", "clm", "slm"):
         for seed in (1, 2):
             stats = json.loads(
                 (smoke_run / f"results/models/tir/{model}/seed-{seed}/final/train_stats.json").read_text()
             )
-            assert stats["init_model"] == starts.get(model, f"results/models/{model}/final")
+            assert stats["init_model"] == starts.get(model, f"results/models/{model}/seed-{seeds[0]}/final")
             evaluation = json.loads((smoke_run / f"results/eval/tir/{model}/seed-{seed}.json").read_text())
             assert evaluation["n"] == 12 and len(evaluation["samples"]) == 12
     table2 = pd.read_csv(smoke_run / "results/tables/table2.csv")
@@ -311,7 +323,27 @@ def test_miniature_suite_at_smoke_size(smoke_run):
     runs = {name.split(":")[0] for name in table.index if ":" in name}
     assert runs == {"clm", "slm", *suite["runs"]}
     assert "Base (strong)" in table.index
-    for run in suite["runs"]:
+    # Replicates: clm and slm once per seed, each evaluated at every checkpoint; the tables average them.
+    for run, ratio in (("clm", 1.0), ("slm", 0.6)):
+        metrics = set()
+        for seed in seeds:
+            final = smoke_run / f"results/models/{run}/seed-{seed}/final"
+            assert json.loads((final / "train_stats.json").read_text())["ratio"] == ratio
+            metrics.add((final / "metrics.jsonl").read_text())
+        assert len(metrics) == len(seeds)  # another seed, another data order: other losses
+    curve = pd.read_csv(smoke_run / "results/tables/checkpoints.csv")
+    slm_curve = curve[curve["run"] == "slm"]
+    assert sorted(slm_curve["seed"].unique()) == seeds
+    assert sorted(slm_curve["tokens_seen"].unique()) == [2048, 4096, 6144, 8192]
+    intervals = pd.read_csv(smoke_run / "results/tables/intervals.csv").set_index(["key", "column"])
+    for key in ("slm", "clm", "Δ"):
+        row = intervals.loc[(key, "AVG")]
+        assert row["n_seeds"] == len(seeds) and row["seed_low"] <= row["value"] <= row["seed_high"]
+    speedup = pd.read_csv(smoke_run / "results/tables/speedup.csv")
+    assert sorted(speedup["seed"].unique()) == seeds and set(speedup["column"]) >= {"AVG", "arith_step"}
+    assert "speed-up" in (smoke_run / "results/tables/speedup.md").read_text()
+    ablations = [run for run in suite["runs"] if "method" in suite["runs"][run]]
+    for run in ablations:
         stats = json.loads((smoke_run / f"results/models/{run}/final/train_stats.json").read_text())
         assert stats["ratio"] == suite["runs"][run].get("ratio", 1.0)
         assert stats["score_fn"] == suite["runs"][run].get("score_fn", "excess")
@@ -325,9 +357,10 @@ def test_miniature_suite_at_smoke_size(smoke_run):
     assert {"slm-0.4", "unit-document", "score-random"} <= set(selection.columns)
     captions = json.loads((smoke_run / "results/figures/captions.json").read_text())
     assert "Figure 9" in captions["figure9.png"]
+    assert "the band its 95% t interval" in captions["figure1.png"]
 
     # Weak-to-strong: the w2s runs start from the strong base; SLM is guided by the one small reference.
-    slm = json.loads((smoke_run / "results/models/slm/final/train_stats.json").read_text())
+    slm = json.loads((smoke_run / f"results/models/slm/seed-{seeds[0]}/final/train_stats.json").read_text())
     assert slm["init_model"] == "results/models/base"
     for run in ("w2s-clm", "w2s-slm"):
         stats = json.loads((smoke_run / f"results/models/{run}/final/train_stats.json").read_text())

@@ -130,10 +130,13 @@ def train_options(section, **fields):
     )
 
 
+def run_method(wildcards):
+    """The method of the run a replicate ({run} of the train rule) belongs to."""
+    return config["runs"][PLAN.run_of(wildcards.run)]["method"]
+
+
 def run_scores(wildcards):
-    if config["runs"][wildcards.run]["method"] == "clm":
-        return []
-    return scores("corpus")
+    return [] if run_method(wildcards) == "clm" else scores("corpus")
 
 
 def evaluated_model(wildcards):

@@ -1,7 +1,7 @@
 rule tables:
     input:
         evals=PLAN.table_evals(),
-        models=local_inputs(PLAN.reference_model()) + [PLAN.model_dir(run) for run in PLAN.runs],
+        models=local_inputs(PLAN.reference_model()) + PLAN.final_models(),
     output:
         results_md=report(
             "results/tables/results.md",
@@ -20,6 +20,11 @@ rule tables:
             caption="../report/checkpoints.rst",
             category="Tables",
         ),
+        intervals_csv="results/tables/intervals.csv",
+        speedup=[
+            (report(path, caption="../report/speedup.rst", category="Tables") if path.endswith(".md") else path)
+            for path in PLAN.speedup_table
+        ],
         # Figure 5's table (SLM minus CLM per task), when there is an SLM/CLM pair
         figure5=[
             (report(path, caption="../report/figure5.rst", category="Tables") if path.endswith(".md") else path)

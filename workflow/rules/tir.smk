@@ -8,7 +8,7 @@ if PLAN.tir_runs:
 
     rule sft_tir:
         input:
-            model=lambda w: local_inputs(PLAN.model_dir(w.run)),
+            model=lambda w: local_inputs(PLAN.final_model(w.run)),
             data=packed("tir"),
         output:
             directory("results/models/tir/{run}/seed-{seed}/final"),
@@ -28,7 +28,7 @@ if PLAN.tir_runs:
             options=lambda w: train_options(config["tool_integrated"]["training"], seed=int(w.seed)),
             paths=lambda w, input, output: spec(
                 {
-                    "init_model": PLAN.model_dir(w.run),
+                    "init_model": PLAN.final_model(w.run),
                     "data": list(input.data),
                     "out_dir": output[0],
                     "state_dir": f"results/train_state/tir-{w.run}-seed-{w.seed}",

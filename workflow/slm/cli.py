@@ -93,18 +93,21 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_tables(args) -> None:
-    from slm.tables import checkpoints_table, gains_table, measure, results_table, selection_table
+    from slm.tables import checkpoints_table, gains_table, measure, results_table, selection_table, speedup_table
 
     spec = args.spec
     out = Path(args.out)
     measured = measure(spec["models"], spec["task_metrics"], lower_is_better=spec["lower_is_better"])
     delta = tuple(spec["delta"]) if spec.get("delta") else None
-    table = results_table(measured, out / "results.md", out / "results.csv", delta=delta)
-    checkpoints_table(spec["runs"], spec["task_metrics"], out / "checkpoints.csv")
-    selection_table([Path(p) for p in spec["train_stats"]], out / "selection.md", out / "selection.csv")
+    results_table(measured, out / "results.md", out / "results.csv", delta=delta, out_intervals=out / "intervals.csv")
+    checkpoints = checkpoints_table(spec["runs"], spec["task_metrics"], out / "checkpoints.csv")
+    selection_table(spec["selection"], out / "selection.md", out / "selection.csv")
     if delta is not None:
         gains_table(measured, delta, out / "figure5", mapping=spec["figure5_mapping"])
-    print(table.to_string())
+        if measured.accuracy_tasks:
+            start = measured.rows[spec["speedup_start"]]
+            speedup_table(checkpoints, start, delta, measured.accuracy_tasks, out / "speedup.md", out / "speedup.csv")
+    print((out / "results.md").read_text(encoding="utf-8"))  # the log shows the values with their intervals
 
 
 def cmd_dynamics(args) -> None:

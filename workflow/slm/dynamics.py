@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
@@ -206,24 +207,31 @@ def load_dynamics(npz_path: str | Path) -> dict:
 
 
 # --------------------------------------------------------------------------- classification
-def selection_losses(npz_by_run: dict[str, str | Path], selector: str, ratio: float) -> pd.DataFrame:
-    """Held-out losses on the tokens SLM selects and on the rest, per run and checkpoint (Figure 6).
+def selection_losses(
+    npz_by_run: Mapping[str, str | Path], ratio: float, rules: Mapping[str, tuple[str, str | None]]
+) -> pd.DataFrame:
+    """Held-out losses on selected and unselected tokens, per run and checkpoint, for several ways of
+    selecting (Figure 6).
 
-    At each point of the trajectory the ``selector`` run (the SLM run) picks the top ``ratio`` of the
-    slice's loss-bearing tokens by excess loss (its loss there minus the reference loss), ranked over
-    the whole slice as over a training batch. Every run's mean loss on those selected tokens and on
-    the unselected ones is reported, so SLM and CLM are compared on the same tokens at each point.
-    All files must hold the same slice, reference losses and trajectory points.
-    Columns: ``run``, ``tokens_seen``, ``selected_loss``, ``unselected_loss``, ``selected_tokens``.
+    ``rules``: label -> ``(score_fn, run)``. At each point of the trajectory a rule ranks the slice's
+    loss-bearing tokens by :func:`slm.selection.token_scores` (``"excess"``: ``run``'s loss there minus the
+    reference loss, as ``run`` would select while training; ``"reference"``: low reference loss first,
+    whatever the runs) over the whole slice as over a training batch and selects the top ``ratio``. Every
+    run's mean loss on those tokens and on the rest is reported, so the runs are compared on the same
+    tokens at each point. All files must hold the same slice, reference losses and trajectory points.
+    Columns: ``selected_by``, ``run``, ``tokens_seen``, ``selected_loss``, ``unselected_loss``,
+    ``selected_tokens``.
     """
-    from slm.selection import select_tokens
+    from slm.selection import select_tokens, token_scores
 
-    if selector not in npz_by_run:
-        raise ValueError(f"selection_losses: selector run {selector!r} is not among {sorted(npz_by_run)}")
+    for label, (_, run) in rules.items():
+        if run is not None and run not in npz_by_run:
+            raise ValueError(f"selection_losses: rule {label!r} ranks by run {run!r}, not among {sorted(npz_by_run)}")
     data = {run: load_dynamics(path) for run, path in npz_by_run.items()}
-    base = data[selector]
+    first = next(iter(npz_by_run))
+    base = data[first]
     if "reference" not in base:
-        raise ValueError(f"{npz_by_run[selector]}: no reference losses (run the dynamics with reference scores)")
+        raise ValueError(f"{npz_by_run[first]}: no reference losses (run the dynamics with reference scores)")
     for run, d in data.items():
         same = (
             np.array_equal(d["tokens"], base["tokens"])
@@ -232,25 +240,29 @@ def selection_losses(npz_by_run: dict[str, str | Path], selector: str, ratio: fl
         )
         if not same:
             raise ValueError(
-                f"{npz_by_run[run]} and {npz_by_run[selector]} do not hold the same slice, reference "
+                f"{npz_by_run[run]} and {npz_by_run[first]} do not hold the same slice, reference "
                 "losses and checkpoints: rerun their token dynamics with one config"
             )
     valid = torch.from_numpy(base["valid"])[None, :]
+    reference = torch.from_numpy(base["reference"])
     rows = []
-    for m, seen in enumerate(base["tokens_seen"]):
-        excess = torch.from_numpy(np.nan_to_num(base["losses"][m] - base["reference"], nan=-np.inf))[None, :]
-        selected = select_tokens(excess, valid, ratio, "batch")[0].numpy()
-        unselected = base["valid"] & ~selected
-        for run, d in data.items():
-            rows.append(
-                {
-                    "run": run,
-                    "tokens_seen": int(seen),
-                    "selected_loss": float(np.nanmean(d["losses"][m][selected])),
-                    "unselected_loss": float(np.nanmean(d["losses"][m][unselected])),
-                    "selected_tokens": int(selected.sum()),
-                }
-            )
+    for label, (score_fn, ranker) in rules.items():
+        for m, seen in enumerate(base["tokens_seen"]):
+            current = torch.from_numpy(data[ranker]["losses"][m]) if ranker is not None else reference
+            scores = torch.nan_to_num(token_scores(score_fn, current, reference), nan=-np.inf)[None, :]
+            selected = select_tokens(scores, valid, ratio, "batch")[0].numpy()
+            unselected = base["valid"] & ~selected
+            for run, d in data.items():
+                rows.append(
+                    {
+                        "selected_by": label,
+                        "run": run,
+                        "tokens_seen": int(seen),
+                        "selected_loss": float(np.nanmean(d["losses"][m][selected])),
+                        "unselected_loss": float(np.nanmean(d["losses"][m][unselected])),
+                        "selected_tokens": int(selected.sum()),
+                    }
+                )
     return pd.DataFrame(rows)
 
 

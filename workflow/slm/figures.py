@@ -45,6 +45,7 @@ from slm.tables import (
     loss_accuracy_points,
     ratio_ablation,
     read_checkpoints,
+    selection_accuracy_points,
 )
 
 DPI = 120
@@ -57,7 +58,7 @@ class FigureResult:
     png: Path
     caption: str
     data: pd.DataFrame
-    fit: dict[str, float] = field(default_factory=dict)
+    fit: dict[str, Any] = field(default_factory=dict)
 
     def __str__(self) -> str:
         return self.caption
@@ -67,10 +68,11 @@ class FigureResult:
 TOKENS_FORMATTER = FuncFormatter(lambda v, _pos: human_tokens(v))
 
 
-def _new_figure(ncols: int = 1, width: float = 6.4, height: float = 4.4) -> tuple[Figure, list]:
-    fig = Figure(figsize=(width * ncols, height), layout="constrained")
+def _new_figure(ncols: int = 1, width: float = 6.4, height: float = 4.4, nrows: int = 1) -> tuple[Figure, list]:
+    """A figure of ``nrows`` x ``ncols`` panels, returned row by row."""
+    fig = Figure(figsize=(width * ncols, height * nrows), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+    axes = [fig.add_subplot(nrows, ncols, i + 1) for i in range(nrows * ncols)]
     return fig, axes
 
 
@@ -90,7 +92,8 @@ def _colours(names: list[str]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- Figure 1
 def figure1_accuracy_vs_tokens(curve: pd.DataFrame, out_png: str | Path) -> FigureResult:
-    """Average accuracy (%) against training tokens, one line per run, one marker per evaluated model.
+    """Average accuracy (%) against training tokens, one line per run (the mean over its seeds, with their
+    95% interval as a band), one marker per evaluated point.
 
     ``curve``: :func:`slm.tables.accuracy_curve` (its ``attrs`` name the tasks, the x column and the
     source table).
@@ -101,7 +104,11 @@ def figure1_accuracy_vs_tokens(curve: pd.DataFrame, out_png: str | Path) -> Figu
     colours = _colours(run_order)
     for run in run_order:
         sub = curve[curve["run"] == run]
-        ax.plot(sub["x"], sub["accuracy"], marker="o", color=colours[run], label=run)
+        seeds = int(sub["n_seeds"].max())
+        label = f"{run} ({seeds} seeds)" if seeds > 1 else run
+        ax.plot(sub["x"], sub["accuracy"], marker="o", color=colours[run], label=label)
+        if seeds > 1:
+            ax.fill_between(sub["x"], sub["low"], sub["high"], color=colours[run], alpha=0.2, linewidth=0)
     ax.xaxis.set_major_formatter(TOKENS_FORMATTER)
     ax.set_xlabel(X_COLUMNS[x])
     ax.set_ylabel(f"average accuracy (%), {len(tasks)} task{'s' if len(tasks) > 1 else ''}")
@@ -109,67 +116,94 @@ def figure1_accuracy_vs_tokens(curve: pd.DataFrame, out_png: str | Path) -> Figu
     ax.grid(alpha=0.3)
     ax.legend(title="run")
     out = _save(fig, out_png)
+    replicated = sorted(set(curve.loc[curve["n_seeds"] > 1, "run"]))
     caption = (
         f"Figure 1 (paper) for this run: average accuracy (%) over {join_names(tasks)} against "
         f"{X_COLUMNS[x]}, one line per run ({join_names(run_order)}), one marker per evaluated model "
         f"(checkpoints and final model), from {source}."
     )
+    if replicated:
+        caption += (
+            f" Runs trained with several seeds ({join_names(replicated)}): the line is the mean over seeds, the "
+            "band its 95% t interval."
+        )
     if curve.attrs.get("repeated"):
-        caption += f" {curve.attrs['repeated']} repeated (run, tokens, task) rows were averaged."
+        caption += f" {curve.attrs['repeated']} repeated (run, seed, tokens, task) rows were averaged."
     return FigureResult(out, caption, curve)
 
 
 # --------------------------------------------------------------------------- Figure 6
-#: selection_losses column -> panel title of Figure 6
-HELD_OUT_PANELS = {"selected_loss": "tokens SLM selects", "unselected_loss": "tokens SLM does not select"}
+#: selection_losses column -> panel name of Figure 6 (followed by the rule that selects)
+HELD_OUT_PANELS = {"selected_loss": "selected", "unselected_loss": "not selected"}
 
 
 def figure6_heldout_losses(
     selection: pd.DataFrame,
     out_png: str | Path,
     *,
-    selector: str,
     ratio: float,
+    rules: Mapping[str, str],
     downstream: pd.DataFrame | None = None,
     downstream_label: str = "",
     source: str = "",
 ) -> FigureResult:
-    """Figure 6: held-out loss on the tokens SLM selects, on a downstream corpus, on the rest.
+    """Figure 6: held-out loss on selected tokens, on a downstream corpus, and on the unselected tokens.
 
-    ``selection``: :func:`slm.dynamics.selection_losses` (``run``, ``tokens_seen``, ``selected_loss``,
-    ``unselected_loss``); ``downstream``: ``run``, ``tokens_seen``, ``loss`` (e.g. a held-out loss
-    task per checkpoint), drawn as the middle panel when given.
-    ``data``: long form ``run``, ``tokens_seen``, ``panel``, ``loss``.
+    ``selection``: :func:`slm.dynamics.selection_losses` (one block per selection rule, ``selected_by``);
+    ``rules``: each rule's label -> what it is, for the caption. One row of panels per rule (selected,
+    not selected); ``downstream`` (``run``, ``tokens_seen``, ``loss``: a held-out loss task per checkpoint)
+    is a third panel of the first row.
+    ``data``: long form ``selected_by`` (empty for the downstream panel), ``run``, ``tokens_seen``,
+    ``panel``, ``loss``.
     """
-    frames = [selection.assign(panel=HELD_OUT_PANELS[key], loss=selection[key]) for key in HELD_OUT_PANELS]
-    panels = [HELD_OUT_PANELS["selected_loss"], HELD_OUT_PANELS["unselected_loss"]]
-    if downstream is not None and not downstream.empty:
-        frames.insert(1, downstream.assign(panel=downstream_label))
-        panels.insert(1, downstream_label)
-    data = pd.concat(frames, ignore_index=True)[["run", "tokens_seen", "panel", "loss"]]
+    frames = [
+        selection.assign(panel=name, loss=selection[column])[["selected_by", "run", "tokens_seen", "panel", "loss"]]
+        for column, name in HELD_OUT_PANELS.items()
+    ]
+    has_downstream = downstream is not None and not downstream.empty
+    if has_downstream:
+        frames.append(downstream.assign(selected_by="", panel=downstream_label))
+    data = pd.concat(frames, ignore_index=True)[["selected_by", "run", "tokens_seen", "panel", "loss"]]
     if not np.isfinite(data["loss"]).any():
         raise ValueError(f"figure6: no finite losses ({source})")
-    runs = list(dict.fromkeys(data["run"]))
+    runs = list(dict.fromkeys(selection["run"]))
     colours = _colours(runs)
-    fig, axes = _new_figure(ncols=len(panels), width=4.6)
-    for ax, panel in zip(axes, panels):
+    ncols = 3 if has_downstream else 2
+    fig, axes = _new_figure(ncols=ncols, width=4.2, height=3.4, nrows=len(rules))
+
+    def draw(ax, rows: pd.DataFrame, title: str) -> None:
         for run in runs:
-            sub = data[(data["panel"] == panel) & (data["run"] == run)].sort_values("tokens_seen")
+            sub = rows[rows["run"] == run].sort_values("tokens_seen")
             ax.plot(sub["tokens_seen"], sub["loss"], marker="o", color=colours[run], label=run)
         ax.xaxis.set_major_formatter(TOKENS_FORMATTER)
         ax.set_xlabel("tokens seen")
-        ax.set_title(panel)
+        ax.set_ylabel("held-out loss (nats/token)")
+        ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("held-out loss")
+
+    for r, rule in enumerate(rules):
+        for c, panel in enumerate(HELD_OUT_PANELS.values()):
+            rows = data[(data["selected_by"] == rule) & (data["panel"] == panel)]
+            draw(axes[r * ncols + c], rows, f"{panel} by {rule}")
+        if has_downstream:
+            ax = axes[r * ncols + 2]
+            if r == 0:
+                draw(ax, data[data["panel"] == downstream_label], downstream_label)
+                ax.set_ylabel(downstream_label)
+            else:
+                ax.set_axis_off()
     axes[0].legend(title="run")
     out = _save(fig, out_png)
     caption = (
         f"Held-out losses against tokens seen for {join_names(runs)}, on the same validation tokens for every "
-        f"run: at each checkpoint {selector} ranks the slice's tokens by excess loss (its loss there minus "
-        f"the reference loss) and selects the top {ratio:.0%}; left, each run's mean loss (nats/token) on "
-        "those selected tokens; right, on the unselected ones"
-        + (f"; middle, {downstream_label}" if len(panels) == 3 else "")
-        + f". The paper's Figure 6 finds SLM lower on the first two and higher on unselected tokens. ({source})"
+        f"run. Each row selects the top {ratio:.0%} of the slice's tokens at each checkpoint by another rule: "
+        + "; ".join(f"{rule}: {what}" for rule, what in rules.items())
+        + ". Left, each run's mean loss on the selected tokens; middle, on the others"
+        + (f"; right (first row), {downstream_label}" if has_downstream else "")
+        + ". The paper's Figure 6 (selection by SLM's own excess loss, the first row) finds SLM lower on the "
+        "selected tokens and the downstream corpus and higher on the unselected ones; a rule that ranks by "
+        "one run's own losses picks the tokens that run is worst at relative to the reference, so only the "
+        f"reference-loss row compares the runs on tokens neither chose. ({source})"
     )
     return FigureResult(out, caption, data)
 
@@ -235,56 +269,72 @@ def log_linear(loss, a: float, c: float) -> np.ndarray:
 
 
 def figure7_accuracy_vs_loss(
-    points: pd.DataFrame,
+    panels: Mapping[str, pd.DataFrame],
     out_png: str | Path,
     *,
     source: str = "the given points",
-    loss_label: str = "loss",
     accuracy_label: str = "accuracy (%)",
 ) -> FigureResult:
-    """Accuracy against loss, one colour per run, with the fitted ``Acc(L) = log(a*L + c)``.
+    """Accuracy against a loss, one panel per loss (its label -> points), one colour per run, each panel
+    with its fitted ``Acc(L) = log(a*L + c)`` (the paper's Figure 7: loss on selected and on unselected
+    tokens).
 
-    ``points``: columns ``run``, ``loss``, ``accuracy`` (accuracy in the units to fit; the paper
-    uses percent).  ``source`` names where the points came from (for the caption); the labels
-    name the axes (e.g. ``"loss on selected tokens"``).  One fit over all points.
+    ``points``: columns ``run``, ``loss``, ``accuracy`` (accuracy in the units to fit; the paper uses
+    percent). A panel with too few points or equal losses is drawn without a fit.
 
-    ``fit``: ``a``, ``c``, ``r2``, ``rmse``, ``n`` (:func:`fit_log_linear`).  ``data``: the points.
+    ``fit``: panel label -> ``a``, ``c``, ``r2``, ``rmse``, ``n`` (:func:`fit_log_linear`).
+    ``data``: the points, with a ``panel`` column.
     """
-    missing = [c for c in ("run", "loss", "accuracy") if c not in points.columns]
-    if missing:
-        raise ValueError(f"figure7: points lack columns {missing}")
-    data = points[["run", "loss", "accuracy"]].copy()
-    data["run"] = data["run"].astype(str)
-    fit = fit_log_linear(data["loss"], data["accuracy"])
+    frames = []
+    for label, points in panels.items():
+        missing = [c for c in ("run", "loss", "accuracy") if c not in points.columns]
+        if missing:
+            raise ValueError(f"figure7: points of {label!r} lack columns {missing}")
+        frames.append(points[["run", "loss", "accuracy"]].assign(panel=label, run=points["run"].astype(str)))
+    data = pd.concat(frames, ignore_index=True)
     runs = list(dict.fromkeys(data["run"]))
     colours = _colours(runs)
-
-    fig, (ax,) = _new_figure()
-    for run in runs:
-        sub = data[data["run"] == run]
-        ax.scatter(sub["loss"], sub["accuracy"], color=colours[run], label=run, zorder=3)
-    lo, hi = float(data["loss"].min()), float(data["loss"].max())
-    pad = 0.05 * (hi - lo)
-    grid = np.linspace(lo - pad, hi + pad, 200)
-    ax.plot(
-        grid,
-        log_linear(grid, fit["a"], fit["c"]),
-        color="black",
-        linewidth=1.2,
-        label=f"log({fit['a']:.4g}·L + {fit['c']:.4g}), R² = {fit['r2']:.3f}",
-    )
-    ax.set_xlabel(loss_label)
-    ax.set_ylabel(accuracy_label)
-    ax.set_title(f"{accuracy_label} vs {loss_label}")
-    ax.grid(alpha=0.3)
-    ax.legend()
+    fig, axes = _new_figure(ncols=len(panels), width=4.8)
+    fits: dict[str, dict[str, float]] = {}
+    for ax, label in zip(axes, panels):
+        sub = data[data["panel"] == label]
+        for run in runs:
+            mine = sub[sub["run"] == run]
+            ax.scatter(mine["loss"], mine["accuracy"], color=colours[run], label=run, zorder=3)
+        try:
+            fit = fits[label] = fit_log_linear(sub["loss"], sub["accuracy"])
+        except ValueError:
+            fit = None  # too few points for the law: the points alone
+        if fit is not None:
+            lo, hi = float(sub["loss"].min()), float(sub["loss"].max())
+            grid = np.linspace(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), 200)
+            ax.plot(
+                grid,
+                log_linear(grid, fit["a"], fit["c"]),
+                color="black",
+                linewidth=1.2,
+                label=f"log({fit['a']:.4g}·L + {fit['c']:.4g}), R² = {fit['r2']:.3f}",
+            )
+        ax.set_xlabel(label)
+        ax.set_ylabel(accuracy_label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     out = _save(fig, out_png)
+    described = [
+        f"{label}: "
+        + (
+            f"{fit['n']} points, a = {fit['a']:.6g}, c = {fit['c']:.6g}, R² = {fit['r2']:.4f}"
+            if (fit := fits.get(label))
+            else "too few points for a fit"
+        )
+        for label in panels
+    ]
     caption = (
-        f"Figure 7 (paper) for this run: {accuracy_label} against {loss_label}, {fit['n']} points "
-        f"from {source} (runs {join_names(runs)}), with the least-squares fit Acc(L) = log(a*L + c): "
-        f"a = {fit['a']:.6g}, c = {fit['c']:.6g}, R² = {fit['r2']:.4f}."
+        f"Figure 7 (paper) for this run: {accuracy_label} against {join_names(panels)}, one point per evaluated "
+        f"model (runs {join_names(runs)}; from {source}), each panel with the least-squares fit "
+        f"Acc(L) = log(a*L + c): " + "; ".join(described) + "."
     )
-    return FigureResult(out, caption, data, fit)
+    return FigureResult(out, caption, data, fits)
 
 
 # --------------------------------------------------------------------------- Figure 9
@@ -297,9 +347,9 @@ def figure9_ratio_ablation(
 ) -> FigureResult:
     """Accuracy against selection ratio per task (left), the paper's Figure 9 values (right).
 
-    ``measured``: :func:`slm.tables.ratio_ablation` (``ratio``, ``task``, ``value`` in percent). The right
-    panel draws ``figure9_selection_ratio`` of the paper-reported YAML dashed, labelled "paper, 1B, 5B
-    tokens".
+    ``measured``: :func:`slm.tables.ratio_ablation` (``ratio``, ``task``, ``value`` in percent, ``low``,
+    ``high``: drawn as error bars where a ratio has several final models). The right panel draws
+    ``figure9_selection_ratio`` of the paper-reported YAML dashed, labelled "paper, 1B, 5B tokens".
 
     ``data``: long form ``source`` (``"measured"``/``"paper"``), ``ratio``, ``task``, ``value`` (%).
     """
@@ -307,14 +357,16 @@ def figure9_ratio_ablation(
     if missing:
         raise ValueError(f"figure9: results lack columns {missing}")
     tasks = list(dict.fromkeys(measured["task"]))
-    measured = measured[["ratio", "task", "value"]].copy()
+    measured = measured.copy()
     measured.insert(0, "source", "measured")
+    if "low" not in measured.columns:
+        measured["low"] = measured["high"] = np.nan
 
     paper = reported_table("figure9_selection_ratio", path=reported_path)
     paper_tasks = paper.attrs["score_columns"]
     paper_long = paper.melt(id_vars="ratio", value_vars=paper_tasks, var_name="task", value_name="value")
     paper_long.insert(0, "source", "paper")
-    data = pd.concat([measured, paper_long[measured.columns]], ignore_index=True)
+    data = pd.concat([measured[["source", "ratio", "task", "value"]], paper_long], ignore_index=True)
     data = data[["source", "ratio", "task", "value"]]
 
     ratios = sorted(set(data["ratio"]))
@@ -324,6 +376,9 @@ def figure9_ratio_ablation(
     for task in tasks:
         sub = measured[measured["task"] == task].sort_values("ratio")
         left.plot(sub["ratio"], sub["value"], marker="o", color=colours[task], label=task)
+        spread = sub.dropna(subset=["low"])
+        yerr = [spread["value"] - spread["low"], spread["high"] - spread["value"]]
+        left.errorbar(spread["ratio"], spread["value"], yerr=yerr, fmt="none", ecolor=colours[task], capsize=3)
     left.set_title("this run: accuracy vs selection ratio")
     paper_colours = _colours(paper_tasks)
     for task in paper_tasks:
@@ -345,6 +400,11 @@ def figure9_ratio_ablation(
         f"{join_names(paper_tasks)} accuracies of the 1B model after 5B tokens, read off the paper's "
         f"Figure 9 (approximate; figure9_selection_ratio in {paper.attrs['source']}). "
         "Ratio 100% is CLM."
+        + (
+            " Error bars: 95% t interval over the final models at a ratio (seeds, runs)."
+            if measured["low"].notna().any()
+            else ""
+        )
     )
     return FigureResult(out, caption, data)
 
@@ -391,9 +451,16 @@ def figure5_gains(
     if has_paper:
         bars.append((gains["paper_gain"], f"paper: {paper_label}", colours["paper"]))
     fig, (ax,) = _new_figure(width=8.0, height=max(3.5, 2.0 + 0.3 * len(gains) * len(bars)))
+    # this run's spread: the interval over seeds where the pair has several, else over evaluation documents
+    by_seed = gains["seed_low"].notna()
+    low = gains["seed_low"].where(by_seed, gains["sample_low"])
+    high = gains["seed_high"].where(by_seed, gains["sample_high"])
+    spread = [(gains["gain"] - low).fillna(0.0).clip(lower=0), (high - gains["gain"]).fillna(0.0).clip(lower=0)]
     for i, (values, label, colour) in enumerate(bars):
         offset = (i - (len(bars) - 1) / 2) * height
         drawn = ax.barh(y + offset, values.fillna(0.0), height=height, color=colour, label=label)
+        if i == 0:
+            ax.errorbar(values.fillna(0.0), y + offset, xerr=spread, fmt="none", ecolor="black", capsize=3)
         ax.bar_label(drawn, labels=[format_cell(g, "gain", signed=True) for g in values], padding=3, fontsize=8)
     ax.axvline(0.0, color="black", linewidth=0.8)
     ax.set_yticks(y, labels)
@@ -410,6 +477,18 @@ def figure5_gains(
         "SLM did better: accuracies in percentage points (SLM − CLM)"
         + (f", {join_names(lowers)} (lower is better) as CLM − SLM in its own units" if lowers else "")
         + f"; the last bar is the mean over the {n_accuracy} accuracy tasks. "
+        + (
+            "Error bars: 95% interval over seeds"
+            + (
+                " where the pair has several, else over the evaluation documents (paired bootstrap). "
+                if not by_seed.all()
+                else ". "
+            )
+            if by_seed.any()
+            else "Error bars: 95% bootstrap interval over the evaluation documents (paired; one seed). "
+            if gains["sample_low"].notna().any()
+            else ""
+        )
     )
     if has_paper:
         caption += f"Second bar, where a task is mapped (tables.figure5_columns): the paper's Figure 5, {paper_note}."
@@ -430,18 +509,19 @@ def make_figures(
     loss_task: str | None,
     ratio_runs: Mapping[str, float],
     dynamics_by_run: Mapping[str, str | Path] | None = None,
-    selector: str | None = None,
+    dynamics_seeds: Mapping[str, int] | None = None,
     ratio: float | None = None,
     delta: tuple[str, str] | None = None,
     figure5_csv: str | Path | None = None,
 ) -> dict[str, str]:
     """Every figure the run's tables support; returns {file name: caption}.
 
-    ``dynamics_by_run``: the token-dynamics ``losses.npz`` of the SLM run ``selector`` (selecting at
-    ``ratio``) and the runs to compare with it on the same held-out tokens (Figure 6, with the
-    ``loss_task`` per checkpoint as its downstream corpus); ``ratio_runs``: runs that differ
-    only in their selection ratio, with that ratio (Figure 9; CLM is 1.0); ``loss_task``: a
-    held-out loss task whose value per checkpoint is the loss axis of Figure 7.  With ``figure5_csv``
+    ``dynamics_by_run``: the token-dynamics ``losses.npz`` of the SLM and the CLM run of ``delta`` (in
+    that order), measured on the replicates of ``dynamics_seeds``: Figure 6 (selection at ``ratio`` by
+    SLM's excess loss, by CLM's, and by the reference loss alone; the ``loss_task`` per checkpoint as its
+    downstream corpus) and Figure 7's selected / unselected panels. ``ratio_runs``: runs that differ only
+    in their selection ratio, with that ratio (Figure 9; CLM is 1.0); ``loss_task``: a held-out loss task
+    whose value per checkpoint is a loss axis of Figure 7. With ``figure5_csv``
     (:func:`slm.tables.gains_table`) and ``delta`` (the SLM and CLM runs), Figure 5 too.
     """
     out_dir = Path(out_dir)
@@ -449,27 +529,46 @@ def make_figures(
     captions = {}
     curve = accuracy_curve(checkpoints, accuracy_tasks)
     captions["figure1.png"] = str(figure1_accuracy_vs_tokens(curve, out_dir / "figure1.png"))
+    panels: dict[str, pd.DataFrame] = {}
     if dynamics_by_run:
         from slm.dynamics import selection_losses
 
+        slm, clm = delta
+        rules = {
+            f"{slm}'s excess loss": ("excess", slm),
+            f"{clm}'s excess loss": ("excess", clm),
+            "reference loss alone": ("reference", None),
+        }
+        selection = selection_losses(dynamics_by_run, ratio, rules)
+        sources = f"{join_names(map(str, dynamics_by_run.values()))}; {checkpoints_csv}"
+        if dynamics_seeds:  # a run trained with several seeds has its token dynamics measured on the first
+            sources += "; token dynamics of " + join_names(f"{run} seed {seed}" for run, seed in dynamics_seeds.items())
         result = figure6_heldout_losses(
-            selection_losses(dynamics_by_run, selector, ratio),
+            selection,
             out_dir / "figure6.png",
-            selector=selector,
             ratio=ratio,
+            rules={
+                f"{slm}'s excess loss": f"{slm}'s own loss there minus the reference loss, as {slm} selects in "
+                "training (the paper's definition)",
+                f"{clm}'s excess loss": f"the same with {clm}'s loss",
+                "reference loss alone": "the lowest reference losses, the same tokens at every checkpoint and "
+                "for every run",
+            },
             downstream=downstream_losses(checkpoints, loss_task, dynamics_by_run) if loss_task else None,
             downstream_label=f"downstream: {loss_task}",
-            source=f"{join_names(map(str, dynamics_by_run.values()))}; {checkpoints_csv}",
+            source=sources,
         )
         atomic_write_text(out_dir / "figure6.csv", result.data.to_csv(index=False))
         captions["figure6.png"] = str(result)
+        by_slm = selection[selection["selected_by"] == f"{slm}'s excess loss"]
+        points = selection_accuracy_points(by_slm, checkpoints, accuracy_tasks, dynamics_seeds or {})
+        panels[f"held-out loss on the tokens {slm} selects"] = points["selected"]
+        panels[f"held-out loss on the tokens {slm} does not select"] = points["unselected"]
     if loss_task is not None:
+        panels[f"held-out loss ({loss_task})"] = loss_accuracy_points(checkpoints, loss_task, accuracy_tasks)
+    if panels:
         result = figure7_accuracy_vs_loss(
-            loss_accuracy_points(checkpoints, loss_task, accuracy_tasks),
-            out_dir / "figure7.png",
-            source=str(checkpoints_csv),
-            loss_label=f"held-out loss ({loss_task})",
-            accuracy_label="mean accuracy (%)",
+            panels, out_dir / "figure7.png", source=str(checkpoints_csv), accuracy_label="mean accuracy (%)"
         )
         captions["figure7.png"] = str(result)
     result = figure9_ratio_ablation(

@@ -4,6 +4,12 @@ Everything here is keyed by name: a run by its key in ``runs``, a base model by 
 ``"base-<name>"`` (an entry of ``base_models``), the reference model by ``"reference"``. Display labels
 (``"slm: SLM (ratio 0.6)"``) are made only for the tables' rows, never used to find anything.
 
+Replicates: a run with ``seeds`` is trained once per seed, each a *replicate* named ``<run>/seed-<seed>``
+(so ``results/models/slm/seed-1/final``, ``results/eval/slm/seed-1/final.json``,
+``logs/train/slm/seed-1.log``); a run without is one replicate named like the run, trained with the
+config's ``seed``. Everything that needs one model of a run (the token dynamics, Figure 6, Table 2's
+fine-tuning, Table 3's parameter count) takes its first replicate.
+
 The Snakemake rules ask a :class:`Plan` for paths and for the JSON ``--spec`` of the reporting stages
 (``workflow/rules/common.smk`` holds one, built from the validated config); the plan reads no file, so
 it is tested on plain dicts.
@@ -43,6 +49,32 @@ class Plan:
         self.tir_runs: list[str] = list(tir["runs"]) if tir else []
         self.tir_seeds: list[int] = list(tir.get("seeds", [config["seed"]])) if tir else []
 
+    # ------------------------------------------------------------------ replicates
+    def seeds(self, run: str) -> list[int]:
+        """The training seeds of a run: its ``seeds``, else the config's ``seed``."""
+        return list(self.config["runs"][run].get("seeds", [self.config["seed"]]))
+
+    def replicates(self, run: str) -> list[str]:
+        """The replicate names of a run: ``<run>/seed-<seed>`` per seed when it lists ``seeds``, else the run."""
+        if "seeds" not in self.config["runs"][run]:
+            return [run]
+        return [f"{run}/seed-{seed}" for seed in self.seeds(run)]
+
+    @cached_property
+    def replicate_index(self) -> dict[str, tuple[str, int]]:
+        """Every replicate: name -> (run, seed), runs in config order."""
+        return {r: (run, seed) for run in self.runs for r, seed in zip(self.replicates(run), self.seeds(run))}
+
+    def run_of(self, replicate: str) -> str:
+        return self.replicate_index[replicate][0]
+
+    def seed_of(self, replicate: str) -> int:
+        return self.replicate_index[replicate][1]
+
+    def primary(self, run: str) -> str:
+        """The replicate that stands for a run where one model is needed: its first seed's."""
+        return self.replicates(run)[0]
+
     # ------------------------------------------------------------------ models
     @cached_property
     def base_stems(self) -> list[str]:
@@ -66,6 +98,11 @@ class Plan:
         """The model a run starts from: its ``runs.<run>.base_model`` entry, else ``base_model``."""
         return self.base_model(self.config["runs"][run].get("base_model"))
 
+    def run_base_key(self, run: str) -> str:
+        """The evaluated model a run starts from: ``base`` or ``base-<name>``."""
+        name = self.config["runs"][run].get("base_model")
+        return "base" if name is None else f"base-{name}"
+
     @cached_property
     def runs_by_base(self) -> dict[str, list[str]]:
         """The base_models entries that runs start from, each with its runs (weak-to-strong, Table 3)."""
@@ -85,7 +122,7 @@ class Plan:
 
     def model_dir(self, model: str, point: str = "final") -> str:
         """Directory (or hub id) of an evaluated model: ``base``, ``base-<name>``, ``reference``, or a
-        run's ``final`` model or checkpoint ``tokens-N``."""
+        replicate's ``final`` model or checkpoint ``tokens-N``."""
         if model == "base":
             return self.base_model()
         if model.startswith("base-") and model.removeprefix("base-") in self.extra_bases:
@@ -96,10 +133,22 @@ class Plan:
             return f"{RESULTS}/models/{model}/final"
         return f"{RESULTS}/models/{model}/checkpoints/{point}"
 
+    def final_model(self, model: str) -> str:
+        """The one final model of a run (its first replicate's) or of another evaluated model (``base``,
+        ``base-<name>``, ``reference``)."""
+        return self.model_dir(self.primary(model) if model in self.config["runs"] else model)
+
     def trajectory(self, run: str) -> list[str]:
-        """The models along a run in training order: its base, each checkpoint, the final model."""
+        """The models along a run (its first replicate) in training order: its base, each checkpoint, the
+        final model."""
         points = [f"tokens-{n}" for n in sorted(self.checkpoints)] + ["final"]
-        return [self.run_base(run)] + [self.model_dir(run, point) for point in points]
+        return [self.run_base(run)] + [self.model_dir(self.primary(run), point) for point in points]
+
+    def train_fields(self, replicate: str) -> dict:
+        """What a replicate trains with beyond the ``training`` section: its base model, its seed and the
+        run's selection settings (CLM is SLM at ratio 1.0)."""
+        run = self.run_of(replicate)
+        return {"init_model": self.run_base(run), "seed": self.seed_of(replicate), **self.selection_fields(run)}
 
     def selection_fields(self, run: str) -> dict:
         """The selection settings a run trains with; CLM is SLM at ratio 1.0."""
@@ -142,36 +191,33 @@ class Plan:
         """The results table's rows in order: the base model, the extra bases, the reference, each run.
 
         Each row: ``key`` (what pairs and figures refer to), ``name`` (the shown label), ``role``
-        (``base``, ``reference``, ``slm``, ``clm``), ``eval_json`` and ``train_stats`` (or None).
+        (``base``, ``reference``, ``slm``, ``clm``) and ``replicates``, the evaluated models it averages:
+        ``[{seed, eval_json, train_stats}]`` (one without seed for a base or the reference model).
         """
-        base = {"key": "base", "name": "Base", "role": "base", "eval_json": self.eval_json("base"), "train_stats": None}
-        rows = [base]
-        rows += [
-            {
-                "key": f"base-{name}",
-                "name": f"Base ({name})",
-                "role": "base",
-                "eval_json": self.eval_json(f"base-{name}"),
-                "train_stats": None,
-            }
-            for name in self.extra_bases
-        ]
+
+        def one(key: str, name: str, role: str, train_stats: str | None) -> dict:
+            replicate = {"seed": None, "eval_json": self.eval_json(key), "train_stats": train_stats}
+            return {"key": key, "name": name, "role": role, "replicates": [replicate]}
+
+        rows = [one("base", "Base", "base", None)]
+        rows += [one(f"base-{name}", f"Base ({name})", "base", None) for name in self.extra_bases]
         rows.append(
-            {
-                "key": "reference",
-                "name": "Reference",
-                "role": "reference",
-                "eval_json": self.eval_json("reference"),
-                "train_stats": None if self.reference_given else f"{REFERENCE_FINAL}/train_stats.json",
-            }
+            one(
+                "reference",
+                "Reference",
+                "reference",
+                None if self.reference_given else f"{REFERENCE_FINAL}/train_stats.json",
+            )
         )
         rows += [
             {
                 "key": run,
                 "name": self.run_label(run),
                 "role": self.config["runs"][run]["method"],
-                "eval_json": self.eval_json(run),
-                "train_stats": self.train_stats(run),
+                "replicates": [
+                    {"seed": self.seed_of(r), "eval_json": self.eval_json(r), "train_stats": self.train_stats(r)}
+                    for r in self.replicates(run)
+                ],
             }
             for run in self.runs
         ]
@@ -184,32 +230,46 @@ class Plan:
         return _pair_by_method(self.config["runs"], self.runs)
 
     def table_runs(self) -> list[dict]:
-        """Every evaluated point of every run (the accuracy-against-tokens data of Figure 1)."""
+        """Every evaluated point of every replicate (the accuracy-against-tokens data of Figure 1)."""
         return [
             {
                 "run": run,
+                "seed": self.seed_of(replicate),
                 "checkpoints": [
                     {
                         "tokens": None if point == "final" else int(point.removeprefix("tokens-")),
-                        "eval_json": self.eval_json(run, point),
-                        "train_stats": self.train_stats(run, point),
+                        "eval_json": self.eval_json(replicate, point),
+                        "train_stats": self.train_stats(replicate, point),
                     }
                     for point in self.eval_points(run)
                 ],
             }
             for run in self.runs
+            for replicate in self.replicates(run)
         ]
 
     def table_evals(self) -> list[str]:
         """Every evaluation JSON the tables read."""
-        paths = {m["eval_json"] for m in self.table_models()}
+        paths = {r["eval_json"] for m in self.table_models() for r in m["replicates"]}
         paths |= {c["eval_json"] for r in self.table_runs() for c in r["checkpoints"]}
         return sorted(paths)
+
+    def final_models(self) -> list[str]:
+        """The final model of every replicate."""
+        return [self.model_dir(r) for r in self.replicate_index]
 
     @property
     def figure5_table(self) -> list[str]:
         """Figure 5's table (the per-task gain of the SLM − CLM pair), when there is a pair."""
         return table_files("figure5") if self.delta else []
+
+    @property
+    def speedup_table(self) -> list[str]:
+        """The speed-up table (tokens SLM needs to reach CLM's final accuracy), when there is a pair and an
+        accuracy task."""
+        return (
+            [f"{RESULTS}/tables/speedup.{ext}" for ext in ("md", "csv")] if self.delta and self.accuracy_tasks else []
+        )
 
     @property
     def table2(self) -> list[str]:
@@ -234,8 +294,10 @@ class Plan:
             "delta": list(self.delta) if self.delta else None,
             "lower_is_better": self.loss_tasks,
             "runs": self.table_runs(),
-            "train_stats": [self.train_stats(run) for run in self.runs],
+            "selection": {run: [self.train_stats(r) for r in self.replicates(run)] for run in self.runs},
             "figure5_mapping": self.config.get("tables", {}).get("figure5_columns", {}),
+            # where SLM's curve starts (0 tokens): the model the pair's SLM run starts from (a table row)
+            "speedup_start": self.run_base_key(self.delta[0]) if self.delta else None,
         }
 
     def paper_table_spec(self, results_csv: str) -> dict:
@@ -265,7 +327,7 @@ class Plan:
             "Base": self.base_model(),
             "Reference": self.reference_model(),
             **{f"Base ({name})": self.base_model(name) for name in self.runs_by_base},
-            **{run: self.model_dir(run) for run in self.w2s_runs},
+            **{run: self.model_dir(self.primary(run)) for run in self.w2s_runs},
         }
         return {name: path for name, path in models.items() if path.startswith(f"{RESULTS}/")}
 
@@ -303,7 +365,7 @@ class Plan:
         return (
             ["figure1.png"]
             + (["figure6.png"] if self.delta else [])
-            + (["figure7.png"] if self.loss_tasks else [])
+            + (["figure7.png"] if self.loss_tasks or self.delta else [])
             + ["figure9.png"]
             + (["figure5.png"] if self.figure5_table else [])
         )
@@ -327,13 +389,12 @@ class Plan:
     def figures_spec(self, dynamics: Sequence[str], figure5_csv: str | None) -> dict:
         """The ``--spec`` of ``python -m slm figures`` (without the input tables' paths, which the rule
         adds): ``dynamics`` are the token-dynamics folders of :attr:`figure6_runs`."""
-        slm = self.figure6_runs[0] if self.figure6_runs else None
         return {
             "accuracy_tasks": self.accuracy_tasks,
             "loss_task": self.loss_tasks[0] if self.loss_tasks else None,
             "dynamics_by_run": {run: f"{path}/losses.npz" for run, path in zip(self.figure6_runs, dynamics)},
-            "selector": slm,
-            "ratio": self.config["runs"][slm]["ratio"] if slm else None,
+            "dynamics_seeds": {run: self.seed_of(self.primary(run)) for run in self.figure6_runs},
+            "ratio": self.config["runs"][self.delta[0]]["ratio"] if self.delta else None,
             "ratio_runs": self.ratio_runs(),
             "delta": list(self.delta) if self.delta else None,
             "figure5_csv": figure5_csv,
