@@ -49,6 +49,7 @@ if PRETRAIN_BASES:
         resources:
             **rule_resources("pretrain_base"),
         params:
+            launch=launch_command(stage_resources(config, "pretrain_base")),
             options=lambda w: train_options(base_spec(w.base)["pretrain"]),
             paths=lambda w, input, output: spec(
                 {
@@ -59,7 +60,8 @@ if PRETRAIN_BASES:
                 }
             ),
         shell:
-            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
+            "{params.launch} -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads}"
+            " > {log} 2>&1"
 
 
 if not REFERENCE_GIVEN:
@@ -80,6 +82,7 @@ if not REFERENCE_GIVEN:
         resources:
             **rule_resources("train_reference"),
         params:
+            launch=launch_command(stage_resources(config, "train_reference")),
             options=train_options(
                 {k: v for k, v in config["reference"].items() if k != "init_model"},
                 init_model=reference_init(),
@@ -92,4 +95,5 @@ if not REFERENCE_GIVEN:
                 }
             ),
         shell:
-            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
+            "{params.launch} -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads}"
+            " > {log} 2>&1"

@@ -22,6 +22,7 @@ if TIR:
         resources:
             **rule_resources("sft_tir"),
         params:
+            launch=launch_command(stage_resources(config, "sft_tir")),
             options=train_options(TIR["training"]),
             paths=lambda w, input, output: spec(
                 {
@@ -32,7 +33,8 @@ if TIR:
                 }
             ),
         shell:
-            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
+            "{params.launch} -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads}"
+            " > {log} 2>&1"
 
     rule evaluate_tir:
         input:

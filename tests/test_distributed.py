@@ -1,0 +1,275 @@
+"""The trainer on several processes (torchrun, gloo, CPU) against the same trainer in one process.
+
+Real processes, real collectives: tests/distributed_worker.py runs on 2 and on 4 ranks. Each rank's
+share of the selection (forced ties included) must be the single-process selection's rows, the
+gradients those of the single-process loss (summed over the ranks, not averaged), and every
+run (CLM, SLM at each unit, soft weights, random scores, gradient accumulation) must end at the
+single-process weights within fp32 tolerance (the gradient sums are taken in another order) and
+select exactly the same tokens. A state saved by 4 ranks, killed, resumes on 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
+
+from distributed_worker import tied_losses
+from slm.launch import BatchSplitError, launch_command, split_batch
+from slm.resources import StageResources
+from slm.train import BatchLoader, TrainConfig, Trainer, lr_lambda, train
+
+TESTS = Path(__file__).resolve().parent
+WORKFLOW = TESTS.parent / "workflow"
+STEPS = 6
+RUNS = {
+    "clm": {},
+    "batch": {"ratio": 0.6},
+    "batch-accumulated": {"ratio": 0.6, "micro_batch_size": 1},
+    "sequence": {"ratio": 0.6, "unit": "sequence"},
+    "document": {"ratio": 0.6, "unit": "document"},
+    "soft": {"weighting": "soft", "temperature": 0.5},
+    "random": {"ratio": 0.6, "score_fn": "random"},
+}
+# Relative to the largest weight: the ranks' gradient sums are taken in another order than one
+# process's, and AdamW's normalised steps carry those rounding differences into the weights.
+WEIGHT_TOLERANCE = 1e-4
+
+
+def _spec(root: Path, name: str, base_model, shards, score_dirs, **overrides) -> dict:
+    spec = dict(
+        init_model=str(base_model),
+        data=[str(s) for s in shards],
+        out_dir=str(root / name / "final"),
+        state_dir=str(root / name / "state"),
+        batch_size=8,
+        max_tokens=8 * 32 * STEPS,
+        lr=3e-3,
+        warmup_steps=2,
+        save_every=100,
+        log_every=1,
+        seed=3,
+        device="cpu",
+    )
+    spec.update(overrides)
+    if spec.get("ratio", 1.0) < 1.0 or spec.get("weighting") == "soft":
+        spec.update(scores=[str(s) for s in score_dirs], reference_model=str(base_model))
+    return spec
+
+
+def torchrun(n_procs: int, *args: str, log: Path) -> subprocess.Popen:
+    """Start ``n_procs`` gloo ranks of ``args`` (a script or ``-m module ...``) under torchrun."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(WORKFLOW), str(TESTS)]), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n_procs}", *args]
+    with open(log, "w") as handle:
+        return subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def finished(proc: subprocess.Popen, log: Path, timeout: int = 600) -> None:
+    assert proc.wait(timeout=timeout) == 0, log.read_text()[-5000:]
+
+
+def weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(run_dir / "final" / "model.safetensors"))
+
+
+def assert_close_weights(ours: dict, theirs: dict) -> None:
+    assert ours.keys() == theirs.keys()
+    for name in theirs:
+        scale = theirs[name].abs().max()
+        torch.testing.assert_close(ours[name], theirs[name], rtol=0, atol=WEIGHT_TOLERANCE * scale, msg=name)
+
+
+@pytest.fixture(scope="module")
+def single(tmp_path_factory, base_model, shards, score_dirs) -> Path:
+    """Every run in this process, as a plain `python -m slm train` would run it."""
+    root = tmp_path_factory.mktemp("single")
+    for name, overrides in RUNS.items():
+        train(_spec(root, name, base_model, shards, score_dirs, **overrides))
+    return root
+
+
+@pytest.fixture(scope="module", params=[2, 4], ids=lambda n: f"{n}-ranks")
+def ranks(request, tmp_path_factory, base_model, shards, score_dirs) -> tuple[int, Path]:
+    """Every run on 2 and on 4 gloo ranks (one torchrun each), with each rank's step-0 selection."""
+    n_procs = request.param
+    root = tmp_path_factory.mktemp(f"ranks-{n_procs}")
+    runs = {name: _spec(root, name, base_model, shards, score_dirs, **o) for name, o in RUNS.items()}
+    job = root / "job.json"
+    job.write_text(json.dumps({"out": str(root), "runs": runs}))
+    log = root / "torchrun.log"
+    finished(torchrun(n_procs, str(TESTS / "distributed_worker.py"), str(job), log=log), log)
+    return n_procs, root
+
+
+def single_step_zero(base_model, shards, score_dirs, name: str, tmp_path: Path) -> dict:
+    """Step 0 of a run in one process: the selection over the whole batch, the model's mask, the gradients."""
+    trainer = Trainer(TrainConfig.from_dict(_spec(tmp_path, name, base_model, shards, score_dirs, **RUNS[name])))
+    trainer.model = AutoModelForCausalLM.from_pretrained(base_model)
+    batch = BatchLoader(trainer).load(0)
+    out = {}
+    if trainer.cfg.ranks_batch:
+        random = trainer._random_scores(0) if trainer.cfg.score_fn == "random" else None
+        out["tied_weights"] = trainer._batch_weights(tied_losses(8, trainer.seq_len), batch, random)
+    _, out["mask"] = trainer.train_step(0, batch)
+    out["grads"] = {name: p.grad for name, p in trainer.model.named_parameters()}
+    return out
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_each_rank_selects_its_rows_of_the_single_process_selection(
+    name, ranks, base_model, shards, score_dirs, tmp_path
+):
+    n_procs, root = ranks
+    expected = single_step_zero(base_model, shards, score_dirs, name, tmp_path)
+    shares = [torch.load(root / f"{name}-rank{r}.pt") for r in range(n_procs)]
+    assert torch.equal(torch.cat([s["mask"] for s in shares]), expected["mask"])
+    if "tied_weights" in expected:
+        tied = torch.cat([s["tied_weights"] for s in shares])
+        assert torch.equal(tied, expected["tied_weights"])  # soft weights too: the same softmax, bit for bit
+        if name != "soft":
+            assert 0 < int(tied.sum()) < tied.numel()
+    # Summed, not averaged, over the ranks: the gradient of the single-process loss.
+    for param, grad in expected["grads"].items():
+        torch.testing.assert_close(shares[0]["grads"][param], grad, rtol=1e-4, atol=1e-7, msg=param)
+
+
+@pytest.mark.parametrize("name", RUNS)
+def test_training_on_several_ranks_ends_at_the_single_process_weights(name, ranks, single):
+    n_procs, root = ranks
+    assert_close_weights(weights(root / name), weights(single / name))
+    ours = json.loads((root / name / "final" / "train_stats.json").read_text())
+    theirs = json.loads((single / name / "final" / "train_stats.json").read_text())
+    for key in ("tokens_seen", "tokens_loss_bearing", "tokens_selected", "kinds"):
+        assert ours[key] == theirs[key], key
+    assert ours["world_size"] == n_procs and theirs["world_size"] == 1
+    metrics = [json.loads(line) for line in (root / name / "final" / "metrics.jsonl").read_text().splitlines()]
+    reference = [json.loads(line) for line in (single / name / "final" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["loss"] for m in metrics] == pytest.approx([m["loss"] for m in reference], rel=1e-4)
+    if name == "soft":
+        assert all(0 < m["effective_sample_size"] <= 8 * 31 for m in metrics)
+    if RUNS[name] and RUNS[name].get("unit") != "sequence":
+        assert all(0 <= m["selection_share"] < 1 for m in metrics)
+
+
+def test_a_state_saved_by_4_ranks_resumes_on_2(tmp_path, base_model, shards, score_dirs):
+    """The real command under torchrun: 4 ranks, their launcher killed (SIGKILL) after a save, which
+    kills the ranks too; 2 ranks finish the run from the saved state."""
+    overrides = dict(ratio=0.6, max_tokens=8 * 32 * 40, save_every=2, log_every=5)
+    straight = _spec(tmp_path, "straight", base_model, shards, score_dirs, **overrides)
+    train(straight)
+    spec = _spec(tmp_path, "resumed", base_model, shards, score_dirs, **overrides)
+    paths = {k: spec.pop(k) for k in ("init_model", "data", "scores", "reference_model", "out_dir", "state_dir")}
+    command = ["-m", "slm", "train", "--options", json.dumps(spec), "--paths", json.dumps(paths)]
+    state_dir = Path(paths["state_dir"])
+    first = torchrun(4, *command, log=tmp_path / "four.log")
+    deadline = time.monotonic() + 600
+    while not list(state_dir.glob("step-*")) and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    ranks = psutil.Process(first.pid).children(recursive=True)
+    os.kill(first.pid, signal.SIGKILL)  # the launcher only: its ranks must die with it
+    first.wait()
+    gone, alive = psutil.wait_procs(ranks, timeout=30)
+    assert len(ranks) >= 4 and not alive, f"ranks outlived their launcher: {alive}"
+    assert not Path(paths["out_dir"]).exists(), "the 4-rank run finished before it was killed"
+    finished(torchrun(2, *command, log=tmp_path / "two.log"), tmp_path / "two.log")
+    log = (tmp_path / "two.log").read_text()
+    resumed_at = int(log.split("at step ")[1].split("/")[0])
+    assert 0 < resumed_at < 40 and "on 2 rank(s)" in log
+    assert_close_weights(weights(tmp_path / "resumed"), weights(tmp_path / "straight"))
+    ours = json.loads((tmp_path / "resumed" / "final" / "train_stats.json").read_text())
+    theirs = json.loads((tmp_path / "straight" / "final" / "train_stats.json").read_text())
+    assert ours["tokens_selected"] == theirs["tokens_selected"] and ours["kinds"] == theirs["kinds"]
+    metrics = [json.loads(line) for line in (tmp_path / "resumed" / "final" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(5, 41, 5))
+    assert not state_dir.exists()
+
+
+def test_world_size_one_takes_the_same_steps_as_an_unsharded_model(tmp_path, base_model, shards, score_dirs):
+    """One process goes through FSDP too; in fp32 its weights are bit-identical to plain PyTorch's."""
+    train(_spec(tmp_path, "fsdp", base_model, shards, score_dirs, ratio=0.6))
+    trainer = Trainer(TrainConfig.from_dict(_spec(tmp_path, "plain", base_model, shards, score_dirs, ratio=0.6)))
+    trainer.model = AutoModelForCausalLM.from_pretrained(base_model)
+    cfg = trainer.cfg
+    optimizer = torch.optim.AdamW(
+        trainer.model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(STEPS, cfg.warmup_steps, cfg.min_lr_ratio))
+    loader = BatchLoader(trainer)
+    for step in range(STEPS):
+        trainer.train_step(step, loader.load(step))
+        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    ours = weights(tmp_path / "fsdp")
+    for name, param in trainer.model.state_dict().items():
+        if name in ours:
+            assert torch.equal(ours[name], param), name
+
+
+@pytest.mark.parametrize(
+    "res, expected",
+    [
+        (StageResources(gpus=0), "python"),
+        (StageResources(gpus=1), "python"),
+        (StageResources(gpus=8), "torchrun --standalone --nproc-per-node 8"),
+    ],
+)
+def test_launch_command_on_one_node(res, expected):
+    assert launch_command(res) == expected
+
+
+def test_launch_command_on_several_nodes_starts_one_torchrun_per_node():
+    command = launch_command(StageResources(gpus=8, nodes=4, cpus_per_gpu=12))
+    srun, torchrun_part = command.split(" torchrun ")
+    expected = "srun --nodes 4 --ntasks 4 --ntasks-per-node 1 --cpus-per-task 96 --kill-on-bad-exit 1"
+    assert srun.split() == expected.split()
+    assert "--nnodes 4 --nproc-per-node 8 --rdzv-backend c10d --rdzv-id $SLURM_JOB_ID" in torchrun_part
+    assert torchrun_part.endswith(":29500") and "scontrol show hostnames" in torchrun_part
+
+
+@pytest.mark.skipif(shutil.which("scontrol") is None, reason="needs SLURM's scontrol (Debian: slurm-client)")
+def test_launch_command_first_host_expands_in_bash(tmp_path):
+    """The rendezvous host is the first of the job's nodes, as bash expands the command: the job's node
+    list from squeue (a stand-in here: it needs a live job), expanded by the real scontrol."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    squeue = bin_dir / "squeue"
+    squeue.write_text('#!/bin/sh\n[ "$*" = "-h -j 42 -o %N" ] && echo "gpu[07-09]"\n')
+    squeue.chmod(0o755)
+    command = launch_command(StageResources(gpus=2, nodes=3))
+    endpoint = command.split("--rdzv-endpoint ")[1]
+    out = subprocess.run(
+        ["bash", "-c", f"echo {endpoint}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "SLURM_JOB_ID": "42"},
+    )
+    assert out.stdout.strip() == "gpu07:29500", out.stderr
+
+
+@pytest.mark.parametrize(
+    "batch, micro, world, expected",
+    [(16, None, 1, (16, 16)), (16, 4, 2, (8, 4)), (16, 16, 4, (4, 4)), (512, 16, 32, (16, 16))],
+)
+def test_split_batch(batch, micro, world, expected):
+    assert split_batch(batch, micro, world) == expected
+
+
+@pytest.mark.parametrize("batch, micro, world, key", [(16, None, 3, "batch_size"), (16, 3, 2, "micro_batch_size")])
+def test_split_batch_refuses_uneven_shares(batch, micro, world, key):
+    with pytest.raises(BatchSplitError) as err:
+        split_batch(batch, micro, world)
+    assert err.value.key == key
