@@ -5,7 +5,7 @@ share of the selection (forced ties included) must be the single-process selecti
 gradients those of the single-process loss (summed over the ranks, not averaged), and every
 run (CLM, SLM at each unit, soft weights, random scores, gradient accumulation) must end at the
 single-process weights within fp32 tolerance (the gradient sums are taken in another order) and
-select exactly the same tokens. A state saved by 4 ranks, killed, resumes on 2.
+select exactly the same tokens. A state saved by 4 ranks, killed, resumes on 2, and then on 1.
 """
 
 from __future__ import annotations
@@ -25,10 +25,12 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from conftest import train_spec
 from distributed_worker import tied_losses
+from slm.distributed import clip_grad_norm, full_state_dict, process_group, shard_model
 from slm.launch import BatchSplitError, launch_command, split_batch
 from slm.resources import StageResources
-from slm.train import BatchLoader, TrainConfig, Trainer, lr_lambda, train
+from slm.train import BatchLoader, TrainConfig, Trainer, train
 
 TESTS = Path(__file__).resolve().parent
 WORKFLOW = TESTS.parent / "workflow"
@@ -48,20 +50,8 @@ WEIGHT_TOLERANCE = 1e-4
 
 
 def _spec(root: Path, name: str, base_model, shards, score_dirs, **overrides) -> dict:
-    spec = dict(
-        init_model=str(base_model),
-        data=[str(s) for s in shards],
-        out_dir=str(root / name / "final"),
-        state_dir=str(root / name / "state"),
-        batch_size=8,
-        max_tokens=8 * 32 * STEPS,
-        lr=3e-3,
-        warmup_steps=2,
-        save_every=100,
-        log_every=1,
-        seed=3,
-        device="cpu",
-    )
+    """Run ``name`` under ``root``: 6 steps of 8 sequences, with the reference scores when it selects."""
+    spec = train_spec(root / name, base_model, shards, batch_size=8, max_tokens=8 * 32 * STEPS, save_every=100)
     spec.update(overrides)
     if spec.get("ratio", 1.0) < 1.0 or spec.get("weighting") == "soft":
         spec.update(scores=[str(s) for s in score_dirs], reference_model=str(base_model))
@@ -81,7 +71,16 @@ def finished(proc: subprocess.Popen, log: Path, timeout: int = 600) -> None:
 
 
 def weights(run_dir: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(run_dir / "final" / "model.safetensors"))
+    return load_file(str(run_dir / "run" / "final" / "model.safetensors"))
+
+
+def train_stats(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run" / "final" / "train_stats.json").read_text())
+
+
+def logged(run_dir: Path) -> list[dict]:
+    """The run's metrics.jsonl."""
+    return [json.loads(line) for line in (run_dir / "run" / "final" / "metrics.jsonl").read_text().splitlines()]
 
 
 def assert_close_weights(ours: dict, theirs: dict) -> None:
@@ -149,13 +148,11 @@ def test_each_rank_selects_its_rows_of_the_single_process_selection(
 def test_training_on_several_ranks_ends_at_the_single_process_weights(name, ranks, single):
     n_procs, root = ranks
     assert_close_weights(weights(root / name), weights(single / name))
-    ours = json.loads((root / name / "final" / "train_stats.json").read_text())
-    theirs = json.loads((single / name / "final" / "train_stats.json").read_text())
+    ours, theirs = train_stats(root / name), train_stats(single / name)
     for key in ("tokens_seen", "tokens_loss_bearing", "tokens_selected", "kinds"):
         assert ours[key] == theirs[key], key
     assert ours["world_size"] == n_procs and theirs["world_size"] == 1
-    metrics = [json.loads(line) for line in (root / name / "final" / "metrics.jsonl").read_text().splitlines()]
-    reference = [json.loads(line) for line in (single / name / "final" / "metrics.jsonl").read_text().splitlines()]
+    metrics, reference = logged(root / name), logged(single / name)
     assert [m["loss"] for m in metrics] == pytest.approx([m["loss"] for m in reference], rel=1e-4)
     if name == "soft":
         assert all(0 < m["effective_sample_size"] <= 8 * 31 for m in metrics)
@@ -163,60 +160,85 @@ def test_training_on_several_ranks_ends_at_the_single_process_weights(name, rank
         assert all(0 <= m["selection_share"] < 1 for m in metrics)
 
 
-def test_a_state_saved_by_4_ranks_resumes_on_2(tmp_path, base_model, shards, score_dirs):
-    """The real command under torchrun: 4 ranks, their launcher killed (SIGKILL) after a save, which
-    kills the ranks too; 2 ranks finish the run from the saved state."""
+def launch(n_procs: int, command: list[str], log: Path) -> subprocess.Popen:
+    """The training command on ``n_procs`` gloo ranks under torchrun, or as one plain process."""
+    if n_procs > 1:
+        return torchrun(n_procs, *command, log=log)
+    env = {**os.environ, "PYTHONPATH": str(WORKFLOW), "OMP_NUM_THREADS": "1"}
+    with open(log, "w") as handle:
+        return subprocess.Popen([sys.executable, *command], env=env, stdout=handle, stderr=subprocess.STDOUT)
+
+
+def kill_after_a_new_save(proc: subprocess.Popen, state_dir: Path, log: Path) -> None:
+    """Wait until the run has saved a state newer than the ones it started with, then SIGKILL its
+    launcher only: a rank must die with its launcher."""
+    before = {p.name for p in state_dir.glob("step-*")}
+    deadline = time.monotonic() + 600
+    while not {p.name for p in state_dir.glob("step-*")} - before and time.monotonic() < deadline:
+        assert proc.poll() is None, f"the run ended before a new save:\n{log.read_text()[-3000:]}"
+        time.sleep(0.01)
+    ranks = psutil.Process(proc.pid).children(recursive=True)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    _, alive = psutil.wait_procs(ranks, timeout=30)
+    assert not alive, f"ranks outlived their launcher: {alive}"
+
+
+def resumed_step(log: Path) -> int:
+    text = log.read_text()
+    assert "resumed from" in text, text[-3000:]
+    return int(text.split("resumed from ")[1].split("at step ")[1].split("/")[0])
+
+
+def test_a_state_saved_by_4_ranks_resumes_on_2_and_then_on_1(tmp_path, base_model, shards, score_dirs):
+    """The real command: 4 ranks under torchrun, killed (SIGKILL) after a save; 2 ranks resume it and
+    are killed after a later save; one plain process finishes it. The weights end where an
+    uninterrupted run's do, and the counts and logs are those of one run."""
     overrides = dict(ratio=0.6, max_tokens=8 * 32 * 40, save_every=2, log_every=5)
-    straight = _spec(tmp_path, "straight", base_model, shards, score_dirs, **overrides)
-    train(straight)
+    train(_spec(tmp_path, "straight", base_model, shards, score_dirs, **overrides))
     spec = _spec(tmp_path, "resumed", base_model, shards, score_dirs, **overrides)
     paths = {k: spec.pop(k) for k in ("init_model", "data", "scores", "reference_model", "out_dir", "state_dir")}
     command = ["-m", "slm", "train", "--options", json.dumps(spec), "--paths", json.dumps(paths)]
     state_dir = Path(paths["state_dir"])
-    first = torchrun(4, *command, log=tmp_path / "four.log")
-    deadline = time.monotonic() + 600
-    while not list(state_dir.glob("step-*")) and first.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    ranks = psutil.Process(first.pid).children(recursive=True)
-    os.kill(first.pid, signal.SIGKILL)  # the launcher only: its ranks must die with it
-    first.wait()
-    gone, alive = psutil.wait_procs(ranks, timeout=30)
-    assert len(ranks) >= 4 and not alive, f"ranks outlived their launcher: {alive}"
-    assert not Path(paths["out_dir"]).exists(), "the 4-rank run finished before it was killed"
-    finished(torchrun(2, *command, log=tmp_path / "two.log"), tmp_path / "two.log")
-    log = (tmp_path / "two.log").read_text()
-    resumed_at = int(log.split("at step ")[1].split("/")[0])
-    assert 0 < resumed_at < 40 and "on 2 rank(s)" in log
+    kill_after_a_new_save(launch(4, command, tmp_path / "four.log"), state_dir, tmp_path / "four.log")
+    kill_after_a_new_save(launch(2, command, tmp_path / "two.log"), state_dir, tmp_path / "two.log")
+    finished(launch(1, command, tmp_path / "one.log"), tmp_path / "one.log")
+    two, one = resumed_step(tmp_path / "two.log"), resumed_step(tmp_path / "one.log")
+    assert 0 < two < one < 40, (two, one)
+    assert f"at step {two}/40 on 2 rank(s)" in (tmp_path / "two.log").read_text()
     assert_close_weights(weights(tmp_path / "resumed"), weights(tmp_path / "straight"))
-    ours = json.loads((tmp_path / "resumed" / "final" / "train_stats.json").read_text())
-    theirs = json.loads((tmp_path / "straight" / "final" / "train_stats.json").read_text())
-    assert ours["tokens_selected"] == theirs["tokens_selected"] and ours["kinds"] == theirs["kinds"]
-    metrics = [json.loads(line) for line in (tmp_path / "resumed" / "final" / "metrics.jsonl").read_text().splitlines()]
-    assert [m["step"] for m in metrics] == list(range(5, 41, 5))
+    ours, theirs = train_stats(tmp_path / "resumed"), train_stats(tmp_path / "straight")
+    for key in ("tokens_seen", "tokens_loss_bearing", "tokens_selected", "kinds"):
+        assert ours[key] == theirs[key], key
+    assert [m["step"] for m in logged(tmp_path / "resumed")] == list(range(5, 41, 5))
     assert not state_dir.exists()
 
 
-def test_world_size_one_takes_the_same_steps_as_an_unsharded_model(tmp_path, base_model, shards, score_dirs):
-    """One process goes through FSDP too; in fp32 its weights are bit-identical to plain PyTorch's."""
-    train(_spec(tmp_path, "fsdp", base_model, shards, score_dirs, ratio=0.6))
-    trainer = Trainer(TrainConfig.from_dict(_spec(tmp_path, "plain", base_model, shards, score_dirs, ratio=0.6)))
-    trainer.model = AutoModelForCausalLM.from_pretrained(base_model)
-    cfg = trainer.cfg
-    optimizer = torch.optim.AdamW(
-        trainer.model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(STEPS, cfg.warmup_steps, cfg.min_lr_ratio))
-    loader = BatchLoader(trainer)
-    for step in range(STEPS):
-        trainer.train_step(step, loader.load(step))
-        torch.nn.utils.clip_grad_norm_(trainer.model.parameters(), cfg.grad_clip)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-    ours = weights(tmp_path / "fsdp")
-    for name, param in trainer.model.state_dict().items():
-        if name in ours:
-            assert torch.equal(ours[name], param), name
+def test_fsdp_on_one_process_takes_the_unsharded_steps(tmp_path, base_model, shards, score_dirs):
+    """Why one fp32 process skips FSDP (slm.distributed.needs_sharding): on one rank FSDP takes the
+    same steps bit for bit, only with extra copies."""
+    results = []
+    for sharded in (False, True):
+        trainer = Trainer(TrainConfig.from_dict(_spec(tmp_path, "one", base_model, shards, score_dirs, ratio=0.6)))
+        with process_group(trainer.device, trainer.world):
+            model = AutoModelForCausalLM.from_pretrained(base_model)
+            if sharded:
+                model = shard_model(model, trainer.device, bf16=False, reshard_after_forward=False)
+            trainer.model = model
+            parameters = list(model.parameters())
+            optimizer = torch.optim.AdamW(parameters, lr=trainer.cfg.lr, weight_decay=trainer.cfg.weight_decay)
+            loader = BatchLoader(trainer)
+            for step in range(STEPS):
+                trainer.train_step(step, loader.load(step))
+                clip_grad_norm(parameters, trainer.cfg.grad_clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            state = full_state_dict(model)
+            results.append({name: state[name] for name, _ in model.named_parameters()})
+    unsharded, sharded = results
+    assert unsharded.keys() == sharded.keys()
+    for name in unsharded:
+        assert torch.equal(unsharded[name], sharded[name]), name
 
 
 @pytest.mark.parametrize(

@@ -5,28 +5,14 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from conftest import train_spec
 from slm.data.packed import KIND_NAMES
 from slm.selection import select_tokens
 from slm.train import BatchLoader, TrainConfig, Trainer, train
 
 
 def _spec(tmp_path, base_model, shards, **overrides):
-    spec = dict(
-        init_model=str(base_model),
-        data=[str(s) for s in shards],
-        out_dir=str(tmp_path / "run" / "final"),
-        state_dir=str(tmp_path / "state"),
-        batch_size=4,
-        max_tokens=4 * 32 * 6,
-        lr=3e-3,
-        warmup_steps=2,
-        save_every=2,
-        log_every=1,
-        seed=3,
-        device="cpu",
-    )
-    spec.update(overrides)
-    return spec
+    return train_spec(tmp_path, base_model, shards, **overrides)
 
 
 def _trainer(tmp_path, base_model, shards, **overrides) -> Trainer:

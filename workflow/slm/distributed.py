@@ -3,9 +3,9 @@
 Every world size takes the same path, one process included: a process group (torchrun's, or a
 one-process group made here), the model sharded with ``fully_shard`` on each decoder layer and on the
 root, bf16 compute through FSDP's ``MixedPrecisionPolicy`` (fp32 parameters and gradient reduction),
-and the training state in ``torch.distributed.checkpoint`` (DCP) format, which loads on any number of
-ranks. At world size 1 the collectives are copies, and in fp32 the weights are bit-identical to an
-unsharded model's (tests/test_distributed.py).
+collectives that are no-ops on one rank, and the training state in ``torch.distributed.checkpoint``
+(DCP) format, which loads on any number of ranks. The one exception: one fp32 process keeps its
+model unsharded (``needs_sharding``), which gives bit-identical weights, faster.
 
 Gradients are summed across ranks, not averaged (``set_gradient_divide_factor(1.0)``, as torchtitan): each rank's
 loss is its share of the global loss, the selected tokens' loss divided by the global token count.
@@ -119,29 +119,36 @@ def fits_one_device(model: torch.nn.Module, device: torch.device) -> bool:
     return 16 * n_params <= FIT_SHARE * torch.cuda.get_device_properties(device).total_memory
 
 
-def shard_model(
-    model: torch.nn.Module,
-    device: torch.device,
-    *,
-    bf16: bool,
-    reshard_after_forward: bool,
-    compile_blocks: bool = False,
-) -> torch.nn.Module:
-    """Shard a transformers causal LM over all ranks with FSDP2, in place, and return it.
+def decoder_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The decoder layers of a transformers causal LM (the classes it names in ``_no_split_modules``)."""
+    names = set(getattr(model, "_no_split_modules", None) or [])
+    blocks = [m for m in model.modules() if type(m).__name__ in names]
+    if not blocks:
+        raise ValueError(f"cannot find the decoder layers of {type(model).__name__} (_no_split_modules)")
+    return blocks
 
-    Each decoder layer (the classes transformers names in ``_no_split_modules``) is one FSDP unit, the
-    root (embeddings, final norm, head) another. With ``compile_blocks`` each layer is compiled first.
-    """
+
+def compile_blocks(model: torch.nn.Module) -> None:
+    """Compile each decoder layer with torch.compile, in place (before sharding, as torchtitan does)."""
+    for block in decoder_blocks(model):
+        block.compile()
+
+
+def needs_sharding(world_size: int, precision: str) -> bool:
+    """Whether the trainer wraps its model in FSDP. One fp32 process does not: FSDP would have nothing
+    to shard or cast, its collectives would be copies and its optimizer step runs on DTensors, which
+    make a step on the CPU slower for bit-identical weights (tests/test_distributed.py). bf16 always
+    does: FSDP's mixed-precision policy is the bf16 numeric path at every world size."""
+    return world_size > 1 or precision == "bf16"
+
+
+def shard_model(model: torch.nn.Module, device: torch.device, *, bf16: bool, reshard_after_forward: bool):
+    """Shard a transformers causal LM over all ranks with FSDP2, in place, and return it: each decoder
+    layer is one FSDP unit, the root (embeddings, final norm, head) another."""
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
     policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else None
     kwargs = {"mesh": mesh, "mp_policy": policy or MixedPrecisionPolicy()}
-    block_names = set(getattr(model, "_no_split_modules", None) or [])
-    blocks = [m for m in model.modules() if type(m).__name__ in block_names]
-    if not blocks:
-        raise ValueError(f"cannot find the decoder layers of {type(model).__name__} (_no_split_modules)")
-    for block in blocks:
-        if compile_blocks:
-            block.compile()
+    for block in decoder_blocks(model):
         fully_shard(block, reshard_after_forward=reshard_after_forward, **kwargs)
     fully_shard(model, **kwargs)
     for module in model.modules():

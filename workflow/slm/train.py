@@ -33,10 +33,12 @@ from slm.distributed import (
     World,
     barrier,
     clip_grad_norm,
+    compile_blocks,
     fits_one_device,
     full_state_dict,
     gather_rows,
     load_sharded,
+    needs_sharding,
     process_group,
     rank_device,
     save_sharded,
@@ -602,13 +604,13 @@ class Trainer:
             if cfg.reshard_after_forward is not None
             else not fits_one_device(model, self.device)
         )
-        self.model = shard_model(
-            model,
-            self.device,
-            bf16=cfg.precision == "bf16",
-            reshard_after_forward=self.reshard_after_forward,
-            compile_blocks=cfg.compile,
-        )
+        if cfg.compile:
+            compile_blocks(model)
+        if needs_sharding(self.world.size, cfg.precision):
+            model = shard_model(
+                model, self.device, bf16=cfg.precision == "bf16", reshard_after_forward=self.reshard_after_forward
+            )
+        self.model = model
         self.parameters = list(self.model.parameters())
         self.optimizer = torch.optim.AdamW(
             self.parameters, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
