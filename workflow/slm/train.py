@@ -680,6 +680,8 @@ class Trainer:
                 if cfg.weighting == "soft":
                     entry["effective_sample_size"] = totals.effective_sample_size
                 self.metrics.append(entry)
+                extra = f" selection {entry['selection_share']:.2%} of the step" if cfg.ranks_batch else ""
+                extra += f" effective tokens {entry['effective_sample_size']:.0f}" if cfg.weighting == "soft" else ""
                 log.info(
                     "step %d/%d tokens %d loss %.4f (selected) %.4f (unselected) all %.4f selected %.3f %.0f tok/s%s",
                     done,
@@ -690,7 +692,7 @@ class Trainer:
                     entry["loss_all"],
                     entry["selected_fraction"],
                     tokens_per_second,
-                    f" selection {entry['selection_share']:.2%} of the step" if "selection_share" in entry else "",
+                    extra,
                 )
                 window_start, window_tokens = now, 0
             run_tps = run_tokens / (time.perf_counter() - run_start)
