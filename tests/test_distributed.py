@@ -223,7 +223,7 @@ def test_fsdp_on_one_process_takes_the_unsharded_steps(tmp_path, base_model, sha
         with process_group(trainer.device, trainer.world):
             model = AutoModelForCausalLM.from_pretrained(base_model)
             if sharded:
-                model = shard_model(model, trainer.device, bf16=False, reshard_after_forward=False)
+                model = shard_model(model, trainer.device, precision="fp32", reshard_after_forward=False)
             trainer.model = model
             parameters = list(model.parameters())
             optimizer = torch.optim.AdamW(parameters, lr=trainer.cfg.lr, weight_decay=trainer.cfg.weight_decay)

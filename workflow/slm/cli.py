@@ -125,6 +125,7 @@ def cmd_dynamics(args) -> None:
             seed=args.seed,
             batch_size=args.batch_size,
             device=args.device,
+            precision=args.precision,
             reference_scores=args.reference_scores,
         )
         dynamics_summary(out / "losses.npz", out / "shares.csv", out / "curves.csv", threshold=args.threshold)
@@ -196,7 +197,28 @@ def cmd_benchmark(args) -> None:
     from slm.io import atomic_write_json
 
     result = benchmark(args.tokenizer, args.files, **args.spec)
-    print(format_result(result))
+    if result is not None:  # rank 0 (one process, or under torchrun)
+        print(format_result(result))
+        if args.out:
+            atomic_write_json(Path(args.out), result)
+
+
+def cmd_loss_memory(args) -> None:
+    from slm.benchmark import format_loss_memory, loss_memory
+    from slm.io import atomic_write_json
+
+    result = loss_memory(**args.spec)
+    print(format_loss_memory(result))
+    if args.out:
+        atomic_write_json(Path(args.out), result)
+
+
+def cmd_numerics(args) -> None:
+    from slm.io import atomic_write_json
+    from slm.numerics import format_numerics, numerics
+
+    result = numerics(args.current, args.reference, args.shard, **args.spec)
+    print(format_numerics(result))
     if args.out:
         atomic_write_json(Path(args.out), result)
 
@@ -268,6 +290,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--threshold", type=float, default=0.2)
     p.add_argument("--ratio", type=float)
     p.add_argument("--out", required=True)
@@ -299,6 +322,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--files", nargs="+", required=True, help="text files to pack (jsonl, txt or parquet)")
     p.add_argument("--spec", type=_json, default={}, help="options of slm.benchmark.benchmark as JSON")
+    p.add_argument("--out", help="also write the figures as JSON here")
+
+    p = add("loss-memory", cmd_loss_memory, "peak memory of the per-token loss: full logits vs chunked")
+    p.add_argument("--spec", type=_json, default={}, help="options of slm.benchmark.loss_memory as JSON")
+    p.add_argument("--out", help="also write the figures as JSON here")
+
+    p = add("numerics", cmd_numerics, "bf16 per-token losses and selection: old autocast path vs bf16 weights")
+    p.add_argument("--current", required=True, help="the model being trained (e.g. the SLM run's initial model)")
+    p.add_argument("--reference", required=True, help="the reference model")
+    p.add_argument("--shard", required=True, help="a packed shard to take sequences from")
+    p.add_argument("--spec", type=_json, default={}, help="options of slm.numerics.numerics as JSON")
     p.add_argument("--out", help="also write the figures as JSON here")
     return parser
 

@@ -18,6 +18,7 @@ import ctypes
 import os
 import signal
 import sys
+import types
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,8 +33,10 @@ from torch.distributed.checkpoint.state_dict import (
     set_state_dict,
 )
 from torch.distributed.device_mesh import init_device_mesh
-from torch.distributed.fsdp import FSDPModule, MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import FSDPModule, fully_shard, register_fsdp_forward_method
 from torch.distributed.tensor import DTensor
+
+from slm.model import fsdp_mixed_precision, per_token_losses
 
 PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
 # A model "fits one GPU" when its fp32 weights, gradients and two AdamW moments (16 bytes per
@@ -142,12 +145,14 @@ def needs_sharding(world_size: int, precision: str) -> bool:
     return world_size > 1 or precision == "bf16"
 
 
-def shard_model(model: torch.nn.Module, device: torch.device, *, bf16: bool, reshard_after_forward: bool):
+def shard_model(model: torch.nn.Module, device: torch.device, *, precision: str, reshard_after_forward: bool):
     """Shard a transformers causal LM over all ranks with FSDP2, in place, and return it: each decoder
-    layer is one FSDP unit, the root (embeddings, final norm, head) another."""
+    layer is one FSDP unit, the root (embeddings, final norm, head) another, computing at ``precision``
+    (slm.model.fsdp_mixed_precision). The root gets a ``per_token_losses(input_ids)`` method (the one
+    per-token loss, slm.model.per_token_losses) that runs as a forward of the root, so that the root's
+    parameters are gathered for it."""
     mesh = init_device_mesh(device.type, (dist.get_world_size(),))
-    policy = MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32) if bf16 else None
-    kwargs = {"mesh": mesh, "mp_policy": policy or MixedPrecisionPolicy()}
+    kwargs = {"mesh": mesh, "mp_policy": fsdp_mixed_precision(precision)}
     for block in decoder_blocks(model):
         fully_shard(block, reshard_after_forward=reshard_after_forward, **kwargs)
     fully_shard(model, **kwargs)
@@ -156,6 +161,8 @@ def shard_model(model: torch.nn.Module, device: torch.device, *, bf16: bool, res
             # A plain sum (ReduceOp.SUM, which gloo has too) instead of an average.
             module.set_gradient_divide_factor(1.0)
             module.set_force_sum_reduction_for_comms(True)
+    model.per_token_losses = types.MethodType(per_token_losses, model)
+    register_fsdp_forward_method(model, "per_token_losses")
     return model
 
 

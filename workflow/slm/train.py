@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.distributed.fsdp import FSDPModule
 
 from slm.data.packed import PackedCorpus
 from slm.distributed import (
@@ -48,7 +49,7 @@ from slm.distributed import (
 )
 from slm.io import atomic_path
 from slm.launch import BatchSplitError, split_batch
-from slm.model import load_model, resolve_device, save_model, token_losses
+from slm.model import PRECISIONS, load_model, per_token_losses, resolve_device, save_model
 from slm.score import open_scores
 from slm.selection import (
     SCORE_FUNCTIONS,
@@ -160,6 +161,8 @@ class TrainConfig:
             bad("scores", f"ratio {self.ratio} with score_fn {self.score_fn!r} needs reference score shards")
         if self.scores and len(self.scores) != len(self.data):
             bad("scores", f"{len(self.scores)} score shards for {len(self.data)} token shards")
+        if self.precision not in PRECISIONS:
+            bad("precision", f"must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         if self.checkpoints and not self.checkpoint_dir:
             bad("checkpoint_dir", "needed when checkpoints are requested")
 
@@ -406,7 +409,12 @@ class Trainer:
 
     # -- one optimizer step ------------------------------------------------------------------
     def _forward_losses(self, ids: torch.Tensor) -> torch.Tensor:
-        return token_losses(self.model(input_ids=ids).logits, ids)
+        # No autocast: with precision bf16, FSDP2's MixedPrecisionPolicy (slm.model.fsdp_mixed_precision)
+        # gives the forward bf16 parameters, the weights the scorer computes with. Under FSDP the loss
+        # runs as a forward method of the root module, which gathers the root's parameters (shard_model).
+        if isinstance(self.model, FSDPModule):
+            return self.model.per_token_losses(ids)
+        return per_token_losses(self.model, ids)
 
     def _weights(self, scores: torch.Tensor, valid: torch.Tensor, docs: torch.Tensor | None) -> torch.Tensor:
         """Per-token loss weights: 0/1 for hard selection, softmax weights for soft reweighting."""
@@ -608,7 +616,7 @@ class Trainer:
             compile_blocks(model)
         if needs_sharding(self.world.size, cfg.precision):
             model = shard_model(
-                model, self.device, bf16=cfg.precision == "bf16", reshard_after_forward=self.reshard_after_forward
+                model, self.device, precision=cfg.precision, reshard_after_forward=self.reshard_after_forward
             )
         self.model = model
         self.parameters = list(self.model.parameters())
