@@ -295,3 +295,26 @@ def test_split_batch_refuses_uneven_shares(batch, micro, world, key):
     with pytest.raises(BatchSplitError) as err:
         split_batch(batch, micro, world)
     assert err.value.key == key
+
+
+def test_benchmark_under_torchrun_reports_per_rank(tmp_path, tokenizer_dir, corpus_files):
+    """`python -m slm benchmark` on 2 gloo ranks: rank 0 alone prints and writes the result, with the
+    training rows at world size 2 and scoring on one device."""
+    spec = {
+        "seq_len": 32,
+        "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
+        "batch_size": 4,
+        "steps": 4,
+        "ratios": [1.0, 0.5],
+        "repeats": 1,
+        "device": "cpu",
+    }
+    args = ["--tokenizer", str(tokenizer_dir), "--files", *map(str, corpus_files), "--spec", json.dumps(spec)]
+    log = tmp_path / "benchmark.log"
+    finished(torchrun(2, "-m", "slm", "benchmark", *args, "--out", str(tmp_path / "out.json"), log=log), log)
+    result = json.loads((tmp_path / "out.json").read_text())
+    assert result["world_size"] == 2 and log.read_text().count("| arm | world size |") == 1
+    rows = {(row["arm"], row["ratio"]): row for row in result["summary"]}
+    assert rows[("scoring", None)]["world_size"] == 1
+    assert rows[("training", 1.0)]["world_size"] == rows[("training", 0.5)]["world_size"] == 2
+    assert 0 < rows[("training", 0.5)]["selection_share"]["median"] < 1
