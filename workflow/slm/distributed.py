@@ -1,14 +1,14 @@
 """Data parallelism for the one trainer, on PyTorch's FSDP2 (the pattern of pytorch/torchtitan).
 
-Every world size takes the same path, one process included: a process group (torchrun's, or a
-one-process group made here), the model sharded with ``fully_shard`` on each decoder layer and on the
-root, bf16 compute through FSDP's ``MixedPrecisionPolicy`` (fp32 parameters and gradient reduction),
-collectives that are no-ops on one rank, and the training state in ``torch.distributed.checkpoint``
-(DCP) format, which loads on any number of ranks. The one exception: one fp32 process keeps its
-model unsharded (``needs_sharding``), which gives bit-identical weights, faster.
+The trainer takes one path at every world size: a process group (torchrun's, or a one-process group
+made here), collectives that are no-ops on one rank, the training state in ``torch.distributed.checkpoint``
+(DCP) format, which loads on any number of ranks, and the model sharded with ``fully_shard`` on each
+decoder layer and on the root, computing in bf16 through FSDP's ``MixedPrecisionPolicy`` over fp32
+weights. Only one fp32 process keeps its model unsharded (``needs_sharding``): FSDP would give it
+bit-identical weights, more slowly.
 
-Gradients are summed across ranks, not averaged (``set_gradient_divide_factor(1.0)``, as torchtitan): each rank's
-loss is its share of the global loss, the selected tokens' loss divided by the global token count.
+Gradients are summed across ranks, not averaged (``set_gradient_divide_factor(1.0)``, as torchtitan):
+each rank's loss is its share of the global loss, the selected tokens' loss divided by the global count.
 """
 
 from __future__ import annotations
