@@ -37,6 +37,26 @@ def write_corpus(path: Path, n_docs: int, seed: int) -> Path:
     return path
 
 
+def train_spec(run_dir: Path, base_model: Path, shards: list[Path], **overrides) -> dict:
+    """Training options of a short run on the tiny corpus (6 steps of 4 sequences), under ``run_dir``."""
+    spec = dict(
+        init_model=str(base_model),
+        data=[str(s) for s in shards],
+        out_dir=str(run_dir / "run" / "final"),
+        state_dir=str(run_dir / "state"),
+        batch_size=4,
+        max_tokens=4 * 32 * 6,
+        lr=3e-3,
+        warmup_steps=2,
+        save_every=2,
+        log_every=1,
+        seed=3,
+        device="cpu",
+    )
+    spec.update(overrides)
+    return spec
+
+
 @pytest.fixture(scope="session")
 def workdir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("core")
@@ -92,3 +112,16 @@ def shards(workdir, corpus_files, tokenizer) -> list[Path]:
 @pytest.fixture(scope="session")
 def shard(shards) -> PackedShard:
     return PackedShard.open(shards[0])
+
+
+@pytest.fixture(scope="session")
+def score_dirs(workdir, base_model, shards) -> list[Path]:
+    """The base model's per-token losses of each shard, as reference scores."""
+    from slm.score import score_shard
+
+    outs = []
+    for i, shard in enumerate(shards):
+        out = workdir / f"train-scores-{i}"
+        score_shard(base_model, shard, out, batch_size=8, device="cpu")
+        outs.append(out)
+    return outs

@@ -204,11 +204,12 @@ def test_weak_to_strong_reference_starts_from_tinyllama(dry_runs):
 
 
 def test_gpu_jobs_claim_the_gpu_resource(dry_runs):
-    """With device: cuda, model jobs claim one gpu (so --resources gpu=N or SLURM can place them)."""
+    """With device: cuda, model jobs claim their GPUs (so --resources gpu=N or SLURM can place them):
+    one for scoring and evaluation, 32 for math-1b's training (4 nodes of 8)."""
     blocks = dry_runs["math-1b"].split("\n\n")
-    for rule in ("rule train:", "rule score:", "rule evaluate:"):
+    for rule, gpus in (("rule train:", 32), ("rule score:", 1), ("rule evaluate:", 1)):
         block = next(b for b in blocks if rule in b)
-        assert "gpu=1" in block, rule
+        assert f"gpu={gpus}," in block, rule
     assert "gpu=1" not in next(b for b in blocks if "rule tables:" in b)
 
 
@@ -260,3 +261,77 @@ def test_base_model_names_that_would_clash_are_refused(name):
     config = weak_to_strong_variant(**{name: {"path": "meta-llama/Llama-2-7b-hf"}})
     with pytest.raises(WorkflowError):
         validate(config, str(SCHEMA))
+
+
+def job_block(output: str, rule: str, wildcard: str | None = None) -> str:
+    """The dry run's block of one job of ``rule`` (with ``wildcard``, e.g. ``run=slm``, if given)."""
+    return next(
+        b for b in output.split("\n\n") if f"rule {rule}:" in b and (wildcard is None or f"wildcards: {wildcard}" in b)
+    )
+
+
+def job_resources(block: str) -> dict:
+    line = next(line for line in block.splitlines() if line.strip().startswith("resources:"))
+    pairs = (item.split("=", 1) for item in line.split(":", 1)[1].split(", "))
+    return {k.strip(): int(v) if v.isdigit() else v for k, v in pairs}
+
+
+def slurm_request(resources: dict, threads: int = 1) -> str:
+    """The sbatch command the slurm executor plugin builds for a job with these resources (its own
+    submit-string functions, given the job's resources from the dry run)."""
+    from types import SimpleNamespace
+
+    from snakemake.iocontainers import Namedlist
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    job = SimpleNamespace(resources=Namedlist(fromdict=resources), threads=threads)
+    params = dict(run_uuid="job", slurm_logfile="job.log", comment_str="job", account="", partition="", workdir=".")
+    return get_submit_command(job, params) + set_gres_string(job)
+
+
+def test_multi_gpu_training_runs_torchrun_on_the_resources_it_requests(dry_runs):
+    """math-1b: the reference on one node of 8 GPUs (torchrun --standalone), the continual pretraining
+    on 4 nodes (srun starts one torchrun per node); scoring one GPU per shard; and what sbatch is asked for."""
+    out = dry_runs["math-1b"]
+    reference = job_block(out, "train_reference")
+    assert "Shell command: torchrun --standalone --nproc-per-node 8 -m slm train --options" in reference
+    train = job_block(out, "train", "run=slm")
+    command = train[train.index("Shell command: ") :]
+    assert command.startswith("Shell command: srun --nodes 4 --ntasks 4 --ntasks-per-node 1 --cpus-per-task 64")
+    assert "torchrun --nnodes 4 --nproc-per-node 8 --rdzv-backend c10d" in command and " -m slm train " in command
+    resources = job_resources(train)
+    assert {k: resources[k] for k in ("gpu", "nodes", "cpus_per_gpu", "mem_mb", "runtime")} == {
+        "gpu": 32,
+        "nodes": 4,
+        "cpus_per_gpu": 8,
+        "mem_mb": 128000,
+        "runtime": 480,
+    }
+    sbatch = slurm_request(resources)
+    for flag in ("--nodes=4", "--cpus-per-gpu=8", "--mem 128000", "-t 480"):
+        assert flag in sbatch, sbatch
+    assert "--gpus=32" in sbatch or "--gres=gpu:8" in sbatch, sbatch
+    assert "--ntasks-per-gpu" not in sbatch  # one launcher per node, not one command per GPU
+    score = job_resources(job_block(out, "score"))
+    assert (score["gpu"], score["mem_mb"]) == (1, 32000)
+    assert "Shell command: OMP_NUM_THREADS" in job_block(out, "score")
+
+
+# Forward passes per rank and optimizer step: one where the model allows it (1B: 16 sequences of 2048
+# tokens per 80 GB GPU); the 7B models take several (config/paper/README.md).
+PASSES_PER_RANK = {"math-7b": {"reference": 4, "training": 4}, "weak-to-strong": {"training": 4}}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_training_batches_split_over_the_configured_ranks(path):
+    """Every training section's batch splits evenly over its stage's ranks (slm.launch.split_batch)."""
+    from slm.launch import split_batch
+    from slm.resources import stage_resources
+
+    config = validated(path)
+    for section, stage in (("reference", "train_reference"), ("training", "train")):
+        spec = config[section]
+        ranks = stage_resources(config, stage).world_size
+        share, micro = split_batch(spec["batch_size"], spec.get("micro_batch_size"), ranks)
+        assert share // micro == PASSES_PER_RANK.get(path.stem, {}).get(section, 1), f"{path.name}: {section}"

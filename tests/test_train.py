@@ -1,44 +1,18 @@
 import json
 
-import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
+from conftest import train_spec
 from slm.data.packed import KIND_NAMES
-from slm.score import score_shard
 from slm.selection import select_tokens
-from slm.train import TrainConfig, Trainer, train
-
-
-@pytest.fixture(scope="module")
-def score_dirs(workdir, base_model, shards):
-    outs = []
-    for i, shard in enumerate(shards):
-        out = workdir / f"train-scores-{i}"
-        score_shard(base_model, shard, out, batch_size=8, device="cpu")
-        outs.append(out)
-    return outs
+from slm.train import BatchLoader, TrainConfig, Trainer, train
 
 
 def _spec(tmp_path, base_model, shards, **overrides):
-    spec = dict(
-        init_model=str(base_model),
-        data=[str(s) for s in shards],
-        out_dir=str(tmp_path / "run" / "final"),
-        state_dir=str(tmp_path / "state"),
-        batch_size=4,
-        max_tokens=4 * 32 * 6,
-        lr=3e-3,
-        warmup_steps=2,
-        save_every=2,
-        log_every=1,
-        seed=3,
-        device="cpu",
-    )
-    spec.update(overrides)
-    return spec
+    return train_spec(tmp_path, base_model, shards, **overrides)
 
 
 def _trainer(tmp_path, base_model, shards, **overrides) -> Trainer:
@@ -48,11 +22,8 @@ def _trainer(tmp_path, base_model, shards, **overrides) -> Trainer:
 
 
 def _batch(trainer, step=0):
-    families = [[s.tokens for s in trainer.corpus.shards]] + ([trainer.scores] if trainer.scores else [])
-    arrays = trainer.corpus.gather(trainer.sampler.batch(step), families)
-    ids = torch.from_numpy(arrays[0].astype(np.int64))
-    ref = torch.from_numpy(arrays[1].astype(np.float32)) if trainer.scores else None
-    return ids, ref
+    batch = BatchLoader(trainer).load(step)
+    return batch, batch.ids, batch.ref
 
 
 def _grads(model):
@@ -61,8 +32,9 @@ def _grads(model):
 
 def test_clm_loss_equals_the_standard_mean_cross_entropy(tmp_path, base_model, shards):
     trainer = _trainer(tmp_path, base_model, shards)
-    ids, _ = _batch(trainer)
-    stats, mask = trainer.train_step(0, ids, None)
+    batch, ids, _ = _batch(trainer)
+    stats, mask = trainer.train_step(0, batch)
+    stats = stats.total(trainer.world)
     reference = AutoModelForCausalLM.from_pretrained(base_model)
     expected = reference(input_ids=ids, labels=ids).loss
     assert stats.as_log()["loss"] == pytest.approx(expected.item(), rel=1e-6)
@@ -75,8 +47,9 @@ def test_clm_loss_equals_the_standard_mean_cross_entropy(tmp_path, base_model, s
 
 def test_slm_gradient_comes_only_from_the_selected_tokens(tmp_path, base_model, shards, score_dirs):
     trainer = _trainer(tmp_path, base_model, shards, ratio=0.5, scores=[str(s) for s in score_dirs])
-    ids, ref = _batch(trainer)
-    stats, mask = trainer.train_step(0, ids, ref)
+    batch, ids, ref = _batch(trainer)
+    stats, mask = trainer.train_step(0, batch)
+    stats = stats.total(trainer.world)
     n_valid = ids.numel() - ids.shape[0]
     assert int(mask.sum()) == stats.n_selected == round(0.5 * n_valid)
     # Independent: HF logits, excess loss from log-softmax, top half, mean CE over those tokens.
@@ -105,9 +78,10 @@ def test_gradient_accumulation_selects_and_steps_like_one_big_batch(
     kwargs = dict(ratio=0.6, unit=unit, weighting=weighting, scores=[str(s) for s in score_dirs])
     whole = _trainer(tmp_path, base_model, shards, **kwargs)
     split = _trainer(tmp_path, base_model, shards, micro_batch_size=1, **kwargs)
-    ids, ref = _batch(whole)
-    stats_whole, mask_whole = whole.train_step(0, ids, ref)
-    stats_split, mask_split = split.train_step(0, ids, ref)
+    batch, _, _ = _batch(whole)
+    stats_whole, mask_whole = whole.train_step(0, batch)
+    stats_split, mask_split = split.train_step(0, batch)
+    stats_whole, stats_split = stats_whole.total(whole.world), stats_split.total(split.world)
     assert torch.equal(mask_whole, mask_split)
     assert stats_whole.n_selected == stats_split.n_selected
     for name, grad in _grads(whole.model).items():
@@ -118,8 +92,9 @@ def test_soft_weighting_loss_is_the_softmax_weighted_mean(tmp_path, base_model, 
     trainer = _trainer(
         tmp_path, base_model, shards, weighting="soft", temperature=0.5, scores=[str(s) for s in score_dirs]
     )
-    ids, ref = _batch(trainer)
-    stats, mask = trainer.train_step(0, ids, ref)
+    batch, ids, ref = _batch(trainer)
+    stats, mask = trainer.train_step(0, batch)
+    stats = stats.total(trainer.world)
     model = AutoModelForCausalLM.from_pretrained(base_model)
     logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
     ce = -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
@@ -141,7 +116,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, base_model, shard
     spec_b = _spec(tmp_path / "b", base_model, shards, **kwargs)
     with pytest.raises(KeyboardInterrupt):
         train(spec_b, interrupt_at_step=5)
-    assert (tmp_path / "b" / "state" / "state.pt").is_file()
+    assert [p.name for p in (tmp_path / "b" / "state").glob("step-*")] == ["step-000000004"]
     assert not (tmp_path / "b" / "run" / "final").exists()
     resumed = train(spec_b)
     assert resumed["tokens_selected"] == straight["tokens_selected"]

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from slm.config import check_config, n_shards, shard_arguments, source_files  # noqa: E402
+from slm.launch import launch_command  # noqa: E402
 from slm.plan import Plan  # noqa: E402
 from slm.resources import stage_resources  # noqa: E402
 

@@ -50,6 +50,7 @@ if PRETRAIN_BASES:
         resources:
             **rule_resources("pretrain_base"),
         params:
+            launch=launch_command(stage_resources(config, "pretrain_base")),
             options=lambda w: train_options(PLAN.base_spec(w.base)["pretrain"]),
             paths=lambda w, input, output: spec(
                 {
@@ -60,7 +61,8 @@ if PRETRAIN_BASES:
                 }
             ),
         shell:
-            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
+            "{params.launch} -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads}"
+            " > {log} 2>&1"
 
 
 if not PLAN.reference_given:
@@ -81,6 +83,7 @@ if not PLAN.reference_given:
         resources:
             **rule_resources("train_reference"),
         params:
+            launch=launch_command(stage_resources(config, "train_reference")),
             options=train_options(
                 {k: v for k, v in config["reference"].items() if k != "init_model"},
                 init_model=PLAN.reference_init(),
@@ -93,4 +96,5 @@ if not PLAN.reference_given:
                 }
             ),
         shell:
-            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
+            "{params.launch} -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads}"
+            " > {log} 2>&1"

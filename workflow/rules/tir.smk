@@ -25,6 +25,7 @@ if PLAN.tir_runs:
         resources:
             **rule_resources("sft_tir"),
         params:
+            launch=launch_command(stage_resources(config, "sft_tir")),
             options=lambda w: train_options(config["tool_integrated"]["training"], seed=int(w.seed)),
             paths=lambda w, input, output: spec(
                 {
@@ -35,7 +36,8 @@ if PLAN.tir_runs:
                 }
             ),
         shell:
-            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
+            "{params.launch} -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads}"
+            " > {log} 2>&1"
 
     rule evaluate_tir:
         input:

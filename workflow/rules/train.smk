@@ -19,6 +19,7 @@ rule train:
     resources:
         **rule_resources("train"),
     params:
+        launch=launch_command(stage_resources(config, "train")),
         options=lambda w: train_options(config["training"], **PLAN.train_fields(w.run)),
         paths=lambda w, input, output: spec(
             {
@@ -31,4 +32,5 @@ rule train:
             }
         ),
     shell:
-        "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
+        "{params.launch} -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads}"
+        " > {log} 2>&1"

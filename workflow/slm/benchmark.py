@@ -12,6 +12,9 @@ scores on the CPU and reports how far the device's per-token losses are from the
     python -m slm benchmark --tokenizer results/data/tokenizer --files results/data/raw/corpus/*.jsonl \\
         --spec '{"seq_len": 256, "steps": 20, "ratios": [1.0, 0.6]}'
 
+Under ``torchrun --nproc-per-node N -m slm benchmark ...`` the trainer runs on N ranks (gloo on the
+CPU, nccl on GPUs), and the table's tokens/s are per rank.
+
 :func:`loss_memory` measures the peak memory of one per-token loss computation (forward and backward
 at a given vocabulary), the plain full-logits path against :func:`slm.model.linear_cross_entropy`,
 each in a fresh process, and how far their values and gradients are apart::
@@ -32,11 +35,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from slm.data.packed import pack_documents
 from slm.data.sources import iter_files
+from slm.distributed import World, barrier, process_group, rank_device
+from slm.launch import split_batch
 from slm.model import compute_dtype, init_model, linear_cross_entropy, resolve_device
 from slm.score import score_shard
 from slm.train import TrainConfig, Trainer
@@ -105,61 +111,24 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
-class _Timer:
-    """Sums the durations of timed blocks; on CUDA with events, so timing adds no host synchronisation
-    until :meth:`seconds` is read."""
-
-    def __init__(self, device: torch.device):
-        self.cuda = device.type == "cuda"
-        self.spans: list = []
-
-    def __enter__(self):
-        if self.cuda:
-            start = torch.cuda.Event(enable_timing=True)
-            start.record()
-            self.spans.append([start, None])
-        else:
-            self.spans.append([time.perf_counter(), None])
-
-    def __exit__(self, *exc):
-        if self.cuda:
-            self.spans[-1][1] = torch.cuda.Event(enable_timing=True)
-            self.spans[-1][1].record()
-        else:
-            self.spans[-1][1] = time.perf_counter()
-
-    def seconds(self) -> float:
-        if self.cuda:
-            torch.cuda.synchronize()
-            return sum(start.elapsed_time(end) for start, end in self.spans) / 1000
-        return sum(end - start for start, end in self.spans)
+def _steady(metrics: list[dict]) -> tuple[float, float | None]:
+    """Throughput (tokens/s over all ranks) and the selection's share of the step time, over the logged
+    windows after the first (which holds warm-up and allocation)."""
+    windows = metrics[1:] or metrics
+    # Equal-token windows: a window's time is proportional to 1 / its rate.
+    times = [1.0 / m["tokens_per_second"] for m in windows]
+    shares = [m.get("selection_share") for m in windows]
+    share = sum(s * t for s, t in zip(shares, times)) / sum(times) if None not in shares else None
+    return len(times) / sum(times), share
 
 
-class _SelectionTimedTrainer(Trainer):
-    """The trainer, with the time of its token selection (ranking or soft weights) summed after warm-up."""
-
-    def __init__(self, cfg: TrainConfig, warmup_steps: int):
-        super().__init__(cfg)
-        self.selection_timer = _Timer(self.device)
-        self.warmup_steps = warmup_steps
-        self._step = 0
-
-    def train_step(self, step, ids, ref):
-        self._step = step
-        return super().train_step(step, ids, ref)
-
-    def _weights(self, *args):
-        if self._step < self.warmup_steps:
-            return super()._weights(*args)
-        with self.selection_timer:
-            return super()._weights(*args)
-
-
-def _steady_tokens_per_second(metrics: list[dict]) -> float:
-    """Throughput over the logged windows after the first (which holds warm-up and allocation)."""
-    windows = [m["tokens_per_second"] for m in metrics[1:]] or [m["tokens_per_second"] for m in metrics]
-    # Equal-token windows: the overall rate is the harmonic mean of the window rates.
-    return len(windows) / sum(1.0 / w for w in windows)
+def _shared_tempdir(world: World) -> tuple[tempfile.TemporaryDirectory | None, Path]:
+    """A temporary directory made by rank 0 (None on the other ranks) and its path, which every rank learns."""
+    tmp = tempfile.TemporaryDirectory(prefix="slm-benchmark-") if world.is_main else None
+    path = [tmp.name if tmp else None]
+    if world.size > 1:
+        dist.broadcast_object_list(path, src=0)
+    return tmp, Path(path[0])
 
 
 def _spread(values: list[float]) -> dict[str, float]:
@@ -190,6 +159,10 @@ def benchmark(
     ``preset`` names a shape in :data:`PRESETS`; ``model`` keys (those of :func:`slm.model.init_model`)
     and ``seq_len`` override it. ``peak_tflops_override`` is the peak to compute MFU against when the
     device is not in :data:`PEAK_BF16_TFLOPS` (e.g. a CPU).
+
+    Under torchrun the training arms run on every rank (``batch_size`` is the global batch) and rank 0
+    alone packs, initialises and scores (scoring is one job per shard in the workflow); the result is
+    returned on rank 0, None on the other ranks.
     """
     if preset is not None and preset not in PRESETS:
         raise ValueError(f"benchmark option 'preset' must be one of {sorted(PRESETS)}, got {preset!r}")
@@ -203,53 +176,57 @@ def benchmark(
     shape = PRESETS.get(preset, {"seq_len": 256, "model": DEFAULT_MODEL})
     seq_len = seq_len or shape["seq_len"]
     model = {**shape["model"], **(model or {})}
-    dev = resolve_device(device)
+    world = World.from_env()
+    dev = rank_device(resolve_device(device), world)
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     result = {
         "device": str(dev),
         "device_name": device_name,
-        "world_size": 1,
+        "world_size": world.size,
         "precision": precision,
         "preset": preset,
         "seq_len": seq_len,
         "batch_size": batch_size,
-        "micro_batch_size": micro_batch_size or batch_size,
+        "micro_batch_size": split_batch(batch_size, micro_batch_size, world.size)[1],
         "steps": steps,
         "repeats": repeats,
         "model": model,
         "peak_tflops": peak_tflops_override or peak_tflops(device_name),
     }
     log_every = max(1, steps // 5)
-    with tempfile.TemporaryDirectory(prefix="slm-benchmark-") as tmp:
-        work = Path(tmp)
-        tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
-        index = pack_documents(iter_files(files), tokenizer, work / "shard", seq_len=seq_len)
-        result["corpus_tokens"] = index["n_tokens"]
-        result["parameters"] = init_model(
-            tokenizer_dir, work / "model", max_position_embeddings=seq_len, seed=seed, **model
-        )
-        result["flops_per_token"] = flops_per_token(AutoConfig.from_pretrained(work / "model"), seq_len)
+    with process_group(dev, world):
+        tmp, work = _shared_tempdir(world)
+        if world.is_main:  # the data, the model and (below) scoring: one process
+            tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+            index = pack_documents(iter_files(files), tokenizer, work / "shard", seq_len=seq_len)
+            result["corpus_tokens"] = index["n_tokens"]
+            result["parameters"] = init_model(
+                tokenizer_dir, work / "model", max_position_embeddings=seq_len, seed=seed, **model
+            )
+            result["flops_per_token"] = flops_per_token(AutoConfig.from_pretrained(work / "model"), seq_len)
         runs = result["runs"] = []
         for repeat in range(repeats):
-            _reset_peak(dev)
-            meta = score_shard(
-                work / "model",
-                work / "shard",
-                work / f"scores-{repeat}",
-                batch_size=score_batch_size,
-                device=str(dev),
-                precision=precision,
-            )
-            runs.append(
-                {
-                    "arm": "scoring",
-                    "ratio": None,
-                    "repeat": repeat,
-                    "world_size": 1,
-                    "tokens_per_second": meta["tokens_per_second"],
-                    "peak_memory_mb": _peak_memory_mb(dev),
-                }
-            )
+            if world.is_main:
+                _reset_peak(dev)
+                meta = score_shard(
+                    work / "model",
+                    work / "shard",
+                    work / f"scores-{repeat}",
+                    batch_size=score_batch_size,
+                    device=str(dev),
+                    precision=precision,
+                )
+                runs.append(
+                    {
+                        "arm": "scoring",
+                        "ratio": None,
+                        "repeat": repeat,
+                        "world_size": 1,
+                        "tokens_per_second": meta["tokens_per_second"],
+                        "peak_memory_mb": _peak_memory_mb(dev),
+                    }
+                )
+            barrier(world)
             for ratio in ratios:
                 run = work / f"ratio-{ratio}-{repeat}"
                 cfg = TrainConfig(
@@ -272,25 +249,28 @@ def benchmark(
                 )
                 _reset_peak(dev)
                 start = time.perf_counter()
-                trainer = _SelectionTimedTrainer(cfg, warmup_steps=log_every)
+                trainer = Trainer(cfg)
                 trainer.run()
-                tps = _steady_tokens_per_second(trainer.metrics)
-                step_seconds = (steps - log_every) * trainer.tokens_per_step / tps
+                tps, share = _steady(trainer.metrics)
                 runs.append(
                     {
                         "arm": "training",
                         "ratio": ratio,
                         "repeat": repeat,
-                        "world_size": 1,
-                        "tokens_per_second": tps,
+                        "world_size": world.size,
+                        "tokens_per_second": tps / world.size,
                         "peak_memory_mb": _peak_memory_mb(dev),
-                        "selection_share": trainer.selection_timer.seconds() / step_seconds,
                         "wall_s": time.perf_counter() - start,
                         "final_loss_all": trainer.metrics[-1]["loss_all"],
+                        **({"selection_share": share} if share is not None else {}),
                     }
                 )
-        if compare_cpu and dev.type != "cpu":
+        if compare_cpu and dev.type != "cpu" and world.is_main:
             result["vs_cpu"] = _compare_with_cpu(work, score_batch_size)
+        barrier(world)
+        if not world.is_main:
+            return None
+        tmp.cleanup()
     result["summary"] = summarise(result)
     return result
 
@@ -308,33 +288,30 @@ def _compare_with_cpu(work: Path, score_batch_size: int) -> dict:
 
 
 def summarise(result: dict) -> list[dict]:
-    """One row per arm and world size: tokens/s per device and its spread over the repeats, MFU of the
-    median, the ratio to CLM (training) or to CLM training (scoring) from runs of the same repeat,
-    selection share and the largest peak memory."""
+    """One row per arm: tokens/s per device and its spread over the repeats, MFU of the median, the ratio
+    to CLM (training) or to CLM training (scoring, on one device) from runs of the same repeat, selection
+    share and the largest peak memory."""
     runs, peak = result["runs"], result["peak_tflops"]
     flops = result["flops_per_token"]
+    clm = {r["repeat"]: r["tokens_per_second"] for r in runs if r["arm"] == "training" and r["ratio"] == 1.0}
     rows = []
-    for world_size in sorted({r["world_size"] for r in runs}):
-        mine = [r for r in runs if r["world_size"] == world_size]
-        clm = {r["repeat"]: r["tokens_per_second"] for r in mine if r["arm"] == "training" and r["ratio"] == 1.0}
-        arms = dict.fromkeys((r["arm"], r["ratio"]) for r in mine)
-        for arm, ratio in arms:
-            same = [r for r in mine if r["arm"] == arm and r["ratio"] == ratio]
-            tps = _spread([r["tokens_per_second"] for r in same])
-            per_token = flops["forward" if arm == "scoring" else "training"]
-            shares = [r["selection_share"] for r in same if "selection_share" in r]
-            rows.append(
-                {
-                    "arm": arm,
-                    "ratio": ratio,
-                    "world_size": world_size,
-                    "tokens_per_second": tps,
-                    "mfu": tps["median"] * per_token / (peak * 1e12) if peak else None,
-                    "vs_clm_training": _spread([r["tokens_per_second"] / clm[r["repeat"]] for r in same]),
-                    "selection_share": _spread(shares) if shares and ratio != 1.0 else None,
-                    "peak_memory_mb": max(r["peak_memory_mb"] for r in same),
-                }
-            )
+    for arm, ratio in dict.fromkeys((r["arm"], r["ratio"]) for r in runs):
+        same = [r for r in runs if r["arm"] == arm and r["ratio"] == ratio]
+        tps = _spread([r["tokens_per_second"] for r in same])
+        per_token = flops["forward" if arm == "scoring" else "training"]
+        shares = [r["selection_share"] for r in same if "selection_share" in r]
+        rows.append(
+            {
+                "arm": arm,
+                "ratio": ratio,
+                "world_size": same[0]["world_size"],
+                "tokens_per_second": tps,
+                "mfu": tps["median"] * per_token / (peak * 1e12) if peak else None,
+                "vs_clm_training": _spread([r["tokens_per_second"] / clm[r["repeat"]] for r in same]),
+                "selection_share": _spread(shares) if shares and ratio != 1.0 else None,
+                "peak_memory_mb": max(r["peak_memory_mb"] for r in same),
+            }
+        )
     return rows
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -206,9 +207,10 @@ def cmd_benchmark(args) -> None:
     from slm.io import atomic_write_json
 
     result = benchmark(args.tokenizer, args.files, **args.spec)
-    print(format_result(result))
-    if args.out:
-        atomic_write_json(Path(args.out), result)
+    if result is not None:  # rank 0 (one process, or under torchrun)
+        print(format_result(result))
+        if args.out:
+            atomic_write_json(Path(args.out), result)
 
 
 def cmd_loss_memory(args) -> None:
@@ -354,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # Under torchrun every rank runs this; rank 0 alone logs progress.
+    level = logging.INFO if int(os.environ.get("RANK", 0)) == 0 else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
     args.func(args)
     return 0

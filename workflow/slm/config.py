@@ -9,13 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 from slm.data.sources import check_mixture, mixture_files
-from slm.resources import check_resources
+from slm.launch import BatchSplitError, split_batch
+from slm.resources import check_resources, stage_resources
 
 # The datasets a trained tokenizer learns from; validation (only scored) and tir (fine-tuning data
 # of Table 2) are one shard each and leave the tokenizer, and so every other result, unchanged.
 TOKENIZER_DATASETS = ("high_quality", "corpus", "pretrain")
 SINGLE_SHARD_DATASETS = ("validation", "tir")
 DATASETS = TOKENIZER_DATASETS + SINGLE_SHARD_DATASETS
+# The stage that trains each optimisation section (the base models' pretrain sections: pretrain_base).
+TRAINING_STAGE = {"reference": "train_reference", "training": "train", "tool_integrated.training": "sft_tir"}
 # Models Table 2 fine-tunes besides the runs: the controls, with the same recipe.
 TIR_CONTROLS = ("base", "reference")
 SELECTION_DEFAULTS = {"score_fn": "excess", "unit": "batch", "weighting": "hard", "temperature": 1.0}
@@ -101,14 +104,19 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
     training = config["training"]
     sections = {"reference": reference, "training": training, "base_model.pretrain": base.get("pretrain")}
     sections.update({f"base_models.{name}.pretrain": extra.get("pretrain") for name, extra in extra_bases.items()})
+    sections["tool_integrated.training"] = (config.get("tool_integrated") or {}).get("training")
     for group, section in sections.items():
         if section is None or (group == "reference" and "path" in section):
             continue  # a given reference model (reference.path) is not trained
         if ("max_tokens" in section) == ("epochs" in section):
             _fail(group, "give exactly one of max_tokens and epochs")
-        micro = section.get("micro_batch_size")
-        if micro and section.get("batch_size", micro) % micro:
-            _fail(f"{group}.micro_batch_size", f"must divide batch_size {section.get('batch_size')}")
+        # The batch splits over the stage's ranks as the trainer will split it (slm.launch.split_batch).
+        stage = TRAINING_STAGE.get(group, "pretrain_base")
+        ranks = stage_resources(config, stage).world_size
+        try:
+            split_batch(section.get("batch_size", 16), section.get("micro_batch_size"), ranks)
+        except BatchSplitError as err:
+            _fail(f"{group}.{err.key}", f"{err.why} (resources.{stage})")
     budget = training.get("max_tokens")
     for tokens in training.get("checkpoints", []):
         if budget is not None and tokens >= budget:
@@ -146,8 +154,6 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
                 "tool_integrated",
                 "the tool-executing evaluation runs on the generated held-out problems (data.generator)",
             )
-        if ("max_tokens" in tir["training"]) == ("epochs" in tir["training"]):
-            _fail("tool_integrated.training", "give exactly one of max_tokens and epochs")
     for key, why in check_resources(config):
         _fail(key, why)
     if "local_tasks" in evaluation and generator is None:

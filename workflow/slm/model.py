@@ -78,10 +78,13 @@ def init_model(
     return n_params
 
 
-def save_model(model, tokenizer, out_dir: str | Path, extra_files: dict[str, str] | None = None) -> None:
-    """Save a plain transformers model directory (safetensors + config + tokenizer), atomically."""
+def save_model(
+    model, tokenizer, out_dir: str | Path, extra_files: dict[str, str] | None = None, state_dict: dict | None = None
+) -> None:
+    """Save a plain transformers model directory (safetensors + config + tokenizer), atomically; with
+    ``state_dict``, those weights (e.g. the gathered weights of a sharded model) instead of the model's."""
     with atomic_path(out_dir) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp, safe_serialization=True, state_dict=state_dict)
         tokenizer.save_pretrained(tmp)
         for name, text in (extra_files or {}).items():
             (tmp / name).write_text(text, encoding="utf-8")

@@ -1,12 +1,17 @@
 """The one trainer: causal LM training with optional token selection (SLM). CLM is ratio 1.0.
 
 Used for every training stage: the base model's brief pretraining, the reference model's fine-tuning
-on high-quality data, and the SLM / CLM continual-pretraining runs. The full training state is saved
-atomically every ``save_every`` steps, and a rerun resumes from it.
+on high-quality data, and the SLM / CLM continual-pretraining runs. It runs on any number of processes
+(``torchrun``; one process: ``python -m slm train``) with the same code path (``slm.distributed``): rank
+r trains on its contiguous share of each optimizer batch, and the selection ranks the per-token scores
+of the whole batch, gathered from every rank, so a run selects the same tokens and takes the same
+steps at any world size. The full training state is saved atomically every ``save_every`` steps, and
+a rerun resumes from it, on any number of ranks.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -15,14 +20,35 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.distributed.fsdp import FSDPModule
 
 from slm.data.packed import PackedCorpus
+from slm.distributed import (
+    World,
+    barrier,
+    clip_grad_norm,
+    compile_blocks,
+    fits_one_device,
+    full_state_dict,
+    gather_rows,
+    load_sharded,
+    needs_sharding,
+    process_group,
+    rank_device,
+    save_sharded,
+    set_gradient_sync,
+    shard_model,
+    sum_over_ranks,
+)
 from slm.io import atomic_path
+from slm.launch import BatchSplitError, split_batch
 from slm.model import PRECISIONS, load_model, per_token_losses, resolve_device, save_model
 from slm.score import open_scores
 from slm.selection import (
@@ -38,9 +64,22 @@ from slm.selection import (
 
 log = logging.getLogger(__name__)
 
-STATE_FILE = "state.pt"
+# A saved state is the directory state_dir/step-NNNNNNNNN: the DCP shards of the model and optimizer
+# and TRAINER_FILE (step, counters, metrics, scheduler, RNG, fingerprint). It appears under that name
+# only once every rank has written it, so the newest such directory is always complete.
+STATE_PREFIX = "step-"
+TRAINER_FILE = "trainer.pt"
 # Fields that do not change the trained weights, so a resumed run may differ in them.
-_NOT_FINGERPRINTED = {"out_dir", "state_dir", "checkpoint_dir", "save_every", "log_every", "threads"}
+_NOT_FINGERPRINTED = {
+    "out_dir",
+    "state_dir",
+    "checkpoint_dir",
+    "save_every",
+    "log_every",
+    "threads",
+    "reshard_after_forward",
+    "compile",
+}
 
 
 @dataclass
@@ -75,6 +114,12 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "fp32"
     threads: int | None = None
+    # Keep each layer's parameters gathered from its forward to its backward pass (False: DDP-like,
+    # for models that fit one device) or shard them again after the forward (True: less memory, one
+    # more all-gather per layer). None: False when the model fits one device (slm.distributed.FIT_SHARE).
+    reshard_after_forward: bool | None = None
+    # Compile each decoder layer with torch.compile (faster on GPUs; needs a C++ compiler on the CPU).
+    compile: bool = False
 
     @classmethod
     def from_dict(cls, spec: dict) -> TrainConfig:
@@ -88,7 +133,7 @@ class TrainConfig:
         relevant = {k: v for k, v in dataclasses.asdict(self).items() if k not in _NOT_FINGERPRINTED}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
-    def validate(self) -> None:
+    def validate(self, world_size: int = 1) -> None:
         def bad(key: str, why: str):
             raise ValueError(f"training option {key!r}: {why}")
 
@@ -104,9 +149,10 @@ class TrainConfig:
             bad("score_fn", f"must be one of {SCORE_FUNCTIONS}, got {self.score_fn!r}")
         if self.batch_size < 1:
             bad("batch_size", f"must be positive, got {self.batch_size}")
-        micro = self.micro_batch_size or self.batch_size
-        if micro < 1 or self.batch_size % micro:
-            bad("micro_batch_size", f"must divide batch_size {self.batch_size}, got {micro}")
+        try:
+            split_batch(self.batch_size, self.micro_batch_size, world_size)
+        except BatchSplitError as err:
+            bad(err.key, err.why)
         if (self.max_tokens is None) == (self.epochs is None):
             bad("max_tokens", "give exactly one of max_tokens and epochs")
         if self.lr <= 0:
@@ -126,6 +172,12 @@ class TrainConfig:
         return self.ratio < 1.0 or self.weighting == "soft"
 
     @property
+    def ranks_batch(self) -> bool:
+        """Whether the weights depend on the whole batch's scores (every unit but a hard per-sequence
+        top-k): they are then computed from the scores of every rank."""
+        return self.selective and (self.unit != "sequence" or self.weighting == "soft")
+
+    @property
     def needs_scores(self) -> bool:
         return self.selective and self.score_fn in ("excess", "reference")
 
@@ -143,7 +195,10 @@ def lr_lambda(total_steps: int, warmup_steps: int, min_ratio: float):
 
 
 class BatchSampler:
-    """Deterministic shuffled order of sequences, a fresh permutation every epoch, indexed by step."""
+    """Deterministic shuffled order of sequences, a fresh permutation every epoch, indexed by step.
+
+    This is the order of the global batch; each rank trains on a contiguous share of it.
+    """
 
     def __init__(self, n_sequences: int, batch_size: int, seed: int):
         self.n, self.batch_size, self.seed = n_sequences, batch_size, seed
@@ -160,11 +215,74 @@ class BatchSampler:
 
 
 @dataclass
-class StepStats:
+class Batch:
+    """One rank's share of an optimizer batch."""
+
+    ids: torch.Tensor
+    """token ids [share, length]"""
+    kinds: torch.Tensor
+    """span kind of each token [share, length]"""
+    ref: torch.Tensor | None = None
+    """stored reference loss of each token [share, length] (runs with scores)"""
+    docs: torch.Tensor | None = None
+    """document fragment ids of the whole global batch [batch, length] (unit document)"""
+
+
+class BatchLoader:
+    """This rank's share of each step's batch, read from the memory-mapped shards in a background
+    thread one step ahead of the training loop (into pinned memory for a GPU), then copied to the device."""
+
+    def __init__(self, trainer: Trainer):
+        self.corpus, self.sampler, self.device = trainer.corpus, trainer.sampler, trainer.device
+        self.rows = trainer.world.rows(trainer.share)
+        self.families = [[s.tokens for s in self.corpus.shards], [s.kinds for s in self.corpus.shards]]
+        if trainer.scores:
+            self.families.append(trainer.scores)
+        documents = trainer.cfg.ranks_batch and trainer.cfg.unit == "document" and trainer.cfg.weighting == "hard"
+        self.eos_id = trainer.eos_id if documents else None
+
+    def read(self, step: int) -> list[torch.Tensor | None]:
+        """The step's arrays on the host: ids, kinds, reference losses (or None), document ids (or None)."""
+        indices = self.sampler.batch(step)
+        arrays = self.corpus.gather(indices[self.rows], self.families)
+        host = [torch.from_numpy(arrays[0].astype(np.int64)), torch.from_numpy(arrays[1].astype(np.int64))]
+        host.append(torch.from_numpy(arrays[2].astype(np.float32)) if len(arrays) > 2 else None)
+        if self.eos_id is not None:
+            tokens = self.corpus.gather(indices, self.families[:1])[0]
+            host.append(document_ids(torch.from_numpy(tokens.astype(np.int64)), self.eos_id))
+        else:
+            host.append(None)
+        if self.device.type == "cuda":
+            host = [t.pin_memory() if t is not None else None for t in host]
+        return host
+
+    def to_device(self, host: list[torch.Tensor | None]) -> Batch:
+        moved = [t.to(self.device, non_blocking=True) if t is not None else None for t in host]
+        return Batch(*moved)
+
+    def load(self, step: int) -> Batch:
+        return self.to_device(self.read(step))
+
+    def __call__(self, steps: range) -> Iterator[Batch]:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-loader") as pool:
+            pending = pool.submit(self.read, steps.start) if len(steps) else None
+            for step in steps:
+                host = pending.result()
+                if step + 1 < steps.stop:
+                    pending = pool.submit(self.read, step + 1)
+                yield self.to_device(host)
+
+
+@dataclass
+class StepTotals:
+    """A step's sums over every token of the global batch."""
+
     loss_selected_sum: float = 0.0
     loss_unselected_sum: float = 0.0
     n_valid: int = 0
     n_selected: int = 0
+    weight_sum: float = 0.0
+    weight_sq_sum: float = 0.0
 
     def as_log(self) -> dict:
         unselected = self.n_valid - self.n_selected
@@ -175,10 +293,71 @@ class StepStats:
             "selected_fraction": self.n_selected / max(1, self.n_valid),
         }
 
+    @property
+    def effective_sample_size(self) -> float:
+        """(sum w)^2 / sum w^2 of the token weights: how many tokens a soft-weighted batch is worth."""
+        return self.weight_sum**2 / self.weight_sq_sum if self.weight_sq_sum else 0.0
+
+
+class StepStats:
+    """A step's sums over this rank's tokens, kept on the device: no host sync per micro-batch."""
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(len(dataclasses.fields(StepTotals)), dtype=torch.float64, device=device)
+
+    def add(self, losses: torch.Tensor, weights: torch.Tensor, valid: torch.Tensor) -> None:
+        losses = losses.detach().nan_to_num(0.0)
+        unselected = valid & (weights == 0)
+        parts = [
+            (losses * weights).sum(),
+            torch.where(unselected, losses, 0.0).sum(),
+            valid.sum(),
+            (weights > 0).sum(),
+            weights.sum(),
+            (weights * weights).sum(),
+        ]
+        self.sums += torch.stack([p.double() for p in parts])
+
+    def total(self, world: World) -> StepTotals:
+        """The sums over all ranks (a collective, and a host sync)."""
+        values = sum_over_ranks(self.sums, world).tolist()
+        return StepTotals(values[0], values[1], round(values[2]), round(values[3]), values[4], values[5])
+
+
+class RegionTimer:
+    """Time spent in a region of the step, summed until read: CUDA events on a GPU (no sync before the
+    read), wall time on the CPU."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.seconds, self.events = 0.0, []
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self.events.append((start, end))
+        else:
+            begin = time.perf_counter()
+            yield
+            self.seconds += time.perf_counter() - begin
+
+    def read(self) -> float:
+        """Seconds spent in the region since the last read."""
+        if self.events:
+            torch.cuda.synchronize()
+            self.seconds += sum(start.elapsed_time(end) for start, end in self.events) / 1000
+        seconds, self.seconds, self.events = self.seconds, 0.0, []
+        return seconds
+
 
 class Trainer:
     def __init__(self, cfg: TrainConfig):
-        cfg.validate()
+        self.world = World.from_env()
+        cfg.validate(self.world.size)
         self.cfg = cfg
         self.corpus = PackedCorpus(cfg.data)
         self.seq_len = self.corpus.seq_len
@@ -203,134 +382,187 @@ class Trainer:
             self.checkpoint_steps[math.ceil(tokens / self.tokens_per_step)] = tokens
         self.sampler = BatchSampler(len(self.corpus), cfg.batch_size, cfg.seed)
         self.eos_id = self.corpus.shards[0].index["eos_id"]
-        self.device = resolve_device(cfg.device)
-        kind_names = self.corpus.kind_names
-        self.kind_names = kind_names
-        self.counters = {
-            "tokens_seen": 0,
-            "tokens_loss_bearing": 0,
-            "tokens_selected": 0,
-            "kind_seen": [0] * len(kind_names),
-            "kind_selected": [0] * len(kind_names),
-        }
+        self.device = rank_device(resolve_device(cfg.device), self.world)
+        if self.device.type not in ("cpu", "cuda"):
+            raise ValueError(f"training option 'device': {cfg.device!r}; training runs on 'cpu' or 'cuda'")
+        self.share, self.micro = split_batch(cfg.batch_size, cfg.micro_batch_size, self.world.size)
+        # Loss-bearing tokens: all but the first of each sequence. The loss normaliser follows from it
+        # before any forward pass: the number of selected tokens (hard selection) or of loss-bearing
+        # tokens (soft weights average 1), over the global batch.
+        self.global_valid = torch.ones(cfg.batch_size, self.seq_len, dtype=torch.bool, device=self.device)
+        self.global_valid[:, 0] = False
+        self.valid = self.global_valid[self.world.rows(self.share)]
+        per_sequence = self.seq_len - 1
+        if not cfg.selective or cfg.weighting == "soft":
+            self.normaliser = cfg.batch_size * per_sequence
+        elif cfg.unit == "sequence":
+            self.normaliser = cfg.batch_size * n_selected(per_sequence, cfg.ratio)
+        else:
+            self.normaliser = n_selected(cfg.batch_size * per_sequence, cfg.ratio)
+        self.kind_names = self.corpus.kind_names
+        # Token counts of this rank since the start of the run (a resumed run's earlier counts on rank 0):
+        # loss-bearing, selected, then per span kind loss-bearing and selected. Read by _counters.
+        self.tallies = torch.zeros(2 + 2 * len(self.kind_names), dtype=torch.int64, device=self.device)
+        self.selection_timer = RegionTimer(self.device)
+        self.model = None
+        self.reshard_after_forward = bool(cfg.reshard_after_forward)
 
     # -- one optimizer step ------------------------------------------------------------------
     def _forward_losses(self, ids: torch.Tensor) -> torch.Tensor:
         # No autocast: with precision bf16, FSDP2's MixedPrecisionPolicy (slm.model.fsdp_mixed_precision)
-        # gives the forward bf16 parameters, the weights the scorer computes with.
+        # gives the forward bf16 parameters, the weights the scorer computes with. Under FSDP the loss
+        # runs as a forward method of the root module, which gathers the root's parameters (shard_model).
+        if isinstance(self.model, FSDPModule):
+            return self.model.per_token_losses(ids)
         return per_token_losses(self.model, ids)
 
-    def _weights(self, scores: torch.Tensor, valid: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+    def _weights(self, scores: torch.Tensor, valid: torch.Tensor, docs: torch.Tensor | None) -> torch.Tensor:
         """Per-token loss weights: 0/1 for hard selection, softmax weights for soft reweighting."""
         cfg = self.cfg
         if cfg.weighting == "soft":
             return soft_weights(scores, valid, cfg.temperature)
-        docs = document_ids(ids, self.eos_id) if cfg.unit == "document" else None
         return select_tokens(scores, valid, cfg.ratio, cfg.unit, docs).float()
 
-    def train_step(self, step: int, ids: torch.Tensor, ref: torch.Tensor | None) -> tuple[StepStats, torch.Tensor]:
-        """Forward/backward over the optimizer batch; returns stats and the selection mask."""
-        cfg = self.cfg
-        micro = cfg.micro_batch_size or cfg.batch_size
-        valid = torch.ones_like(ids, dtype=torch.bool)
-        valid[:, 0] = False
-        generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step) if cfg.score_fn == "random" else None
-        # The loss normaliser is known before any forward pass: the number of selected tokens
-        # (hard selection) or of loss-bearing tokens (soft weights average 1).
-        if not cfg.selective or cfg.weighting == "soft":
-            normaliser = int(valid.sum())
-        elif cfg.unit == "sequence":
-            normaliser = sum(n_selected(int(v.sum()), cfg.ratio) for v in valid)
-        else:
-            normaliser = n_selected(int(valid.sum()), cfg.ratio)
+    def _random_scores(self, step: int) -> torch.Tensor:
+        """Scores of ``score_fn: random``: one draw for the global batch, the same on every rank."""
+        generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + step)
+        shape = (self.cfg.batch_size, self.seq_len)
+        return token_scores("random", torch.empty(shape), None, generator).to(self.device)
 
-        weights = None
+    def _batch_weights(self, current: torch.Tensor, batch: Batch, random: torch.Tensor | None) -> torch.Tensor:
+        """This rank's share of weights ranked over the global batch: the scores of every rank are
+        gathered, the selection runs on the whole batch as in one process, each rank keeps its rows."""
+        with self.selection_timer():
+            if random is not None:
+                scores = random
+            else:
+                scores = gather_rows(token_scores(self.cfg.score_fn, current, batch.ref).float(), self.world)
+            weights = self._weights(scores, self.global_valid, batch.docs)
+        return weights[self.world.rows(self.share)]
+
+    def train_step(self, step: int, batch: Batch) -> tuple[StepStats, torch.Tensor]:
+        """Forward/backward over this rank's share of the optimizer batch; returns the step's stats
+        (on the device) and the share's selection mask."""
+        cfg = self.cfg
+        micro, ids, valid = self.micro, batch.ids, self.valid
+        random = self._random_scores(step) if cfg.selective and cfg.score_fn == "random" else None
         chunks = range(0, ids.shape[0], micro)
-        if cfg.selective and (cfg.unit != "sequence" or cfg.weighting == "soft") and len(chunks) > 1:
+        weights = None
+        if cfg.ranks_batch and len(chunks) > 1:
             # Exact batch-level ranking under gradient accumulation: every micro-batch's current
             # losses are needed before any backward pass, so take them in a no-grad pass first.
             with torch.no_grad():
                 current = torch.cat([self._forward_losses(ids[i : i + micro]) for i in chunks])
-            weights = self._weights(token_scores(cfg.score_fn, current, ref, generator), valid, ids)
+            weights = self._batch_weights(current, batch, random)
 
-        stats = StepStats()
+        stats = StepStats(self.device)
         masks = []
-        for i in chunks:
+        for n, i in enumerate(chunks):
             mb = slice(i, i + micro)
+            # Reduce gradients once per step unless the parameters are resharded after each forward.
+            set_gradient_sync(self.model, n == len(chunks) - 1 or self.reshard_after_forward)
             losses = self._forward_losses(ids[mb])
             if weights is not None:
                 mb_weights = weights[mb]
             elif not cfg.selective:
                 mb_weights = valid[mb].float()
-            else:
-                mb_ref = ref[mb] if ref is not None else None
-                mb_scores = token_scores(cfg.score_fn, losses.detach(), mb_ref, generator)
-                mb_weights = self._weights(mb_scores, valid[mb], ids[mb])
-            # Weighted sum over the optimizer batch / the normaliser: for hard selection the mean
-            # over the selected tokens, and unselected tokens (weight 0) get no gradient.
-            loss = (losses.nan_to_num(0.0) * mb_weights).sum() / normaliser
+            elif cfg.ranks_batch:  # one micro-batch: this rank's whole share
+                mb_weights = self._batch_weights(losses.detach(), batch, random)
+            else:  # hard top-k within each sequence: no other sequence is needed
+                mb_random = random[self.world.rows(self.share)][mb] if random is not None else None
+                mb_ref = batch.ref[mb] if batch.ref is not None else None
+                mb_scores = mb_random if mb_random is not None else token_scores(cfg.score_fn, losses.detach(), mb_ref)
+                mb_weights = select_tokens(mb_scores, valid[mb], cfg.ratio, "sequence").float()
+            # Weighted sum over this rank's tokens / the global normaliser: summed over ranks (FSDP
+            # sums the gradients), the mean over the batch's selected tokens, and unselected tokens
+            # (weight 0) get no gradient.
+            loss = (losses.nan_to_num(0.0) * mb_weights).sum() / self.normaliser
             loss.backward()
-            mb_mask = mb_weights > 0
-            detached = losses.detach()
-            stats.loss_selected_sum += float((detached.nan_to_num(0.0) * mb_weights).sum())
-            stats.loss_unselected_sum += float(detached[valid[mb] & ~mb_mask].sum())
-            stats.n_valid += int(valid[mb].sum())
-            stats.n_selected += int(mb_mask.sum())
-            masks.append(mb_mask)
+            stats.add(losses, mb_weights, valid[mb])
+            masks.append(mb_weights > 0)
         return stats, torch.cat(masks)
 
-    def _count(self, stats: StepStats, mask: torch.Tensor, kinds: torch.Tensor) -> None:
-        """Add a step's token counts, overall and per span kind, to the run's counters."""
-        c = self.counters
-        c["tokens_seen"] += mask.numel()
-        c["tokens_loss_bearing"] += stats.n_valid
-        c["tokens_selected"] += stats.n_selected
-        valid = torch.ones_like(mask)
-        valid[:, 0] = False
-        for key, chosen in (("kind_seen", valid), ("kind_selected", mask)):
-            counts = torch.bincount(kinds[chosen], minlength=len(self.kind_names)).tolist()
-            c[key] = [a + b for a, b in zip(c[key], counts)]
+    def _count(self, mask: torch.Tensor, kinds: torch.Tensor) -> None:
+        """Add a step's token counts of this rank, overall and per span kind, on the device."""
+        n_kinds = len(self.kind_names)
+        flat_kinds = kinds.reshape(-1)
+        for offset, chosen in ((2, self.valid), (2 + n_kinds, mask)):
+            self.tallies[offset : offset + n_kinds].scatter_add_(0, flat_kinds, chosen.reshape(-1).long())
+        self.tallies[0] += self.valid.sum()
+        self.tallies[1] += mask.sum()
+
+    def _counters(self, steps: int) -> dict:
+        """The run's token counts over all ranks after ``steps`` steps (a collective)."""
+        tallies = sum_over_ranks(self.tallies, self.world).tolist()
+        n_kinds = len(self.kind_names)
+        return {
+            "tokens_seen": steps * self.tokens_per_step,
+            "tokens_loss_bearing": tallies[0],
+            "tokens_selected": tallies[1],
+            "kind_seen": tallies[2 : 2 + n_kinds],
+            "kind_selected": tallies[2 + n_kinds :],
+        }
 
     # -- state ---------------------------------------------------------------------------------
-    def _state_path(self) -> Path:
-        return Path(self.cfg.state_dir) / STATE_FILE
+    def _state_dirs(self) -> list[Path]:
+        """The complete saved states, oldest first."""
+        return sorted(Path(self.cfg.state_dir).glob(f"{STATE_PREFIX}*[0-9]"))
 
     def _staged_checkpoint(self, tokens: int) -> Path:
         return Path(self.cfg.state_dir) / "checkpoints" / f"tokens-{tokens}"
 
     def _save_state(self, step: int) -> None:
-        state = {
+        """Every rank writes its shards into a temporary directory; once all have, rank 0 adds the
+        trainer's own state and renames the directory to its final name, then drops older states."""
+        final = Path(self.cfg.state_dir) / f"{STATE_PREFIX}{step:09d}"
+        tmp = final.with_name(f".{final.name}.tmp")
+        if self.world.is_main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        barrier(self.world)
+        save_sharded(tmp, self.model, self.optimizer)
+        trainer_state = {
             "fingerprint": self.cfg.fingerprint(),
             "step": step,
-            "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
+            "counters": self._counters(step),
             "scheduler": self.scheduler.state_dict(),
-            "counters": self.counters,
-            "torch_rng": torch.get_rng_state(),
             "metrics": self.metrics,
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None,
         }
-        with atomic_path(self._state_path()) as tmp:
-            torch.save(state, tmp)
+        if self.world.is_main:
+            torch.save(trainer_state, tmp / TRAINER_FILE)
+            os.replace(tmp, final)
+            for old in self._state_dirs():
+                if old != final:
+                    shutil.rmtree(old)
+        barrier(self.world)
 
     def _load_state(self) -> int:
-        path = self._state_path()
-        if not path.is_file():
+        states = self._state_dirs()
+        if not states:
+            if (Path(self.cfg.state_dir) / "state.pt").is_file():
+                log.warning("ignoring %s: a training state in an older format", Path(self.cfg.state_dir) / "state.pt")
             return 0
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        path = states[-1]
+        state = torch.load(path / TRAINER_FILE, weights_only=False)
         if state.get("fingerprint") != self.cfg.fingerprint():
             log.warning("ignoring saved state %s: it belongs to a different training configuration", path)
             return 0
-        self.model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        load_sharded(path, self.model, self.optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
-        self.counters = state["counters"]
         self.metrics = state["metrics"]
+        c = state["counters"]
+        if self.world.is_main:  # the counts so far, once: the tallies are summed over ranks
+            saved = [c["tokens_loss_bearing"], c["tokens_selected"], *c["kind_seen"], *c["kind_selected"]]
+            self.tallies.copy_(torch.tensor(saved, dtype=torch.int64))
         torch.set_rng_state(state["torch_rng"])
-        log.info("resumed from %s at step %d/%d", path, state["step"], self.total_steps)
+        if state["cuda_rng"] is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"], self.device)
+        log.info("resumed from %s at step %d/%d on %d rank(s)", path, state["step"], self.total_steps, self.world.size)
         return state["step"]
 
     def _stats(self, step: int, tokens_per_second: float) -> dict:
-        c = self.counters
+        c = self._counters(step)
         return {
             "run": Path(self.cfg.out_dir).parent.name,
             "ratio": self.cfg.ratio,
@@ -347,45 +579,75 @@ class Trainer:
                 for i, name in enumerate(self.kind_names)
             },
             "tokens_per_second": tokens_per_second,
+            "world_size": self.world.size,
             "init_model": self.cfg.init_model,
             "reference_model": self.cfg.reference_model,
         }
 
-    def _save_model(self, out_dir: str | Path, step: int, tokens_per_second: float) -> None:
+    def _save_model(self, out_dir: str | Path, step: int, tokens_per_second: float) -> dict:
+        """Rank 0 writes a plain transformers model directory of the full weights (all ranks call this)."""
         stats = self._stats(step, tokens_per_second)
-        metrics = "".join(json.dumps(m) + "\n" for m in self.metrics)
-        save_model(
-            self.model,
-            self.tokenizer,
-            out_dir,
-            extra_files={"train_stats.json": json.dumps(stats, indent=2) + "\n", "metrics.jsonl": metrics},
-        )
+        weights = full_state_dict(self.model)
+        if self.world.is_main:
+            metrics = "".join(json.dumps(m) + "\n" for m in self.metrics)
+            save_model(
+                self.model,
+                self.tokenizer,
+                out_dir,
+                extra_files={"train_stats.json": json.dumps(stats, indent=2) + "\n", "metrics.jsonl": metrics},
+                state_dict=weights,
+            )
+        barrier(self.world)
+        return stats
 
     # -- the loop ------------------------------------------------------------------------------
-    def run(self, interrupt_at_step: int | None = None) -> dict:
+    def _setup(self) -> None:
         cfg = self.cfg
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        self.model, self.tokenizer = load_model(cfg.init_model, self.device)
-        self.model.train()
+        model, self.tokenizer = load_model(cfg.init_model, self.device)
+        model.set_attn_implementation("sdpa")
+        model.train()
+        self.reshard_after_forward = (
+            cfg.reshard_after_forward
+            if cfg.reshard_after_forward is not None
+            else not fits_one_device(model, self.device)
+        )
+        if cfg.compile:
+            compile_blocks(model)
+        if needs_sharding(self.world.size, cfg.precision):
+            model = shard_model(
+                model, self.device, precision=cfg.precision, reshard_after_forward=self.reshard_after_forward
+            )
+        self.model = model
+        self.parameters = list(self.model.parameters())
         self.optimizer = torch.optim.AdamW(
-            self.model.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
+            self.parameters, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), weight_decay=cfg.weight_decay
         )
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, lr_lambda(self.total_steps, cfg.warmup_steps, cfg.min_lr_ratio)
         )
         self.metrics: list[dict] = []
+
+    def run(self, interrupt_at_step: int | None = None) -> dict:
+        if self.cfg.threads:
+            torch.set_num_threads(max(1, self.cfg.threads // self.world.local_size))
+        with process_group(self.device, self.world):
+            self._setup()
+            return self._loop(interrupt_at_step)
+
+    def _loop(self, interrupt_at_step: int | None) -> dict:
+        cfg = self.cfg
         start_step = self._load_state()
-        token_families = [[s.tokens for s in self.corpus.shards], [s.kinds for s in self.corpus.shards]]
-        if self.scores:
-            token_families.append(self.scores)
         log.info(
-            "training %s from %s: %d steps x %d tokens, ratio %.2f (%s, %s), %d sequences of %d",
+            "training %s from %s: %d steps x %d tokens on %d rank(s) (%d sequences each, micro-batch %d), "
+            "ratio %.2f (%s, %s), %d sequences of %d",
             cfg.out_dir,
             cfg.init_model,
             self.total_steps,
             self.tokens_per_step,
+            self.world.size,
+            self.share,
+            self.micro,
             cfg.ratio,
             cfg.unit,
             cfg.score_fn,
@@ -394,46 +656,51 @@ class Trainer:
         )
         window_start, window_tokens = time.perf_counter(), 0
         run_start, run_tokens = window_start, 0
-        for step in range(start_step, self.total_steps):
+        steps = range(start_step, self.total_steps)
+        for step, batch in zip(steps, BatchLoader(self)(steps)):
             if interrupt_at_step is not None and step == interrupt_at_step:
                 raise KeyboardInterrupt(f"interrupted at step {step} (test hook)")
-            arrays = self.corpus.gather(self.sampler.batch(step), token_families)
-            ids = torch.from_numpy(arrays[0].astype(np.int64)).to(self.device)
-            kinds = torch.from_numpy(arrays[1].astype(np.int64))
-            ref = torch.from_numpy(arrays[2].astype(np.float32)).to(self.device) if self.scores else None
-            stats, mask = self.train_step(step, ids, ref)
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            stats, mask = self.train_step(step, batch)
+            grad_norm = clip_grad_norm(self.parameters, cfg.grad_clip) if cfg.grad_clip else None
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
-
-            self._count(stats, mask.cpu(), kinds)
-            c = self.counters
-            window_tokens += ids.numel()
-            run_tokens += ids.numel()
+            self._count(mask, batch.kinds)
+            window_tokens += self.tokens_per_step
+            run_tokens += self.tokens_per_step
             done = step + 1
             if done % cfg.log_every == 0 or done == self.total_steps:
+                totals = stats.total(self.world)
+                selection_seconds = self.selection_timer.read()
                 now = time.perf_counter()
                 tokens_per_second = window_tokens / (now - window_start)
                 entry = {
                     "step": done,
-                    "tokens_seen": c["tokens_seen"],
+                    "tokens_seen": done * self.tokens_per_step,
                     "lr": self.scheduler.get_last_lr()[0],
-                    **stats.as_log(),
+                    **totals.as_log(),
                     "tokens_per_second": tokens_per_second,
                 }
+                if grad_norm is not None:
+                    entry["grad_norm"] = grad_norm.item()
+                if cfg.ranks_batch:  # the gather and the ranking, as a share of the window's time
+                    entry["selection_share"] = selection_seconds / (now - window_start)
+                if cfg.weighting == "soft":
+                    entry["effective_sample_size"] = totals.effective_sample_size
                 self.metrics.append(entry)
+                extra = f" selection {entry['selection_share']:.2%} of the step" if cfg.ranks_batch else ""
+                extra += f" effective tokens {entry['effective_sample_size']:.0f}" if cfg.weighting == "soft" else ""
                 log.info(
-                    "step %d/%d tokens %d loss %.4f (selected) %.4f (unselected) all %.4f selected %.3f %.0f tok/s",
+                    "step %d/%d tokens %d loss %.4f (selected) %.4f (unselected) all %.4f selected %.3f %.0f tok/s%s",
                     done,
                     self.total_steps,
-                    c["tokens_seen"],
+                    entry["tokens_seen"],
                     entry["loss"],
                     entry["loss_unselected"],
                     entry["loss_all"],
                     entry["selected_fraction"],
                     tokens_per_second,
+                    extra,
                 )
                 window_start, window_tokens = now, 0
             run_tps = run_tokens / (time.perf_counter() - run_start)
@@ -444,12 +711,15 @@ class Trainer:
             if done % cfg.save_every == 0 and done < self.total_steps:
                 self._save_state(done)
         run_tps = run_tokens / max(1e-9, time.perf_counter() - run_start)
-        for tokens in self.checkpoint_steps.values():
-            with atomic_path(Path(cfg.checkpoint_dir) / f"tokens-{tokens}") as tmp:
-                shutil.copytree(self._staged_checkpoint(tokens), tmp, copy_function=os.link)
-        self._save_model(cfg.out_dir, self.total_steps, run_tps)
-        shutil.rmtree(cfg.state_dir, ignore_errors=True)
-        return self._stats(self.total_steps, run_tps)
+        if self.world.is_main:
+            for tokens in self.checkpoint_steps.values():
+                with atomic_path(Path(cfg.checkpoint_dir) / f"tokens-{tokens}") as tmp:
+                    shutil.copytree(self._staged_checkpoint(tokens), tmp, copy_function=os.link)
+        stats = self._save_model(cfg.out_dir, self.total_steps, run_tps)
+        if self.world.is_main:
+            shutil.rmtree(cfg.state_dir, ignore_errors=True)
+        barrier(self.world)
+        return stats
 
 
 def train(spec: dict, interrupt_at_step: int | None = None) -> dict:
