@@ -13,6 +13,8 @@ from slm.data.sources import iter_files
 from slm.model import init_model
 
 SEQ_LEN = 32
+# The tiny Llama of these tests (its tokenizer has 300 tokens).
+TINY_LLAMA = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=128)
 
 
 def _document(rng: random.Random) -> dict:
@@ -66,16 +68,7 @@ def tokenizer(tokenizer_dir):
 @pytest.fixture(scope="session")
 def base_model(workdir, tokenizer_dir) -> Path:
     out = workdir / "base"
-    init_model(
-        tokenizer_dir,
-        out,
-        hidden_size=32,
-        num_layers=2,
-        num_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        seed=0,
-    )
+    init_model(tokenizer_dir, out, **TINY_LLAMA, seed=0)
     return out
 
 

@@ -20,7 +20,7 @@ rule dynamics:
         run="|".join(RUNS),
     conda:
         "../../envs/slm.yaml"
-    threads: workflow.cores
+    threads: rule_threads("dynamics")
     resources:
         **rule_resources("dynamics"),
     params:

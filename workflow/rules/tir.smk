@@ -18,7 +18,7 @@ if TIR:
             run=one_of(TIR_RUNS),
         conda:
             "../../envs/slm.yaml"
-        threads: workflow.cores
+        threads: rule_threads("sft_tir")
         resources:
             **rule_resources("sft_tir"),
         params:
@@ -49,7 +49,7 @@ if TIR:
             run=one_of(TIR_RUNS),
         conda:
             "../../envs/slm.yaml"
-        threads: 1
+        threads: rule_threads("evaluate_tir")
         resources:
             **rule_resources("evaluate_tir"),
         params:

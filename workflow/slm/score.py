@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from slm.data.packed import PackedShard
+from slm.fingerprint import model_fingerprint
 from slm.io import atomic_path, atomic_write_json, read_json, sha256_file
 from slm.model import load_model, resolve_device, token_losses
 
@@ -19,15 +20,6 @@ ALIGNMENT = (
     "scores[i] = -log p_ref(tokens[i] | tokens[s..i-1]) where s = i - i % seq_len is the start of the "
     "packed sequence holding token i; NaN at every sequence start (no context)"
 )
-
-
-def model_fingerprint(model_dir: str | Path) -> str:
-    """Hash of a local model's weights (or the hub id when it is not a local directory)."""
-    path = Path(model_dir)
-    weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
-    if not weights:
-        return f"id:{model_dir}"
-    return "sha256:" + ",".join(sha256_file(w) for w in weights)
 
 
 def score_shard(
@@ -57,9 +49,11 @@ def score_shard(
             losses = token_losses(model(input_ids=ids).logits, ids)
             scores[rows.start * seq_len : rows.stop * seq_len] = losses.reshape(-1).cpu().numpy()
             now = time.perf_counter()
-            if now - last_log > 10 or rows.stop == n_seq:
+            if now - last_log > 10 or first == 0 or rows.stop == n_seq:
                 done = rows.stop * seq_len
-                log.info("scored %d/%d tokens (%.0f tokens/s)", done, len(scores), done / (now - start))
+                rate = done / (now - start)
+                eta = (len(scores) - done) / rate
+                log.info("scored %d/%d tokens (%.0f tokens/s, ETA %.0f s)", done, len(scores), rate, eta)
                 last_log = now
     elapsed = time.perf_counter() - start
     meta = {
@@ -77,6 +71,7 @@ def score_shard(
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         np.save(tmp / "scores.npy", scores)
+        meta["scores_sha256"] = sha256_file(tmp / "scores.npy")
         atomic_write_json(tmp / "meta.json", meta)
     log.info(
         "wrote %s: %d tokens, mean loss %.4f, %.0f tokens/s",

@@ -8,6 +8,7 @@ atomically every ``save_every`` steps, and a rerun resumes from it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ import numpy as np
 import torch
 
 from slm.data.packed import PackedCorpus
+from slm.fingerprint import changed_inputs, input_fingerprint
 from slm.io import atomic_path
 from slm.model import load_model, resolve_device, save_model, token_losses
 from slm.score import open_scores
@@ -297,9 +299,21 @@ class Trainer:
     def _staged_checkpoint(self, tokens: int) -> Path:
         return Path(self.cfg.state_dir) / "checkpoints" / f"tokens-{tokens}"
 
+    @functools.cached_property
+    def fingerprint(self) -> dict:
+        """The options and the content hashes of the inputs (slm.fingerprint) this run's state belongs to."""
+        cfg = self.cfg
+        return input_fingerprint(
+            cfg.fingerprint(),
+            init_model=cfg.init_model,
+            data=cfg.data,
+            scores=cfg.scores,
+            reference_model=cfg.reference_model,
+        )
+
     def _save_state(self, step: int) -> None:
         state = {
-            "fingerprint": self.cfg.fingerprint(),
+            "fingerprint": self.fingerprint,
             "step": step,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
@@ -314,10 +328,18 @@ class Trainer:
     def _load_state(self) -> int:
         path = self._state_path()
         if not path.is_file():
+            self._discard_staged_checkpoints()
             return 0
         state = torch.load(path, map_location=self.device, weights_only=False)
-        if state.get("fingerprint") != self.cfg.fingerprint():
-            log.warning("ignoring saved state %s: it belongs to a different training configuration", path)
+        changed = changed_inputs(state.get("fingerprint"), self.fingerprint)
+        if changed:
+            log.warning(
+                "ignoring saved state %s (step %s): its %s changed since it was saved; starting from step 0",
+                path,
+                state.get("step"),
+                ", ".join(changed),
+            )
+            self._discard_staged_checkpoints()
             return 0
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -327,6 +349,10 @@ class Trainer:
         torch.set_rng_state(state["torch_rng"])
         log.info("resumed from %s at step %d/%d", path, state["step"], self.total_steps)
         return state["step"]
+
+    def _discard_staged_checkpoints(self) -> None:
+        """A run from step 0 drops the checkpoints staged by an earlier run: they belong to its state."""
+        shutil.rmtree(Path(self.cfg.state_dir) / "checkpoints", ignore_errors=True)
 
     def _stats(self, step: int, tokens_per_second: float) -> dict:
         c = self.counters
@@ -361,7 +387,7 @@ class Trainer:
         )
 
     # -- the loop ------------------------------------------------------------------------------
-    def run(self, interrupt_at_step: int | None = None) -> dict:
+    def run(self) -> dict:
         cfg = self.cfg
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
@@ -394,8 +420,6 @@ class Trainer:
         window_start, window_tokens = time.perf_counter(), 0
         run_start, run_tokens = window_start, 0
         for step in range(start_step, self.total_steps):
-            if interrupt_at_step is not None and step == interrupt_at_step:
-                raise KeyboardInterrupt(f"interrupted at step {step} (test hook)")
             arrays = self.corpus.gather(self.sampler.batch(step), token_families)
             ids = torch.from_numpy(arrays[0].astype(np.int64)).to(self.device)
             kinds = torch.from_numpy(arrays[1].astype(np.int64))
@@ -451,5 +475,5 @@ class Trainer:
         return self._stats(self.total_steps, run_tps)
 
 
-def train(spec: dict, interrupt_at_step: int | None = None) -> dict:
-    return Trainer(TrainConfig.from_dict(spec)).run(interrupt_at_step=interrupt_at_step)
+def train(spec: dict) -> dict:
+    return Trainer(TrainConfig.from_dict(spec)).run()
