@@ -2,15 +2,23 @@ import json
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from slm.config import check_config, n_shards, shard_arguments, source_files  # noqa: E402
 from slm.resources import job_resources, job_threads, stage_resources  # noqa: E402
+from slm.runlock import clear_stale_locks  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
+
+# A run killed outright leaves Snakemake's directory lock behind; the same command removes it when no
+# other run is alive here (slm.runlock). Cluster jobs run inside the lock of the run that submitted them.
+if not workflow.remote_exec:
+    for lock in clear_stale_locks():
+        logger.warning(f"Removed {lock}: the lock of a Snakemake run that was killed.")
 
 RAW = "results/data/raw"
 GENERATED = "generator" in config["data"]

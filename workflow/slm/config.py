@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slm.data.sources import check_mixture, mixture_files
+from slm.data.sources import check_mixture, iter_files, mixture_files
 from slm.resources import check_resources
 
 # The datasets a trained tokenizer learns from; validation (only scored) and tir (fine-tuning data
@@ -35,6 +35,36 @@ def _fail(key: str, why: str):
     raise ConfigError(f"config key '{key}': {why}")
 
 
+def optim_problems(section: dict) -> list[tuple[str, str]]:
+    """How the keys of one training section (``training``, ``reference``, ``base_model.pretrain``, ...)
+    fit together, as ``(key within the section, why)`` pairs; the trainer checks its options with it too."""
+    problems = []
+    if ("max_tokens" in section) == ("epochs" in section):
+        problems.append(("", "give exactly one of max_tokens and epochs"))
+    micro = section.get("micro_batch_size")
+    if micro and section.get("batch_size", micro) % micro:
+        problems.append(("micro_batch_size", f"must divide batch_size {section.get('batch_size')}"))
+    return problems
+
+
+def check_local_file(key: str, spec: dict, path: str, base_dir: Path) -> None:
+    """A local data file of a ``files`` source: it exists, is not empty, and (jsonl/json) its first
+    record is UTF-8 JSON with the fields the source's text keys name. Reads one line, so a bad file
+    stops the run before any job; the prepare step reads every record."""
+    full = base_dir / path
+    if not full.is_file():
+        _fail(f"{key}.paths", f"file not found: {path}")
+    if full.stat().st_size == 0:
+        _fail(f"{key}.paths", f"file is empty: {path}")
+    if (spec.get("format") or full.suffix.lstrip(".")) not in ("jsonl", "json"):
+        return
+    options = {k: spec[k] for k in ("text_field", "template", "messages_field") if k in spec}
+    try:
+        next(iter_files([full], fmt=spec.get("format"), **options), None)
+    except ValueError as err:
+        _fail(key, str(err))
+
+
 def check_config(config: dict, base_dir: Path | str = ".") -> None:
     base_dir = Path(base_dir)
     data = config["data"]
@@ -48,8 +78,7 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
             _fail(f"data.{name}", "source 'generated' needs a data.generator block")
         if spec["source"] == "files":
             for path in spec["paths"]:
-                if not (base_dir / path).is_file():
-                    _fail(f"data.{name}.paths", f"file not found: {path}")
+                check_local_file(f"data.{name}", spec, path, base_dir)
         parts = [(f"data.{name}", spec)] + [
             (f"data.{name}.components[{i}]", c)
             for i, c in enumerate(spec.get("components") or [])
@@ -65,8 +94,7 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
                 raise ConfigError(str(err)) from None
             for i, component in enumerate(components):
                 for path in component.get("paths", []) if component["source"] == "files" else []:
-                    if not (base_dir / path).is_file():
-                        _fail(f"data.{name}.components[{i}].paths", f"file not found: {path}")
+                    check_local_file(f"data.{name}.components[{i}]", component, path, base_dir)
     if generator is not None:
         if generator["min_steps"] > generator["max_steps"]:
             _fail("data.generator.min_steps", "must not exceed data.generator.max_steps")
@@ -102,14 +130,13 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
     training = config["training"]
     sections = {"reference": reference, "training": training, "base_model.pretrain": base.get("pretrain")}
     sections.update({f"base_models.{name}.pretrain": extra.get("pretrain") for name, extra in extra_bases.items()})
+    if config.get("tool_integrated"):
+        sections["tool_integrated.training"] = config["tool_integrated"]["training"]
     for group, section in sections.items():
         if section is None or (group == "reference" and "path" in section):
             continue  # a given reference model (reference.path) is not trained
-        if ("max_tokens" in section) == ("epochs" in section):
-            _fail(group, "give exactly one of max_tokens and epochs")
-        micro = section.get("micro_batch_size")
-        if micro and section.get("batch_size", micro) % micro:
-            _fail(f"{group}.micro_batch_size", f"must divide batch_size {section.get('batch_size')}")
+        for key, why in optim_problems(section):
+            _fail(f"{group}.{key}" if key else group, why)
     budget = training.get("max_tokens")
     for tokens in training.get("checkpoints", []):
         if budget is not None and tokens >= budget:
@@ -144,8 +171,6 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
                 "tool_integrated",
                 "the tool-executing evaluation runs on the generated held-out problems (data.generator)",
             )
-        if ("max_tokens" in tir["training"]) == ("epochs" in tir["training"]):
-            _fail("tool_integrated.training", "give exactly one of max_tokens and epochs")
     for key, why in check_resources(config):
         _fail(key, why)
     if "local_tasks" in evaluation and generator is None:

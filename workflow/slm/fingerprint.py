@@ -14,6 +14,8 @@ model weights are read, once per process and file version (cached by size, mtime
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -40,6 +42,12 @@ def model_fingerprint(model_dir: str | Path) -> str:
     if not weights:
         return f"id:{model_dir}"
     return "sha256:" + ",".join(cached_sha256(w) for w in weights)
+
+
+def tokenizer_fingerprint(tokenizer) -> str:
+    """Hash of a tokenizer's vocabulary (every token and its id)."""
+    vocab = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    return "sha256:" + hashlib.sha256(json.dumps(vocab, ensure_ascii=False).encode("utf-8")).hexdigest()
 
 
 def shard_fingerprint(shard_dir: str | Path) -> str:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from slm.fingerprint import tokenizer_fingerprint
 from slm.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,28 @@ def load_model(name_or_path: str | Path, device: torch.device | str = "cpu", dty
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     return model.to(device), tokenizer
+
+
+def check_vocabulary(model: str | Path, shards) -> None:
+    """Refuse packed shards whose token ids do not belong to ``model``'s vocabulary: packed with a
+    tokenizer other than the model's own, or with more tokens than its embedding has. Reads only the
+    model's config and tokenizer, so it runs before any weights are loaded."""
+    config = AutoConfig.from_pretrained(model)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    for shard in shards:
+        index = shard.index
+        problems = []
+        if index["vocab_size"] > config.vocab_size:
+            tokens, embedding = index["vocab_size"], config.vocab_size
+            problems.append(f"its tokenizer has {tokens} tokens, the model's embedding {embedding}")
+        packed_with = index.get("tokenizer_sha256")
+        if packed_with is not None and packed_with != tokenizer_fingerprint(tokenizer):
+            problems.append(f"it was packed with the tokenizer of {index.get('tokenizer')}, not the model's")
+        if problems:
+            raise ValueError(
+                f"token shard {shard.path} does not fit model {model}: {'; '.join(problems)}. Prepare the data "
+                "with the model's tokenizer (tokenizer: {from_base_model: true}) or use a model of this vocabulary."
+            )
 
 
 def token_losses(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:

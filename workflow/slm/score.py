@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slm.data.packed import PackedShard
+from slm.data.packed import PackedShard, load_array
 from slm.fingerprint import model_fingerprint
 from slm.io import atomic_path, atomic_write_json, read_json, sha256_file
-from slm.model import load_model, resolve_device, token_losses
+from slm.model import check_vocabulary, load_model, resolve_device, token_losses
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +32,7 @@ def score_shard(
     precision: str = "fp32",
 ) -> dict:
     shard = PackedShard.open(shard_dir)
+    check_vocabulary(model_dir, [shard])
     dev = resolve_device(device)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     model, _ = load_model(model_dir, dev, dtype)
@@ -100,7 +101,7 @@ def open_scores(score_dir: str | Path, shard: PackedShard, reference_model: str 
         problems.append("token hash differs (the shard was re-prepared after scoring)")
     if reference_model is not None and meta.get("reference_fingerprint") != model_fingerprint(reference_model):
         problems.append(f"scored by another reference model than {reference_model}")
-    scores = np.load(score_dir / "scores.npy", mmap_mode="r")
+    scores = load_array(score_dir / "scores.npy", "re-run the scoring step for this shard")
     if scores.shape != (shard.index["n_tokens"],):
         problems.append(f"scores.npy has shape {scores.shape}")
     if problems:

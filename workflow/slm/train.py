@@ -22,15 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from slm.config import optim_problems
 from slm.data.packed import PackedCorpus
 from slm.fingerprint import changed_inputs, input_fingerprint
 from slm.io import atomic_path
-from slm.model import load_model, resolve_device, save_model, token_losses
+from slm.model import check_vocabulary, load_model, resolve_device, save_model, token_losses
+from slm.schema import check_part, training_options_schema
 from slm.score import open_scores
 from slm.selection import (
-    SCORE_FUNCTIONS,
-    UNITS,
-    WEIGHTINGS,
     document_ids,
     n_selected,
     select_tokens,
@@ -91,28 +90,16 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
     def validate(self) -> None:
+        """Types and ranges by the config schema, how keys fit by slm.config (the workflow checks the
+        same rules on the config), then what only the trainer's own paths can tell."""
+        options = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        check_part(options, training_options_schema(), "training option")
+        for key, why in optim_problems(options):
+            raise ValueError(f"training option {key or 'max_tokens'!r}: {why}")
+
         def bad(key: str, why: str):
             raise ValueError(f"training option {key!r}: {why}")
 
-        if not 0.0 < self.ratio <= 1.0:
-            bad("ratio", f"must be in (0, 1], got {self.ratio}")
-        if self.unit not in UNITS:
-            bad("unit", f"must be one of {UNITS}, got {self.unit!r}")
-        if self.weighting not in WEIGHTINGS:
-            bad("weighting", f"must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if self.weighting == "soft" and self.temperature <= 0:
-            bad("temperature", f"must be positive, got {self.temperature}")
-        if self.score_fn not in SCORE_FUNCTIONS:
-            bad("score_fn", f"must be one of {SCORE_FUNCTIONS}, got {self.score_fn!r}")
-        if self.batch_size < 1:
-            bad("batch_size", f"must be positive, got {self.batch_size}")
-        micro = self.micro_batch_size or self.batch_size
-        if micro < 1 or self.batch_size % micro:
-            bad("micro_batch_size", f"must divide batch_size {self.batch_size}, got {micro}")
-        if (self.max_tokens is None) == (self.epochs is None):
-            bad("max_tokens", "give exactly one of max_tokens and epochs")
-        if self.lr <= 0:
-            bad("lr", f"must be positive, got {self.lr}")
         if self.needs_scores and not self.scores:
             bad("scores", f"ratio {self.ratio} with score_fn {self.score_fn!r} needs reference score shards")
         if self.scores and len(self.scores) != len(self.data):
@@ -181,6 +168,7 @@ class Trainer:
         cfg.validate()
         self.cfg = cfg
         self.corpus = PackedCorpus(cfg.data)
+        check_vocabulary(cfg.init_model, self.corpus.shards)
         self.seq_len = self.corpus.seq_len
         # Check every score shard against its token shard before any training.
         self.scores = (
@@ -330,7 +318,12 @@ class Trainer:
         if not path.is_file():
             self._discard_staged_checkpoints()
             return 0
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+        except Exception as err:  # truncated or corrupt: the state is a cache, so start over
+            log.warning("ignoring saved state %s: it cannot be read (%s); starting from step 0", path, err)
+            self._discard_staged_checkpoints()
+            return 0
         changed = changed_inputs(state.get("fingerprint"), self.fingerprint)
         if changed:
             log.warning(
