@@ -11,6 +11,7 @@ import pytest
 from slm.data.packed import PackedShard, pack_documents
 from slm.data.sources import iter_files
 from slm.model import init_model
+from smoke import output_digest, smoke_workdir, snakemake
 
 SEQ_LEN = 32
 # The tiny Llama of these tests (its tokenizer has 300 tokens).
@@ -85,3 +86,13 @@ def shards(workdir, corpus_files, tokenizer) -> list[Path]:
 @pytest.fixture(scope="session")
 def shard(shards) -> PackedShard:
     return PackedShard.open(shards[0])
+
+
+@pytest.fixture(scope="session")
+def smoke_local(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """The smoke config run locally, once per session, and the digest of its outputs taken right
+    after (tests that add to its directory come later); the reference of the fault-injection and
+    SLURM runs."""
+    workdir = smoke_workdir(tmp_path_factory.mktemp("smoke"))
+    snakemake(workdir, "--cores", "2")
+    return workdir, output_digest(workdir)

@@ -26,19 +26,19 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, interva
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def find_process(root: int, *argv: str) -> psutil.Process | None:
-    """A descendant of process ``root`` whose argument list holds every string of ``argv`` (so a shell
-    running ``python -m slm train ...`` as one string does not match, its python does)."""
+def find_slm(root: int, command: str, *needles: str) -> psutil.Process | None:
+    """The ``python -m slm <command>`` process among the descendants of process ``root`` whose
+    arguments contain every string of ``needles`` (e.g. its state directory)."""
     try:
         children = psutil.Process(root).children(recursive=True)
     except psutil.NoSuchProcess:
         return None
     for child in children:
         try:
-            cmdline = child.cmdline()
+            argv = child.cmdline()
         except psutil.Error:
             continue
-        if all(part in cmdline for part in argv):
+        if argv[1:4] == ["-m", "slm", command] and all(any(n in arg for arg in argv) for n in needles):
             return child
     return None
 

@@ -5,7 +5,8 @@
 #
 # Usage (as root): tests/slurm/start-cluster.sh    installs what is missing, (re)starts the daemons
 # and waits until the node takes jobs. Idempotent: a cluster already answering is left running.
-# Prints the partition name on success.
+# Prints the partition name on success; exits with 3 when SLURM cannot be installed here (not root,
+# no apt-get, or the packages cannot be fetched), with another non-zero code when it fails to start.
 set -euo pipefail
 
 PARTITION=main
@@ -14,8 +15,8 @@ STATE=/var/spool/slurm-slm
 CONF=/etc/slurm/slurm.conf
 
 if [ "$(id -u)" != 0 ]; then
-    echo "start-cluster.sh: needs root (installs packages, starts daemons)" >&2
-    exit 2
+    echo "start-cluster.sh: SLURM is not running and installing it needs root" >&2
+    exit 3
 fi
 
 if sinfo -h -p "$PARTITION" -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
@@ -25,9 +26,15 @@ fi
 
 if ! command -v slurmctld >/dev/null || ! command -v slurmd >/dev/null || ! command -v sbatch >/dev/null \
     || ! command -v munged >/dev/null; then
+    if ! command -v apt-get >/dev/null; then
+        echo "start-cluster.sh: SLURM is not installed and there is no apt-get to install it" >&2
+        exit 3
+    fi
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null
+    if ! { apt-get update -qq && apt-get install -y -qq slurmctld slurmd slurm-client munge >/dev/null; }; then
+        echo "start-cluster.sh: apt-get could not install slurmctld slurmd slurm-client munge" >&2
+        exit 3
+    fi
 fi
 
 host=$(hostname -s)

@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import socket
 import sys
 from pathlib import Path
 
@@ -305,5 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
+    if "SLURM_JOB_ID" in os.environ:  # which cluster job ran this step (its log, `scontrol show job`)
+        logging.info("slm %s in SLURM job %s on %s", args.command, os.environ["SLURM_JOB_ID"], socket.gethostname())
     args.func(args)
     return 0

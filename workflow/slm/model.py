@@ -65,10 +65,18 @@ def save_model(model, tokenizer, out_dir: str | Path, extra_files: dict[str, str
             (tmp / name).write_text(text, encoding="utf-8")
 
 
+def check_model_dir(name_or_path: str | Path) -> None:
+    """A model given as a local directory must hold a transformers model (config.json). Local: it
+    exists, starts with ``.``, ``/`` or ``~``, or has more path parts than a hub id (``org/name``)."""
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"model directory {name} does not exist or has no config.json")
+
+
 def load_model(name_or_path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-    path = Path(name_or_path)
-    if str(name_or_path).startswith((".", "/")) and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"model directory {path} does not exist or has no config.json")
+    check_model_dir(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     return model.to(device), tokenizer
@@ -78,6 +86,7 @@ def check_vocabulary(model: str | Path, shards) -> None:
     """Refuse packed shards whose token ids do not belong to ``model``'s vocabulary: packed with a
     tokenizer other than the model's own, or with more tokens than its embedding has. Reads only the
     model's config and tokenizer, so it runs before any weights are loaded."""
+    check_model_dir(model)
     config = AutoConfig.from_pretrained(model)
     tokenizer = AutoTokenizer.from_pretrained(model)
     for shard in shards:

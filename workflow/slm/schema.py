@@ -51,14 +51,18 @@ def check_part(value: dict, schema: dict, what: str) -> None:
 
 @functools.cache
 def training_options_schema() -> dict:
-    """The trainer's options: a training section (optimisation keys and checkpoints), a run's
-    selection settings, and the config's seed, device and precision."""
+    """The trainer's options: the optimisation keys of a training section, checkpoints, a run's
+    selection settings, and the config's seed, device and precision (paths are not checked here)."""
     run = _part("properties.runs.additionalProperties.properties")
     top = {k: _part(f"properties.{k}") for k in ("seed", "device", "precision")}
     return {
         "type": "object",
-        "allOf": [{"$ref": f"{CONFIG}#/properties/training"}],
-        "properties": {**top, **{k: run[k] for k in SELECTION_KEYS}},
+        "allOf": [{"$ref": f"{CONFIG}#/definitions/optim"}],
+        "properties": {
+            "checkpoints": {"$ref": f"{CONFIG}#/definitions/checkpoints"},
+            **top,
+            **{k: run[k] for k in SELECTION_KEYS},
+        },
     }
 
 

@@ -28,6 +28,12 @@ from slm.io import atomic_path, atomic_write_json, read_json, sha256_file
 FORMAT_VERSION = 1
 
 
+def source_name(source: dict | None) -> str:
+    """The files or dataset a shard is packed from, for messages."""
+    source = source or {}
+    return ", ".join(map(str, source.get("files") or [])) or str(source.get("path") or source.get("source") or "?")
+
+
 def token_dtype(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size <= np.iinfo(np.uint16).max + 1 else np.dtype(np.uint32)
 
@@ -98,8 +104,8 @@ def pack_documents(
     n_sequences = n_tokens // seq_len
     if n_sequences == 0:
         raise ValueError(
-            f"empty corpus for {out_dir}: {n_docs} documents, {n_tokens} tokens, fewer than one sequence of "
-            f"{seq_len} tokens (sequence_length)"
+            f"empty corpus for {out_dir} (source: {source_name(source)}): {n_docs} documents, {n_tokens} tokens, "
+            f"fewer than one sequence of {seq_len} tokens (sequence_length)"
         )
     kept = n_sequences * seq_len
     tokens = np.concatenate(token_chunks)[:kept]

@@ -1,0 +1,156 @@
+"""Fault injection: real processes killed with SIGKILL, and the runs that follow.
+
+- The smoke workflow, its CLM training job killed after its first state save (the default profile's
+  retry resumes it), then the whole Snakemake process group killed while the SLM job trains: the
+  same command finishes the run, and every output equals an uninterrupted run's.
+- A training job killed with retries off: the run fails (it succeeds only through the retry); the
+  base model's pretraining budget then changes and the rerun trains from step 0, saying why, to the
+  weights of a fresh run on the new base.
+- A scoring process killed mid-shard leaves no score directory, and the rerun's equals an
+  uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from safetensors.torch import load_file
+
+from conftest import SEQ_LEN, write_corpus
+from processes import find_slm, kill, kill_group, slm, wait_for
+from slm.data.packed import pack_documents
+from slm.data.sources import iter_files
+from smoke import differences, output_digest, smoke_workdir, snakemake, start_snakemake
+
+pytestmark = pytest.mark.e2e
+TIMEOUT = 3600
+
+
+def kill_training_after_its_first_save(process: subprocess.Popen, workdir: Path, run: str) -> None:
+    """Wait for ``run``'s first saved state, then SIGKILL its training process."""
+    state = workdir / "results" / "train_state" / run / "state.pt"
+    wait_for(lambda: state.is_file() or process.poll() is not None, TIMEOUT, f"{run}'s first state save")
+    trainer = find_slm(process.pid, "train", f"results/train_state/{run}")
+    assert trainer is not None, f"the {run} training process ended before it could be killed"
+    kill(trainer)
+
+
+@pytest.fixture(scope="module")
+def faulted_run(tmp_path_factory):
+    workdir = smoke_workdir(tmp_path_factory.mktemp("faults"))
+    first_log, second_log = workdir / "first.log", workdir / "second.log"
+    process = start_snakemake(workdir, "--cores", "2", log=first_log)
+    kill_training_after_its_first_save(process, workdir, "clm")
+    slm_state = workdir / "results" / "train_state" / "slm" / "state.pt"
+    wait_for(lambda: slm_state.is_file() or process.poll() is not None, TIMEOUT, "slm's first state save")
+    assert process.poll() is None, first_log.read_text()[-4000:]
+    kill_group(process)  # Snakemake and every job it runs
+    locks = sorted(p.name for p in (workdir / ".snakemake" / "locks").glob("*.lock"))
+    second = start_snakemake(workdir, "--cores", "2", log=second_log)  # the same command again
+    assert second.wait(timeout=TIMEOUT) == 0, second_log.read_text()[-6000:]
+    return workdir, first_log.read_text(), second_log.read_text(), locks
+
+
+def test_killed_training_job_is_retried_and_resumes(faulted_run):
+    workdir, first, _, _ = faulted_run
+    assert re.search(r"Error in rule train:(.|\n)*?wildcards: run=clm", first)
+    assert "Trying to restart job" in first
+    clm_log = (workdir / "logs" / "train" / "clm.log").read_text()
+    assert re.search(r"resumed from results/train_state/clm/state.pt at step \d+/64", clm_log), clm_log
+
+
+def test_killed_snakemake_run_is_finished_by_the_same_command(faulted_run):
+    workdir, _, second, locks = faulted_run
+    assert locks, "the killed run left no lock: nothing was tested"
+    for lock in locks:
+        assert f"Removed .snakemake/locks/{lock}: the lock of a Snakemake run that was killed." in second
+    assert "Incomplete" in second or "incomplete" in second
+    slm_log = (workdir / "logs" / "train" / "slm.log").read_text()
+    assert re.search(r"resumed from results/train_state/slm/state.pt at step \d+/64", slm_log), slm_log
+    assert not list((workdir / "results").rglob(".*.tmp"))
+
+
+def test_outputs_equal_an_uninterrupted_run(faulted_run, smoke_local):
+    assert differences(output_digest(faulted_run[0]), smoke_local[1]) == []
+
+
+def _train_command(workdir: Path, target: str) -> list[str]:
+    """The exact ``python -m slm train`` command of ``target``, as Snakemake would run it."""
+    plan = snakemake(workdir, "-n", "-p", "--cores", "2", "--forcerun", "train", target).stdout
+    line = next(line for line in plan.splitlines() if line.startswith("python -m slm train"))
+    return shlex.split(line.split(" > ")[0])
+
+
+def test_stale_state_of_another_base_model_is_not_resumed(tmp_path):
+    workdir = smoke_workdir(tmp_path)
+    target = "results/models/clm/final"
+    # A training job that fails on its first attempt fails the run when there is no retry.
+    log = workdir / "first.log"
+    process = start_snakemake(workdir, "--cores", "2", "--retries", "0", target, log=log)
+    kill_training_after_its_first_save(process, workdir, "clm")
+    assert process.wait(timeout=TIMEOUT) != 0
+    assert "Error in rule train" in log.read_text()
+    saved = (workdir / "results" / "train_state" / "clm" / "state.pt").is_file()
+    assert saved and not (workdir / target).exists()
+
+    # The base model's pretraining budget changes: the base is rebuilt at the same path.
+    config = yaml.safe_load((workdir / "config" / "config.yaml").read_text())
+    config["base_model"]["pretrain"]["max_tokens"] *= 2
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(workdir, "--cores", "2", target)
+    assert "rule pretrain_base" in proc.stdout + proc.stderr
+    train_log = (workdir / "logs" / "train" / "clm.log").read_text()
+    assert "ignoring saved state results/train_state/clm/state.pt" in train_log, train_log
+    assert "its init_model changed since it was saved; starting from step 0" in train_log
+    assert "resumed from" not in train_log
+
+    # The same training, uninterrupted, on the new base: the same weights.
+    command = _train_command(workdir, target)
+    paths = json.loads(command[command.index("--paths") + 1])
+    paths.update(out_dir="fresh/final", state_dir="fresh/state", checkpoint_dir="fresh/checkpoints")
+    command[command.index("--paths") + 1] = json.dumps(paths)
+    subprocess.run(command, cwd=workdir, check=True, capture_output=True)
+    ours, fresh = (load_file(workdir / d / "model.safetensors") for d in (target, "fresh/final"))
+    assert all((ours[name] == fresh[name]).all() for name in fresh)
+
+
+def test_scoring_killed_mid_shard_leaves_nothing_that_looks_complete(tmp_path, tokenizer, base_model):
+    corpus = write_corpus(tmp_path / "big.jsonl", 6000, seed=5)
+    shard = tmp_path / "packed"
+    pack_documents(iter_files([corpus]), tokenizer, shard, seq_len=SEQ_LEN)
+    out = tmp_path / "scores" / "shard-000"
+
+    def score(out: Path, log: str) -> subprocess.Popen:
+        args = ["--model", str(base_model), "--shard", str(shard), "--out", str(out), "--batch-size", "1"]
+        return slm("score", *args, log=tmp_path / log)
+
+    process = score(out, "killed.log")
+    progress = re.compile(r"scored (\d+)/(\d+) tokens")
+
+    def started():
+        found = progress.findall((tmp_path / "killed.log").read_text())
+        return found and int(found[0][0]) < int(found[0][1])
+
+    wait_for(lambda: started() or process.poll() is not None, TIMEOUT, "the first scored batch")
+    assert process.poll() is None, (tmp_path / "killed.log").read_text()
+    kill(process)
+    assert not out.exists()
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+    # A writer killed while writing leaves its temporary (named as atomic_path names it): never
+    # taken for the shard, and removed by the next write of it.
+    partial = out.parent / f".{out.name}.k1ll3d_x.tmp" / out.name
+    partial.mkdir(parents=True)
+    np.save(partial / "scores.npy", np.zeros(7, dtype=np.float16))
+    assert score(out, "rerun.log").wait() == 0, (tmp_path / "rerun.log").read_text()
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
+    assert score(tmp_path / "straight", "straight.log").wait() == 0
+    scores = np.load(out / "scores.npy")
+    assert np.array_equal(scores, np.load(tmp_path / "straight" / "scores.npy"), equal_nan=True)
+    assert json.loads((out / "meta.json").read_text())["n_tokens"] == scores.size
