@@ -112,7 +112,7 @@ CONFIG_CASES = [
     ("fractional seed", _set("seed", 1.5), "seed"),
     ("unknown device", _set("device", "tpu"), "device"),
     ("unknown precision", _set("precision", "fp16"), "precision"),
-    ("max_operand below 2", _set("data.generator.max_operand", 1), "data.generator.max_operand"),
+    ("max_operand below 3", _set("data.generator.max_operand", 2), "data.generator.max_operand"),
     ("max_operand above 499", _set("data.generator.max_operand", 500), "data.generator.max_operand"),
     ("negative kind weight", _set("data.generator.kind_weights.noise", -0.1), "data.generator.kind_weights.noise"),
     ("unknown span kind", _set("data.generator.kind_weights.spam", 0.1), "spam"),

@@ -16,17 +16,20 @@ import json
 import re
 import shlex
 import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from safetensors.torch import load_file
+from transformers import AutoTokenizer
 
-from conftest import SEQ_LEN, write_corpus
+from conftest import SEQ_LEN, TINY_LLAMA, write_corpus
 from processes import find_slm, kill, kill_group, slm, wait_for
 from slm.data.packed import pack_documents
 from slm.data.sources import iter_files
+from slm.model import init_model
 from smoke import differences, output_digest, smoke_workdir, snakemake, start_snakemake
 
 pytestmark = pytest.mark.e2e
@@ -121,24 +124,27 @@ def test_stale_state_of_another_base_model_is_not_resumed(tmp_path):
     assert all((ours[name] == fresh[name]).all() for name in fresh)
 
 
-def test_scoring_killed_mid_shard_leaves_nothing_that_looks_complete(tmp_path, tokenizer, base_model):
-    corpus = write_corpus(tmp_path / "big.jsonl", 6000, seed=5)
+def test_scoring_killed_mid_shard_leaves_nothing_that_looks_complete(tmp_path, tokenizer_dir):
+    """A shard that takes the scorer seconds (a wider model, one sequence per forward pass), killed
+    just after scoring starts."""
+    corpus = write_corpus(tmp_path / "big.jsonl", 600, seed=5)
     shard = tmp_path / "packed"
-    pack_documents(iter_files([corpus]), tokenizer, shard, seq_len=SEQ_LEN)
+    pack_documents(iter_files([corpus]), AutoTokenizer.from_pretrained(tokenizer_dir), shard, seq_len=SEQ_LEN)
+    model = tmp_path / "model"
+    init_model(tokenizer_dir, model, **{**TINY_LLAMA, "hidden_size": 128, "intermediate_size": 512}, seed=3)
     out = tmp_path / "scores" / "shard-000"
 
     def score(out: Path, log: str) -> subprocess.Popen:
-        args = ["--model", str(base_model), "--shard", str(shard), "--out", str(out), "--batch-size", "1"]
-        return slm("score", *args, log=tmp_path / log)
+        args = ["--model", str(model), "--shard", str(shard), "--out", str(out), "--batch-size", "1"]
+        return slm("score", *args, "--device", "cpu", log=tmp_path / log)
 
     process = score(out, "killed.log")
-    progress = re.compile(r"scored (\d+)/(\d+) tokens")
-
-    def started():
-        found = progress.findall((tmp_path / "killed.log").read_text())
-        return found and int(found[0][0]) < int(found[0][1])
-
-    wait_for(lambda: started() or process.poll() is not None, TIMEOUT, "the first scored batch")
+    wait_for(
+        lambda: "scoring the" in (tmp_path / "killed.log").read_text() or process.poll() is not None,
+        TIMEOUT,
+        "the scorer to start",
+    )
+    time.sleep(0.5)
     assert process.poll() is None, (tmp_path / "killed.log").read_text()
     kill(process)
     assert not out.exists()
@@ -154,3 +160,8 @@ def test_scoring_killed_mid_shard_leaves_nothing_that_looks_complete(tmp_path, t
     scores = np.load(out / "scores.npy")
     assert np.array_equal(scores, np.load(tmp_path / "straight" / "scores.npy"), equal_nan=True)
     assert json.loads((out / "meta.json").read_text())["n_tokens"] == scores.size
+    # scoring the whole shard takes longer than the half second after which it was killed: mid-shard
+    wrote = re.search(
+        r"wrote \S+: (\d+) tokens, mean loss \S+, (\d+) tokens/s", (tmp_path / "straight.log").read_text()
+    )
+    assert int(wrote.group(1)) / int(wrote.group(2)) > 1.0

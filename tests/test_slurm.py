@@ -16,7 +16,6 @@ import textwrap
 import time
 
 import pytest
-import yaml
 
 from processes import wait_for
 from smoke import REPO, SNAKEMAKE, differences, output_digest, smoke_workdir, start_snakemake
@@ -61,18 +60,10 @@ GPU_RESOURCES = {"train": {"gpus": 1, "cpus_per_gpu": 1}, "score": {"gpus": 1, "
 
 @pytest.fixture(scope="module")
 def slurm_run(cluster, tmp_path_factory):
-    workdir = smoke_workdir(tmp_path_factory.mktemp("slurm"))
-    (workdir / "config" / "slurm.yaml").write_text(yaml.safe_dump({"device": "auto", "resources": GPU_RESOURCES}))
+    # (one config file, as the local run's: the paper table names the config files it came from)
+    workdir = smoke_workdir(tmp_path_factory.mktemp("slurm"), device="auto", resources=GPU_RESOURCES)
     log = workdir / "snakemake.log"
-    command = [
-        "--workflow-profile",
-        str(REPO / "profiles" / "slurm"),
-        "--configfile",
-        str(workdir / "config" / "config.yaml"),
-        str(workdir / "config" / "slurm.yaml"),
-        *NO_ACCOUNTING,
-        *QUICK_STATUS,
-    ]
+    command = ["--workflow-profile", str(REPO / "profiles" / "slurm"), *NO_ACCOUNTING, *QUICK_STATUS]
     start = time.monotonic()
     process = start_snakemake(workdir, *command, log=log)
     state = workdir / "results" / "train_state" / "slm" / "state.pt"

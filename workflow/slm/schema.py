@@ -1,71 +1,73 @@
-"""The config schema (``workflow/schemas/config.schema.yaml``): the one place of every type and range
-rule of the configuration.
+"""The workflow's config schema (``workflow/schemas/config.schema.yaml``) for code run outside Snakemake.
 
-Snakemake validates the whole config against it before any job; the entry points that take a part of
-the config directly (``python -m slm train``'s options, the tokenizer's vocabulary size) check that
-part against the same schema here, so that a rule is written once and the two never disagree.
+Snakemake validates the whole config against the schema and fills in its defaults. A stage called on its
+own (``python -m slm generate --spec ...``) checks its part of the config against the same schema, so
+every range and default is written once, there.
 """
 
 from __future__ import annotations
 
-import functools
+import copy
+from functools import cache
 from pathlib import Path
 
 import yaml
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
-from referencing.jsonschema import DRAFT202012
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-# The config schema's address for references from the partial schemas below (``CONFIG#/...``).
-CONFIG = "urn:slm:config"
-# The selection settings of a run (runs.<run>), which the trainer takes among its options.
-SELECTION_KEYS = ("ratio", "unit", "weighting", "temperature", "score_fn")
 
 
-@functools.cache
+@cache
 def config_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
-def _part(path: str) -> dict:
-    """The schema of one config key, e.g. ``properties.runs``."""
+def _validator(pointer: str):
+    from jsonschema import Draft202012Validator, validators
+    from referencing import Registry, Resource
+
+    def set_defaults(validator, properties, instance, schema):
+        # as Snakemake's validate: a property's default is filled in before its value is checked
+        for name, subschema in properties.items():
+            if "default" in subschema and isinstance(instance, dict):
+                instance.setdefault(name, copy.deepcopy(subschema["default"]))
+        yield from Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+
+    uri = SCHEMA_PATH.as_uri()
+    registry = Registry().with_resource(uri, Resource.from_contents(config_schema()))
+    filling = validators.extend(Draft202012Validator, {"properties": set_defaults})
+    return filling({"$ref": f"{uri}#{pointer}"}, registry=registry)
+
+
+def check_section(instance, pointer: str, key: str):
+    """``instance`` checked against the schema at JSON ``pointer`` (e.g. ``/properties/data/properties/
+    generator``), with the schema's defaults filled in (a copy); a ConfigError names ``key`` and the
+    offending entry."""
+    from jsonschema.exceptions import best_match
+
+    from slm.config import ConfigError
+
+    instance = copy.deepcopy(instance)
+    error = best_match(_validator(pointer).iter_errors(instance))
+    if error is not None:
+        where = ".".join([key, *(str(p) for p in error.path)])
+        raise ConfigError(f"config key '{where}': {error.message}")
+    return instance
+
+
+def check_training_options(options: dict) -> None:
+    """The trainer's options (``python -m slm train``) against the schema's ``trainer_options``: the
+    same rules as the config's training sections and runs; a ValueError names the option."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator("/definitions/trainer_options").iter_errors(copy.deepcopy(options)))
+    if error is not None:
+        option = ".".join(str(p) for p in error.path) or "(all)"
+        raise ValueError(f"training option {option!r}: {error.message}")
+
+
+def schema_minimum(pointer: str) -> int:
+    """The ``minimum`` of the numeric key at JSON ``pointer``, e.g. the tokenizer's vocabulary size."""
     node = config_schema()
-    for name in path.split("."):
+    for name in pointer.strip("/").split("/"):
         node = node[name]
-    return node
-
-
-def check_part(value: dict, schema: dict, what: str) -> None:
-    """Validate ``value`` against ``schema`` (which may refer to the config schema as ``CONFIG#/...``);
-    raise ``ValueError`` naming the first offending key as ``<what> '<key>'``."""
-    config = Resource.from_contents(config_schema(), default_specification=DRAFT202012)
-    registry = Registry().with_resource(CONFIG, config)
-    validator = Draft202012Validator(schema, registry=registry)
-    errors = sorted(validator.iter_errors(value), key=lambda e: [str(p) for p in e.absolute_path])
-    if errors:
-        error = errors[0]
-        key = ".".join(str(p) for p in error.absolute_path) or "(all)"
-        raise ValueError(f"{what} {key!r}: {error.message}")
-
-
-@functools.cache
-def training_options_schema() -> dict:
-    """The trainer's options: the optimisation keys of a training section, checkpoints, a run's
-    selection settings, and the config's seed, device and precision (paths are not checked here)."""
-    run = _part("properties.runs.additionalProperties.properties")
-    top = {k: _part(f"properties.{k}") for k in ("seed", "device", "precision")}
-    return {
-        "type": "object",
-        "allOf": [{"$ref": f"{CONFIG}#/definitions/optim"}],
-        "properties": {
-            "checkpoints": {"$ref": f"{CONFIG}#/definitions/checkpoints"},
-            **top,
-            **{k: run[k] for k in SELECTION_KEYS},
-        },
-    }
-
-
-def minimum(path: str) -> int:
-    """The ``minimum`` of a numeric key, e.g. ``properties.tokenizer.properties.train.properties.vocab_size``."""
-    return _part(path)["minimum"]
+    return node["minimum"]

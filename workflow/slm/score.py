@@ -33,6 +33,7 @@ def score_shard(
 ) -> dict:
     shard = PackedShard.open(shard_dir)
     check_vocabulary(model_dir, [shard])
+    log.info("scoring the %d tokens of %s with %s", shard.index["n_tokens"], shard_dir, model_dir)
     dev = resolve_device(device)
     dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     model, _ = load_model(model_dir, dev, dtype)
@@ -50,11 +51,9 @@ def score_shard(
             losses = token_losses(model(input_ids=ids).logits, ids)
             scores[rows.start * seq_len : rows.stop * seq_len] = losses.reshape(-1).cpu().numpy()
             now = time.perf_counter()
-            if now - last_log > 10 or first == 0 or rows.stop == n_seq:
+            if now - last_log > 10 or rows.stop == n_seq:
                 done = rows.stop * seq_len
-                rate = done / (now - start)
-                eta = (len(scores) - done) / rate
-                log.info("scored %d/%d tokens (%.0f tokens/s, ETA %.0f s)", done, len(scores), rate, eta)
+                log.info("scored %d/%d tokens (%.0f tokens/s)", done, len(scores), done / (now - start))
                 last_log = now
     elapsed = time.perf_counter() - start
     meta = {

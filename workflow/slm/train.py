@@ -27,7 +27,7 @@ from slm.data.packed import PackedCorpus
 from slm.fingerprint import changed_inputs, input_fingerprint
 from slm.io import atomic_path
 from slm.model import check_vocabulary, load_model, resolve_device, save_model, token_losses
-from slm.schema import check_part, training_options_schema
+from slm.schema import check_training_options
 from slm.score import open_scores
 from slm.selection import (
     document_ids,
@@ -93,7 +93,7 @@ class TrainConfig:
         """Types and ranges by the config schema, how keys fit by slm.config (the workflow checks the
         same rules on the config), then what only the trainer's own paths can tell."""
         options = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-        check_part(options, training_options_schema(), "training option")
+        check_training_options(options)
         for key, why in optim_problems(options):
             raise ValueError(f"training option {key or 'max_tokens'!r}: {why}")
 
