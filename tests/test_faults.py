@@ -8,6 +8,7 @@
   weights of a fresh run on the new base.
 - A scoring process killed mid-shard leaves no score directory, and the rerun's equals an
   uninterrupted one.
+- A Snakemake lock counts as stale only when no run holds the directory.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import re
 import shlex
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -165,3 +167,27 @@ def test_scoring_killed_mid_shard_leaves_nothing_that_looks_complete(tmp_path, t
         r"wrote \S+: (\d+) tokens, mean loss \S+, (\d+) tokens/s", (tmp_path / "straight.log").read_text()
     )
     assert int(wrote.group(1)) / int(wrote.group(2)) > 1.0
+
+
+def test_a_lock_is_stale_only_when_no_run_holds_the_directory(tmp_path):
+    """slm.runlock: each process that calls it holds a flock for life; a lock is removed only when
+    no such process is alive (the holder here is killed with SIGKILL, as a Snakemake run would be)."""
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(parents=True)
+    script = (
+        "import sys, time; from slm.runlock import clear_stale_locks; print(clear_stale_locks(sys.argv[1]), flush=True)"
+    )
+
+    def run(*extra: str) -> subprocess.Popen:
+        code = script + ("; time.sleep(600)" if "hold" in extra else "")
+        return subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+
+    (locks / "0.input.lock").write_text("stale\n")
+    holder = run("hold")
+    assert "0.input.lock" in holder.stdout.readline()  # nobody else alive: the stale lock goes
+    (locks / "0.output.lock").write_text("the holder's own lock\n")
+    other = run()
+    assert other.stdout.read().strip() == "[]" and (locks / "0.output.lock").exists()
+    kill(holder)
+    after = run()
+    assert "0.output.lock" in after.stdout.read() and not any(locks.iterdir())
