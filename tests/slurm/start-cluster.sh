@@ -48,7 +48,7 @@ mkdir -p /etc/slurm "$STATE/ctld" "$STATE/d" /var/log/slurm /run/munge /var/lib/
 cat > "$CONF" <<EOF
 # Written by tests/slurm/start-cluster.sh: one node, no accounting database.
 ClusterName=slm-test
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 AuthType=auth/munge
 SlurmUser=root
 SlurmdUser=root
@@ -73,7 +73,7 @@ ReturnToService=2
 SlurmdParameters=config_overrides
 SchedulerType=sched/backfill
 GresTypes=gpu
-NodeName=$host CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
 # No gres.conf: slurmd finds no GPU devices and would mark a node configured with Gres=gpu:N
@@ -94,7 +94,8 @@ if ! munge -n >/dev/null 2>&1; then
     fi
 fi
 
-# (Re)start the daemons on the fresh configuration; only those this script started (pid files).
+# (Re)start the daemons on the fresh configuration (the loopback address: the host name need not
+# resolve); only those this script started (pid files).
 for daemon in slurmctld slurmd; do
     pidfile=/run/$daemon.pid
     pid=$(cat "$pidfile" 2>/dev/null || true)
