@@ -26,28 +26,48 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, interva
     raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
 
 
-def find_slm(root: int, command: str, *needles: str) -> psutil.Process | None:
-    """The ``python -m slm <command>`` process among the descendants of process ``root`` whose
-    arguments contain every string of ``needles`` (e.g. its state directory)."""
+def find_slm(command: str, *needles: str, root: int | None = None, cwd: Path | None = None) -> psutil.Process | None:
+    """A ``python -m slm <command>`` process whose arguments contain every string of ``needles``:
+    among the descendants of process ``root``, or (a SLURM job's, started by slurmd) among all
+    processes running in ``cwd``."""
     try:
-        children = psutil.Process(root).children(recursive=True)
+        candidates = psutil.Process(root).children(recursive=True) if root else psutil.process_iter()
     except psutil.NoSuchProcess:
         return None
-    for child in children:
+    for process in candidates:
         try:
-            argv = child.cmdline()
-        except psutil.Error:
+            argv = process.cmdline()
+            if argv[1:4] != ["-m", "slm", command] or (cwd is not None and Path(process.cwd()) != cwd):
+                continue
+        except (psutil.Error, IndexError):
             continue
-        if argv[1:4] == ["-m", "slm", command] and all(any(n in arg for arg in argv) for n in needles):
-            return child
+        if all(any(n in arg for arg in argv) for n in needles):
+            return process
     return None
 
 
-def kill(process: psutil.Process | subprocess.Popen) -> None:
-    """SIGKILL one process (no chance to clean up), and reap it if it is ours."""
-    os.kill(process.pid, signal.SIGKILL)
-    if isinstance(process, subprocess.Popen):
+def kill(process: psutil.Process | subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Signal one process (SIGKILL: no chance to clean up), and reap it if it is ours."""
+    os.kill(process.pid, sig)
+    if isinstance(process, subprocess.Popen) and sig == signal.SIGKILL:
         process.wait()
+
+
+def stop_after_first_save(process: subprocess.Popen, workdir: Path, run: str, sig: int = signal.SIGKILL, **where):
+    """Find ``run``'s training process (``where``: root or cwd, as for find_slm), wait for its first
+    saved state, then signal it at once (a save every few steps of a small model leaves little time)."""
+    state = workdir / "results" / "train_state" / run / "state.pt"
+    trainer = wait_for(
+        lambda: find_slm("train", f"results/train_state/{run}", **where) or process.poll() is not None,
+        3600,
+        f"{run}'s training process",
+        0.05,
+    )
+    assert process.poll() is None, f"the run ended before {run} trained"
+    wait_for(lambda: state.is_file() or not trainer.is_running(), 3600, f"{run}'s first state save", 0.002)
+    assert trainer.is_running(), f"{run}'s training ended before it could be stopped"
+    kill(trainer, sig)
+    return trainer
 
 
 def kill_group(process: subprocess.Popen) -> None:

@@ -29,7 +29,7 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from conftest import SEQ_LEN, TINY_LLAMA, write_corpus
-from processes import find_slm, kill, kill_group, slm, wait_for
+from processes import kill, kill_group, slm, stop_after_first_save, wait_for
 from slm.data.packed import pack_documents
 from slm.data.sources import iter_files
 from slm.model import init_model
@@ -40,12 +40,8 @@ TIMEOUT = 3600
 
 
 def kill_training_after_its_first_save(process: subprocess.Popen, workdir: Path, run: str) -> None:
-    """Wait for ``run``'s first saved state, then SIGKILL its training process."""
-    state = workdir / "results" / "train_state" / run / "state.pt"
-    wait_for(lambda: state.is_file() or process.poll() is not None, TIMEOUT, f"{run}'s first state save")
-    trainer = find_slm(process.pid, "train", f"results/train_state/{run}")
-    assert trainer is not None, f"the {run} training process ended before it could be killed"
-    kill(trainer)
+    """SIGKILL ``run``'s training process (a job of Snakemake ``process``) right after its first save."""
+    stop_after_first_save(process, workdir, run, root=process.pid)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +65,7 @@ def test_killed_training_job_is_retried_and_resumes(faulted_run):
     assert re.search(r"Error in rule train:(.|\n)*?wildcards: run=clm", first)
     assert "Trying to restart job" in first
     clm_log = (workdir / "logs" / "train" / "clm.log").read_text()
-    assert re.search(r"resumed from results/train_state/clm/state.pt at step \d+/64", clm_log), clm_log
+    assert re.search(r"resumed from results/train_state/clm/state.pt at step \d+/32", clm_log), clm_log
 
 
 def test_killed_snakemake_run_is_finished_by_the_same_command(faulted_run):
@@ -78,7 +74,7 @@ def test_killed_snakemake_run_is_finished_by_the_same_command(faulted_run):
     for lock in locks:
         assert f"Removed .snakemake/locks/{lock}: the lock of a Snakemake run that was killed." in second
     slm_log = (workdir / "logs" / "train" / "slm.log").read_text()
-    assert re.search(r"resumed from results/train_state/slm/state.pt at step \d+/64", slm_log), slm_log
+    assert re.search(r"resumed from results/train_state/slm/state.pt at step \d+/32", slm_log), slm_log
     assert not list((workdir / "results").rglob(".*.tmp"))
 
 

@@ -16,7 +16,7 @@ rule evaluate:
     resources:
         **rule_resources("evaluate"),
     params:
-        model=lambda w: model_dir(w.model, w.point),
+        model=lambda w: PLAN.model_dir(w.model, w.point),
         tasks=config["evaluation"]["tasks"],
         include=lambda w, input: f"--include-path {input.tasks or Path(workflow.basedir) / 'workflow' / 'tasks'}",
         spec=spec(
@@ -27,6 +27,9 @@ rule evaluate:
                 "device": config["device"],
                 "dtype": "bfloat16" if config["precision"] == "bf16" else "float32",
                 "task_options": config["evaluation"].get("task_options", {}),
+                "metrics": config["evaluation"]["metrics"],
+                # every model here was trained (or is compared) on sequences of this length
+                "context_length": config["sequence_length"],
             }
         ),
     shell:

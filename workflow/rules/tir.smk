@@ -1,34 +1,37 @@
-# Table 2 (tool-integrated reasoning): fine-tune the final model of each tool_integrated run on
-# ToRA-style solutions, evaluate it with a Python tool in the loop, tabulate beside the paper.
+# Table 2 (tool-integrated reasoning): fine-tune the final model of each tool_integrated run (and the
+# base and reference models, the controls) on ToRA-style solutions once per fine-tuning seed, evaluate
+# each with a Python tool in the loop, tabulate beside the paper with where the solutions went wrong,
+# and the SLM run's selection rates by token role.
 
 
-if TIR:
+if PLAN.tir_runs:
 
     rule sft_tir:
         input:
-            model="results/models/{run}/final",
+            model=lambda w: local_inputs(PLAN.model_dir(w.run)),
             data=packed("tir"),
         output:
-            directory("results/models/tir/{run}/final"),
+            directory("results/models/tir/{run}/seed-{seed}/final"),
         log:
-            "logs/train/tir-{run}.log",
+            "logs/train/tir-{run}-seed-{seed}.log",
         benchmark:
-            "benchmarks/train/tir-{run}.tsv"
+            "benchmarks/train/tir-{run}-seed-{seed}.tsv"
         wildcard_constraints:
-            run=one_of(TIR_RUNS),
+            run=one_of(PLAN.tir_runs),
+            seed=r"\d+",
         conda:
             "../../envs/slm.yaml"
         threads: rule_threads("sft_tir")
         resources:
             **rule_resources("sft_tir"),
         params:
-            options=train_options(TIR["training"]),
+            options=lambda w: train_options(config["tool_integrated"]["training"], seed=int(w.seed)),
             paths=lambda w, input, output: spec(
                 {
-                    "init_model": input.model,
+                    "init_model": PLAN.model_dir(w.run),
                     "data": list(input.data),
                     "out_dir": output[0],
-                    "state_dir": f"results/train_state/tir-{w.run}",
+                    "state_dir": f"results/train_state/tir-{w.run}-seed-{w.seed}",
                 }
             ),
         shell:
@@ -40,48 +43,83 @@ if TIR:
             problems=f"{RAW}/eval/arith_gen.jsonl",
             fewshot=f"{RAW}/eval/arith_fewshot.jsonl",
         output:
-            "results/eval/tir/{run}.json",
+            "results/eval/tir/{run}/seed-{seed}.json",
         log:
-            "logs/evaluate/tir-{run}.log",
+            "logs/evaluate/tir-{run}-seed-{seed}.log",
         benchmark:
-            "benchmarks/evaluate/tir-{run}.tsv"
+            "benchmarks/evaluate/tir-{run}-seed-{seed}.tsv"
         wildcard_constraints:
-            run=one_of(TIR_RUNS),
+            run=one_of(PLAN.tir_runs),
+            seed=r"\d+",
         conda:
             "../../envs/slm.yaml"
         threads: rule_threads("evaluate_tir")
         resources:
             **rule_resources("evaluate_tir"),
         params:
-            spec=spec({**TIR.get("evaluation", {}), "device": config["device"]}),
+            spec=spec(
+                {
+                    **config["tool_integrated"].get("evaluation", {}),
+                    "device": config["device"],
+                    "context_length": config["sequence_length"],
+                }
+            ),
         shell:
             "OMP_NUM_THREADS={threads} python -m slm evaluate-tir --model {input.model} --problems {input.problems}"
             " --fewshot {input.fewshot} --spec {params.spec:q} --out {output} > {log} 2>&1"
 
     rule table2:
         input:
-            evals=expand("results/eval/tir/{run}.json", run=TIR_RUNS),
+            evals=expand("results/eval/tir/{run}/seed-{seed}.json", run=PLAN.tir_runs, seed=PLAN.tir_seeds),
         output:
-            md=report(TABLE2[0], caption="../report/table2.rst", category="Tables"),
-            csv=TABLE2[1],
-            tex=TABLE2[2],
+            md=report(PLAN.table2[0], caption="../report/table2.rst", category="Tables"),
+            csv=PLAN.table2[1],
+            tex=PLAN.table2[2],
+            errors_md=report(PLAN.table2[3], caption="../report/table2_errors.rst", category="Tables"),
+            errors_csv=PLAN.table2[4],
         log:
             "logs/table2.log",
         conda:
             "../../envs/slm.yaml"
         params:
             out=lambda w, output: Path(output.md).with_suffix(""),
-            spec=lambda w, input: spec(
+            spec=spec(
                 {
-                    "evals": dict(zip(TIR_RUNS, input.evals)),
-                    "delta": tir_delta(),
+                    "evals": {
+                        run: [f"results/eval/tir/{run}/seed-{seed}.json" for seed in PLAN.tir_seeds]
+                        for run in PLAN.tir_runs
+                    },
+                    "seeds": PLAN.tir_seeds,
+                    "delta": PLAN.tir_delta,
                     "provenance": {
                         "config": ", ".join(map(str, workflow.configfiles)),
-                        "fine-tuned runs": TIR_RUNS,
-                        "fine-tuning": TIR["training"],
-                        "evaluation": TIR.get("evaluation", {}),
+                        "fine-tuned runs": PLAN.tir_runs,
+                        "fine-tuning": config["tool_integrated"]["training"],
+                        "evaluation": config["tool_integrated"].get("evaluation", {}),
                     },
                 }
             ),
         shell:
             "python -m slm tir-table --spec {params.spec:q} --out {params.out} > {log} 2>&1"
+
+
+if PLAN.roles_run:
+
+    rule selection_roles:
+        input:
+            dynamics=f"results/dynamics/{PLAN.roles_run}",
+            tokenizer=local_inputs(tokenizer_dir()),
+        output:
+            md=report(PLAN.table2[5], caption="../report/selection_roles.rst", category="Tables"),
+            csv=PLAN.table2[6],
+        log:
+            "logs/selection_roles.log",
+        conda:
+            "../../envs/slm.yaml"
+        params:
+            tokenizer=lambda w, input: input.tokenizer or tokenizer_dir(),
+            ratio=config["runs"][PLAN.roles_run]["ratio"],
+            out=lambda w, output: Path(output.md).with_suffix(""),
+        shell:
+            "python -m slm selection-roles --dynamics {input.dynamics}/losses.npz --tokenizer {params.tokenizer}"
+            " --ratio {params.ratio} --out {params.out} > {log} 2>&1"

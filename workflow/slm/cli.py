@@ -95,20 +95,17 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_tables(args) -> None:
-    from slm.tables import checkpoints_table, results_table, selection_table
+    from slm.tables import checkpoints_table, gains_table, measure, results_table, selection_table
 
     spec = args.spec
     out = Path(args.out)
-    table = results_table(
-        spec["models"],
-        spec["task_metrics"],
-        out / "results.md",
-        out / "results.csv",
-        delta=tuple(spec["delta"]) if spec.get("delta") else None,
-        lower_is_better=set(spec.get("lower_is_better", [])),
-    )
+    measured = measure(spec["models"], spec["task_metrics"], lower_is_better=spec["lower_is_better"])
+    delta = tuple(spec["delta"]) if spec.get("delta") else None
+    table = results_table(measured, out / "results.md", out / "results.csv", delta=delta)
     checkpoints_table(spec["runs"], spec["task_metrics"], out / "checkpoints.csv")
     selection_table([Path(p) for p in spec["train_stats"]], out / "selection.md", out / "selection.csv")
+    if delta is not None:
+        gains_table(measured, delta, out / "figure5", mapping=spec["figure5_mapping"])
     print(table.to_string())
 
 
@@ -126,6 +123,7 @@ def cmd_dynamics(args) -> None:
             seed=args.seed,
             batch_size=args.batch_size,
             device=args.device,
+            precision=args.precision,
             reference_scores=args.reference_scores,
         )
         dynamics_summary(out / "losses.npz", out / "shares.csv", out / "curves.csv", threshold=args.threshold)
@@ -135,7 +133,10 @@ def cmd_dynamics(args) -> None:
             out / "tokens.html",
             tokenizer_dir=args.tokenizer,
             ratio=args.ratio,
+            ratio_of=args.ratio_of,
             threshold=args.threshold,
+            run=args.run,
+            source=Path(args.out) / "losses.npz",  # the final path, not the temporary one
         )
 
 
@@ -151,8 +152,8 @@ def cmd_figures(args) -> None:
 def cmd_paper_table(args) -> None:
     import pandas as pd
 
+    from slm.formatting import human_tokens
     from slm.reported import measured_rows, side_by_side, usable_mapping
-    from slm.tables import human_tokens
 
     spec = args.spec
     measured = pd.read_csv(spec["results_csv"], index_col=0)
@@ -185,11 +186,18 @@ def cmd_evaluate_tir(args) -> None:
 def cmd_tir_table(args) -> None:
     from slm.tir import tir_table
 
+    spec = args.spec
     print(
         tir_table(
-            args.spec["evals"], args.out, delta=args.spec.get("delta"), provenance=args.spec.get("provenance")
+            spec["evals"], args.out, seeds=spec["seeds"], delta=spec.get("delta"), provenance=spec.get("provenance")
         ).to_string()
     )
+
+
+def cmd_selection_roles(args) -> None:
+    from slm.roles import role_table
+
+    print(role_table(args.dynamics, args.tokenizer, args.ratio, args.out).to_string())
 
 
 def cmd_benchmark(args) -> None:
@@ -198,6 +206,26 @@ def cmd_benchmark(args) -> None:
 
     result = benchmark(args.tokenizer, args.files, **args.spec)
     print(format_result(result))
+    if args.out:
+        atomic_write_json(Path(args.out), result)
+
+
+def cmd_loss_memory(args) -> None:
+    from slm.benchmark import format_loss_memory, loss_memory
+    from slm.io import atomic_write_json
+
+    result = loss_memory(**args.spec)
+    print(format_loss_memory(result))
+    if args.out:
+        atomic_write_json(Path(args.out), result)
+
+
+def cmd_numerics(args) -> None:
+    from slm.io import atomic_write_json
+    from slm.numerics import format_numerics, numerics
+
+    result = numerics(args.current, args.reference, args.shard, **args.spec)
+    print(format_numerics(result))
     if args.out:
         atomic_write_json(Path(args.out), result)
 
@@ -244,7 +272,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--shard", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
 
@@ -261,16 +289,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
 
     p = add("dynamics", cmd_dynamics, "token dynamics across checkpoints (Figure 3, coloured text)")
+    p.add_argument("--run", required=True, help="the run whose trajectory this is (named in the view)")
     p.add_argument("--models", nargs="+", required=True, help="model directories in training order")
     p.add_argument("--shard", required=True)
     p.add_argument("--reference-scores")
     p.add_argument("--tokenizer", required=True)
-    p.add_argument("--max-sequences", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-sequences", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--batch-size", type=int, required=True)
     p.add_argument("--device", default="auto")
-    p.add_argument("--threshold", type=float, default=0.2)
-    p.add_argument("--ratio", type=float)
+    p.add_argument("--precision", required=True, choices=["fp32", "bf16"])
+    p.add_argument("--threshold", type=float, required=True)
+    p.add_argument("--ratio", type=float, help="mark the top ratio of tokens by excess loss at the final model")
+    p.add_argument("--ratio-of", help="the SLM run the ratio comes from (named in the view)")
     p.add_argument("--out", required=True)
 
     p = add("figures", cmd_figures, "the paper's figures from this run's tables and training logs")
@@ -296,10 +327,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", type=_json, required=True)
     p.add_argument("--out", required=True, help="output path without suffix (.md, .csv, .tex)")
 
+    p = add("selection-roles", cmd_selection_roles, "selection rates by token role (operand, operator, result, ...)")
+    p.add_argument("--dynamics", required=True, help="losses.npz of the SLM run's token dynamics")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--ratio", type=float, required=True)
+    p.add_argument("--out", required=True, help="output path without suffix (.md, .csv)")
+
     p = add("benchmark", cmd_benchmark, "tokens/s and peak memory of scoring, CLM and SLM training")
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--files", nargs="+", required=True, help="text files to pack (jsonl, txt or parquet)")
     p.add_argument("--spec", type=_json, default={}, help="options of slm.benchmark.benchmark as JSON")
+    p.add_argument("--out", help="also write the figures as JSON here")
+
+    p = add("loss-memory", cmd_loss_memory, "peak memory of the per-token loss: full logits vs chunked")
+    p.add_argument("--spec", type=_json, default={}, help="options of slm.benchmark.loss_memory as JSON")
+    p.add_argument("--out", help="also write the figures as JSON here")
+
+    p = add("numerics", cmd_numerics, "bf16 per-token losses and selection: old autocast path vs bf16 weights")
+    p.add_argument("--current", required=True, help="the model being trained (e.g. the SLM run's initial model)")
+    p.add_argument("--reference", required=True, help="the reference model")
+    p.add_argument("--shard", required=True, help="a packed shard to take sequences from")
+    p.add_argument("--spec", type=_json, default={}, help="options of slm.numerics.numerics as JSON")
     p.add_argument("--out", help="also write the figures as JSON here")
     return parser
 

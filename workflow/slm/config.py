@@ -16,6 +16,8 @@ from slm.resources import check_resources
 TOKENIZER_DATASETS = ("high_quality", "corpus", "pretrain")
 SINGLE_SHARD_DATASETS = ("validation", "tir")
 DATASETS = TOKENIZER_DATASETS + SINGLE_SHARD_DATASETS
+# Models Table 2 fine-tunes besides the runs: the controls, with the same recipe.
+TIR_CONTROLS = ("base", "reference")
 SELECTION_DEFAULTS = {"score_fn": "excess", "unit": "batch", "weighting": "hard", "temperature": 1.0}
 
 
@@ -96,10 +98,7 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
                 for path in component.get("paths", []) if component["source"] == "files" else []:
                     check_local_file(f"data.{name}.components[{i}]", component, path, base_dir)
     if generator is not None:
-        if generator["min_steps"] > generator["max_steps"]:
-            _fail("data.generator.min_steps", "must not exceed data.generator.max_steps")
-        if sum(generator["kind_weights"].values()) <= 0:
-            _fail("data.generator.kind_weights", "needs a positive weight")
+        check_generator(generator)
     if "init" in base and "pretrain" in base and "pretrain" not in data:
         _fail("data.pretrain", "base_model.pretrain needs a data.pretrain source")
     tokenizer = config["tokenizer"]
@@ -162,8 +161,11 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
     tir = config.get("tool_integrated")
     if tir is not None:
         for run in tir["runs"]:
-            if run not in config["runs"]:
-                _fail("tool_integrated.runs", f"{run!r} is not a run (runs: {sorted(config['runs'])})")
+            if run not in config["runs"] and run not in TIR_CONTROLS:
+                _fail(
+                    "tool_integrated.runs",
+                    f"{run!r} is not a run (runs: {sorted(config['runs'])}) nor a control {list(TIR_CONTROLS)}",
+                )
         if "tir" not in data:
             _fail("data.tir", "tool_integrated needs its fine-tuning data")
         if generator is None:
@@ -176,11 +178,25 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
     if "local_tasks" in evaluation and generator is None:
         _fail("evaluation.local_tasks", "the local held-out tasks come from data.generator")
     for run, spec in config["runs"].items():
+        if spec.get("weighting") == "soft" and "ratio" in spec:
+            _fail(
+                f"runs.{run}.ratio",
+                "a soft-weighted run weights every token by softmax(score / temperature) and keeps no top "
+                "ratio: remove ratio (the temperature sets how peaked the weights are)",
+            )
         if spec["method"] == "clm":
             # The schema fills in defaults, so only a changed value is a mistake.
             for key, default in SELECTION_DEFAULTS.items():
                 if spec.get(key, default) != default:
                     _fail(f"runs.{run}.{key}", "a clm run trains on every token and takes no selection settings")
+
+
+def check_generator(generator: dict) -> None:
+    """How the keys of data.generator fit together (the schema checks each one alone)."""
+    if generator["min_steps"] > generator["max_steps"]:
+        _fail("data.generator.min_steps", "must not exceed data.generator.max_steps")
+    if sum(generator["kind_weights"].values()) <= 0:
+        _fail("data.generator.kind_weights", "needs a positive weight")
 
 
 def check_base_models(config: dict, extra_bases: dict, base_dir: Path) -> None:

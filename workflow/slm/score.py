@@ -12,7 +12,7 @@ import torch
 from slm.data.packed import PackedShard, load_array
 from slm.fingerprint import model_fingerprint
 from slm.io import atomic_path, atomic_write_json, read_json, sha256_file
-from slm.model import check_vocabulary, load_model, resolve_device, token_losses
+from slm.model import check_vocabulary, load_for_inference, per_token_losses, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -22,12 +22,37 @@ ALIGNMENT = (
 )
 
 
+def sequence_losses(model, tokens: np.ndarray, seq_len: int, *, batch_size: int, out: np.ndarray) -> np.ndarray:
+    """Fill ``out`` with the per-token losses of packed sequences under ``model``, batch by batch.
+
+    ``tokens`` holds whole sequences of ``seq_len`` tokens back to back (a packed shard, or rows taken
+    from one); ``out`` has its length and any float dtype. Each sequence is its own context: ``out[i]``
+    follows :data:`ALIGNMENT`. Progress is logged every 10 s.
+    """
+    n_seq = len(tokens) // seq_len
+    device = next(model.parameters()).device
+    start = last_log = time.perf_counter()
+    with torch.inference_mode():
+        for first in range(0, n_seq, batch_size):
+            rows = range(first, min(first + batch_size, n_seq))
+            block = np.asarray(tokens[rows.start * seq_len : rows.stop * seq_len], dtype=np.int64)
+            ids = torch.from_numpy(block).view(len(rows), seq_len).to(device)
+            losses = per_token_losses(model, ids)
+            out[rows.start * seq_len : rows.stop * seq_len] = losses.reshape(-1).cpu().numpy()
+            now = time.perf_counter()
+            if now - last_log > 10 or rows.stop == n_seq:
+                done = rows.stop * seq_len
+                log.info("scored %d/%d tokens (%.0f tokens/s)", done, len(out), done / (now - start))
+                last_log = now
+    return out
+
+
 def score_shard(
     model_dir: str | Path,
     shard_dir: str | Path,
     out_dir: str | Path,
     *,
-    batch_size: int = 16,
+    batch_size: int,
     device: str = "auto",
     precision: str = "fp32",
 ) -> dict:
@@ -35,26 +60,11 @@ def score_shard(
     check_vocabulary(model_dir, [shard])
     log.info("scoring the %d tokens of %s with %s", shard.index["n_tokens"], shard_dir, model_dir)
     dev = resolve_device(device)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    model, _ = load_model(model_dir, dev, dtype)
-    model.eval()
+    model, _ = load_for_inference(model_dir, dev, precision)
     seq_len = shard.seq_len
-    n_seq = shard.n_sequences
     scores = np.empty(shard.index["n_tokens"], dtype=np.float16)
     start = time.perf_counter()
-    last_log = start
-    with torch.inference_mode():
-        for first in range(0, n_seq, batch_size):
-            rows = range(first, min(first + batch_size, n_seq))
-            block = np.asarray(shard.tokens[rows.start * seq_len : rows.stop * seq_len], dtype=np.int64)
-            ids = torch.from_numpy(block).view(len(rows), seq_len).to(dev)
-            losses = token_losses(model(input_ids=ids).logits, ids)
-            scores[rows.start * seq_len : rows.stop * seq_len] = losses.reshape(-1).cpu().numpy()
-            now = time.perf_counter()
-            if now - last_log > 10 or rows.stop == n_seq:
-                done = rows.stop * seq_len
-                log.info("scored %d/%d tokens (%.0f tokens/s)", done, len(scores), done / (now - start))
-                last_log = now
+    sequence_losses(model, shard.tokens, seq_len, batch_size=batch_size, out=scores)
     elapsed = time.perf_counter() - start
     meta = {
         "n_tokens": int(len(scores)),
@@ -65,6 +75,7 @@ def score_shard(
         "reference_fingerprint": model_fingerprint(model_dir),
         "alignment": ALIGNMENT,
         "dtype": "float16",
+        "precision": precision,
         "mean_loss": float(np.nanmean(scores.astype(np.float32))),
         "tokens_per_second": len(scores) / elapsed,
     }

@@ -26,7 +26,7 @@ from slm.config import optim_problems
 from slm.data.packed import PackedCorpus
 from slm.fingerprint import changed_inputs, input_fingerprint
 from slm.io import atomic_path
-from slm.model import check_vocabulary, load_model, resolve_device, save_model, token_losses
+from slm.model import check_vocabulary, load_model, per_token_losses, resolve_device, save_model
 from slm.schema import check_training_options
 from slm.score import open_scores
 from slm.selection import (
@@ -192,7 +192,6 @@ class Trainer:
         self.sampler = BatchSampler(len(self.corpus), cfg.batch_size, cfg.seed)
         self.eos_id = self.corpus.shards[0].index["eos_id"]
         self.device = resolve_device(cfg.device)
-        self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
         kind_names = self.corpus.kind_names
         self.kind_names = kind_names
         self.counters = {
@@ -205,9 +204,9 @@ class Trainer:
 
     # -- one optimizer step ------------------------------------------------------------------
     def _forward_losses(self, ids: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            logits = self.model(input_ids=ids).logits
-        return token_losses(logits, ids)
+        # No autocast: with precision bf16, FSDP2's MixedPrecisionPolicy (slm.model.fsdp_mixed_precision)
+        # gives the forward bf16 parameters, the weights the scorer computes with.
+        return per_token_losses(self.model, ids)
 
     def _weights(self, scores: torch.Tensor, valid: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Per-token loss weights: 0/1 for hard selection, softmax weights for soft reweighting."""
