@@ -11,8 +11,11 @@ import pytest
 from slm.data.packed import PackedShard, pack_documents
 from slm.data.sources import iter_files
 from slm.model import init_model
+from smoke import output_digest, smoke_workdir, snakemake
 
 SEQ_LEN = 32
+# The tiny Llama of these tests (its tokenizer has 300 tokens).
+TINY_LLAMA = dict(hidden_size=32, num_layers=2, num_heads=2, intermediate_size=64, max_position_embeddings=128)
 
 
 def _document(rng: random.Random) -> dict:
@@ -86,16 +89,7 @@ def tokenizer(tokenizer_dir):
 @pytest.fixture(scope="session")
 def base_model(workdir, tokenizer_dir) -> Path:
     out = workdir / "base"
-    init_model(
-        tokenizer_dir,
-        out,
-        hidden_size=32,
-        num_layers=2,
-        num_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        seed=0,
-    )
+    init_model(tokenizer_dir, out, **TINY_LLAMA, seed=0)
     return out
 
 
@@ -125,3 +119,13 @@ def score_dirs(workdir, base_model, shards) -> list[Path]:
         score_shard(base_model, shard, out, batch_size=8, device="cpu")
         outs.append(out)
     return outs
+
+
+@pytest.fixture(scope="session")
+def smoke_local(tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """The smoke config run locally, once per session, and the digest of its outputs taken right
+    after (tests that add to its directory come later); the reference of the fault-injection and
+    SLURM runs."""
+    workdir = smoke_workdir(tmp_path_factory.mktemp("smoke"))
+    snakemake(workdir, "--cores", "2")
+    return workdir, output_digest(workdir)

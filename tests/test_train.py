@@ -1,14 +1,22 @@
 import json
+import shutil
+import signal
+import subprocess
+from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
-from conftest import train_spec
-from slm.data.packed import KIND_NAMES
+from conftest import SEQ_LEN, TINY_LLAMA, train_spec
+from processes import kill, slm, wait_for
+from slm.data.packed import KIND_NAMES, pack_documents
+from slm.data.sources import iter_files
+from slm.model import init_model
+from slm.score import score_shard
 from slm.selection import select_tokens
-from slm.train import BatchLoader, TrainConfig, Trainer, train
+from slm.train import BatchLoader, TrainConfig, Trainer
 
 
 def _spec(tmp_path, base_model, shards, **overrides):
@@ -108,33 +116,131 @@ def _weights(path):
     return load_file(str(path / "model.safetensors"))
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path, base_model, shards, score_dirs):
-    kwargs = dict(
-        ratio=0.6, scores=[str(s) for s in score_dirs], checkpoints=[4 * 32 * 3], checkpoint_dir=str(tmp_path / "ckpt")
-    )
-    straight = train(_spec(tmp_path / "a", base_model, shards, **kwargs))
-    spec_b = _spec(tmp_path / "b", base_model, shards, **kwargs)
-    with pytest.raises(KeyboardInterrupt):
-        train(spec_b, interrupt_at_step=5)
-    assert [p.name for p in (tmp_path / "b" / "state").glob("step-*")] == ["step-000000004"]
-    assert not (tmp_path / "b" / "run" / "final").exists()
-    resumed = train(spec_b)
-    assert resumed["tokens_selected"] == straight["tokens_selected"]
+def _reinit(model_dir: Path, seed: int) -> None:
+    """Other weights of the same shape at the same path (the tokenizer is the directory's own)."""
+    init_model(model_dir, model_dir, **TINY_LLAMA, seed=seed)
+
+
+PATH_KEYS = ("init_model", "data", "out_dir", "state_dir", "scores", "checkpoint_dir", "reference_model")
+
+
+def _train_command(spec: dict, log: Path) -> subprocess.Popen:
+    """``python -m slm train`` on ``spec`` in its own process (one thread, as every run of these tests)."""
+    paths = {k: spec[k] for k in PATH_KEYS if k in spec}
+    options = {k: v for k, v in spec.items() if k not in paths}
+    return slm("train", "--options", json.dumps(options), "--paths", json.dumps(paths), "--threads", "1", log=log)
+
+
+def _killed_after_a_save(spec: dict, log: Path) -> int:
+    """Start training, SIGKILL it as soon as its first state is saved; return the saved step."""
+    states = Path(spec["state_dir"])
+    process = _train_command(spec, log)
+    wait_for(lambda: any(states.glob("step-*[0-9]")) or process.poll() is not None, 120, "the first state save")
+    assert process.poll() is None, f"training ended before it could be killed:\n{log.read_text()}"
+    kill(process)
+    assert process.returncode == -signal.SIGKILL
+    assert not Path(spec["out_dir"]).exists()
+    state = sorted(states.glob("step-*[0-9]"))[-1]  # complete once renamed to its step; the newest resumes
+    return torch.load(state / "trainer.pt", weights_only=False)["step"]
+
+
+def _finish(spec: dict, log: Path) -> str:
+    process = _train_command(spec, log)
+    assert process.wait() == 0, log.read_text()
+    return log.read_text()
+
+
+# Long enough (40 steps, a save every 5) that the first save comes well before the end.
+RESUMABLE = dict(batch_size=4, max_tokens=4 * 32 * 40, save_every=5, checkpoints=[4 * 32 * 3])
+
+
+def test_killed_training_resumes_to_the_same_weights(tmp_path, base_model, shards, score_dirs):
+    kwargs = dict(ratio=0.6, scores=[str(s) for s in score_dirs], **RESUMABLE)
+    spec_a = _spec(tmp_path / "a", base_model, shards, checkpoint_dir=str(tmp_path / "a" / "ckpt"), **kwargs)
+    spec_b = _spec(tmp_path / "b", base_model, shards, checkpoint_dir=str(tmp_path / "b" / "ckpt"), **kwargs)
+    _finish(spec_a, tmp_path / "a.log")
+    saved = _killed_after_a_save(spec_b, tmp_path / "b-killed.log")
+    assert saved % 5 == 0 and 0 < saved < 40
+    log = _finish(spec_b, tmp_path / "b.log")
+    assert f"at step {saved}/40" in log and "resumed from" in log
     wa, wb = _weights(tmp_path / "a" / "run" / "final"), _weights(tmp_path / "b" / "run" / "final")
     for name in wa:
         assert torch.equal(wa[name], wb[name]), name
     assert not (tmp_path / "b" / "state").exists()
     stats = json.loads((tmp_path / "b" / "run" / "final" / "train_stats.json").read_text())
-    assert stats["tokens_seen"] == 6 * 4 * 32
+    assert stats["tokens_seen"] == 40 * 4 * 32
     assert sum(k["selected"] for k in stats["kinds"].values()) == stats["tokens_selected"]
     assert stats["kind_names"] == list(KIND_NAMES)
     metrics = [
         json.loads(line) for line in (tmp_path / "b" / "run" / "final" / "metrics.jsonl").read_text().splitlines()
     ]
-    assert [m["step"] for m in metrics] == list(range(1, 7))
-    ckpt = tmp_path / "ckpt" / f"tokens-{4 * 32 * 3}"
+    assert [m["step"] for m in metrics] == list(range(1, 41))
+    ckpt = tmp_path / "b" / "ckpt" / f"tokens-{4 * 32 * 3}"
     assert json.loads((ckpt / "train_stats.json").read_text())["steps"] == 3
-    AutoModelForCausalLM.from_pretrained(ckpt)
+    assert _weights(ckpt).keys() == wa.keys()
+    for name, tensor in _weights(tmp_path / "a" / "ckpt" / f"tokens-{4 * 32 * 3}").items():
+        assert torch.equal(tensor, _weights(ckpt)[name]), name
+
+
+@pytest.mark.parametrize("changed", ["init_model", "data", "scores", "reference_model"])
+def test_state_of_other_inputs_at_the_same_paths_is_not_resumed(
+    tmp_path, base_model, shards, score_dirs, tokenizer, corpus_files, changed
+):
+    """An input rebuilt with other contents at the same path: the rerun starts from step 0, says why,
+    drops the checkpoints staged with the old state, and ends where a fresh run on the new inputs ends."""
+    inputs = tmp_path / "inputs"
+    model, reference = inputs / "base", inputs / "reference"
+    shutil.copytree(base_model, model)
+    shutil.copytree(base_model, reference)
+    data = [inputs / f"packed-{i}" for i in range(2)]
+    for src, dst in zip(shards, data):
+        shutil.copytree(src, dst)
+    scores = [inputs / f"scores-{i}" for i in range(2)]
+    for src, dst in zip(score_dirs, scores):
+        shutil.copytree(src, dst)
+    # scored by `reference` (a copy of the base: the same weights), which the run names
+    for dst in scores:
+        meta = json.loads((dst / "meta.json").read_text())
+        (dst / "meta.json").write_text(json.dumps({**meta, "reference_model": str(reference)}))
+    kwargs = dict(ratio=0.6, scores=[str(s) for s in scores], reference_model=str(reference), **RESUMABLE)
+    spec = _spec(tmp_path / "run", model, data, checkpoint_dir=str(tmp_path / "run" / "ckpt"), **kwargs)
+    _killed_after_a_save(spec, tmp_path / "killed.log")
+    staged = Path(spec["state_dir"]) / "checkpoints" / f"tokens-{4 * 32 * 3}"
+    assert staged.is_dir()
+    staged_before = _weights(staged)
+
+    if changed in ("init_model", "reference_model"):
+        # other weights at the same path (the reference: scores re-made by it, as the workflow would)
+        target = model if changed == "init_model" else reference
+        _reinit(target, seed=11)
+        if changed == "reference_model":
+            for shard, dst in zip(data, scores):
+                score_shard(reference, shard, dst, batch_size=8, device="cpu")
+    elif changed == "data":
+        # the corpus re-prepared from other documents (its scores re-made to match)
+        for i, dst in enumerate(data):
+            pack_documents(iter_files([corpus_files[1 - i]]), tokenizer, dst, seq_len=SEQ_LEN)
+            score_shard(reference, dst, scores[i], batch_size=8, device="cpu")
+    else:
+        # the same tokens and reference model, rescored in bf16: other scores, the same token and model hashes
+        for shard, dst in zip(data, scores):
+            score_shard(reference, shard, dst, batch_size=8, device="cpu", precision="bf16")
+
+    log = _finish(spec, tmp_path / "rerun.log")
+    assert "ignoring saved state" in log and "starting from step 0" in log, log
+    assert changed in log.split("ignoring saved state")[1].split(" changed since")[0]
+    assert "resumed from" not in log
+    fresh = _spec(tmp_path / "fresh", model, data, checkpoint_dir=str(tmp_path / "fresh" / "ckpt"), **kwargs)
+    _finish(fresh, tmp_path / "fresh.log")
+    ours, theirs = _weights(tmp_path / "run" / "run" / "final"), _weights(tmp_path / "fresh" / "run" / "final")
+    for name in theirs:
+        assert torch.equal(ours[name], theirs[name]), name
+    checkpoint = _weights(tmp_path / "run" / "ckpt" / f"tokens-{4 * 32 * 3}")
+    expected = _weights(tmp_path / "fresh" / "ckpt" / f"tokens-{4 * 32 * 3}")
+    for name in expected:
+        assert torch.equal(checkpoint[name], expected[name]), name
+    if changed != "scores":  # (rescaled scores may select the same tokens in the first steps)
+        assert any(not torch.equal(staged_before[n], checkpoint[n]) for n in checkpoint)
 
 
 def test_bad_options_fail_before_training(tmp_path, base_model, shards, score_dirs):

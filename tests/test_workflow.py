@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,15 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *args], capture_output=True, text=True)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}")
-    return proc
+from smoke import REPO, snakemake
 
 
 def with_config(workdir: Path, config: dict) -> Path:
@@ -152,12 +141,9 @@ def test_weak_to_strong_runs_start_from_their_base(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> Path:
-    workdir = tmp_path_factory.mktemp("smoke")
-    (workdir / "config").mkdir()
-    shutil.copy(REPO / "tests" / "e2e" / "config.yaml", workdir / "config" / "config.yaml")
-    snakemake(workdir, "--cores", "2")
-    return workdir
+def smoke_run(smoke_local) -> Path:
+    """The smoke run's working directory; the tests below add to it (more runs, a report)."""
+    return smoke_local[0]
 
 
 @pytest.mark.e2e

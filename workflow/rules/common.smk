@@ -2,6 +2,7 @@ import json
 import sys
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
@@ -9,10 +10,17 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from slm.config import check_config, n_shards, shard_arguments, source_files  # noqa: E402
 from slm.launch import launch_command  # noqa: E402
 from slm.plan import Plan  # noqa: E402
-from slm.resources import stage_resources  # noqa: E402
+from slm.resources import job_resources, job_threads, stage_resources  # noqa: E402
+from slm.runlock import clear_stale_locks  # noqa: E402
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
+
+# A run killed outright leaves Snakemake's directory lock behind; the same command removes it when no
+# other run is alive here (slm.runlock). Cluster jobs run inside the lock of the run that submitted them.
+if not workflow.remote_exec:
+    for lock in clear_stale_locks():
+        logger.warning(f"Removed {lock}: the lock of a Snakemake run that was killed.")
 
 # What the config makes (runs, models, evaluations, tables, figures): slm.plan, keyed by name.
 PLAN = Plan(config, workflow.configfiles)
@@ -29,22 +37,23 @@ shell.prefix(_prefix)
 
 
 def rule_resources(stage):
-    """Snakemake resources of a stage's jobs (config resources, slm.resources): a local run places
-    GPU jobs with `--resources gpu=N`; the slurm executor requests memory, wall time, GPUs and nodes.
+    """Snakemake resources of a stage's jobs (slm.resources.job_resources): a local run places GPU
+    jobs with `--resources gpu=N`; the slurm executor requests memory, wall time, GPUs and nodes.
     Memory and wall time grow with the attempt, so a retry asks for more."""
     res = stage_resources(config, stage)
-    out = {
+    return {
+        **job_resources(res, attempt=1),
         "mem_mb": lambda wildcards, attempt: res.grown(res.mem_mb, attempt),
         "runtime": lambda wildcards, attempt: res.grown(res.runtime, attempt),
-        "gpu": res.gpus * res.nodes,
     }
-    if res.gpus:
-        # One launcher process per job: without tasks_per_gpu=0 the slurm executor would derive
-        # --ntasks-per-gpu from tasks and start the command once per GPU.
-        out.update(cpus_per_gpu=res.cpus_per_gpu, tasks_per_gpu=0)
-    if res.nodes > 1:
-        out["nodes"] = res.nodes
-    return out
+
+
+def rule_threads(stage):
+    """Threads of a stage's jobs (slm.resources.job_threads): GPUs times cpus_per_gpu,
+    resources.<stage>.cpus, else every core of a local run. A cluster job, in the submitting process
+    and again inside the job, takes only what the config says (cores there are the node's, not the job's)."""
+    cores = workflow.resource_settings.cores if workflow.local_exec and not workflow.remote_exec else None
+    return job_threads(stage_resources(config, stage), cores)
 
 
 def spec(obj):

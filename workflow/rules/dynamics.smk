@@ -20,7 +20,7 @@ rule dynamics:
         run=one_of(PLAN.runs),
     conda:
         "../../envs/slm.yaml"
-    threads: workflow.cores
+    threads: rule_threads("dynamics")
     resources:
         **rule_resources("dynamics"),
     params:

@@ -12,7 +12,7 @@ rule evaluate:
         point=r"final|tokens-\d+",
     conda:
         "../../envs/slm.yaml"
-    threads: 1
+    threads: rule_threads("evaluate")
     resources:
         **rule_resources("evaluate"),
     params:

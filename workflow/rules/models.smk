@@ -46,7 +46,7 @@ if PRETRAIN_BASES:
             base=one_of(PRETRAIN_BASES),
         conda:
             "../../envs/slm.yaml"
-        threads: workflow.cores
+        threads: rule_threads("pretrain_base")
         resources:
             **rule_resources("pretrain_base"),
         params:
@@ -79,7 +79,7 @@ if not PLAN.reference_given:
             "benchmarks/train/reference.tsv"
         conda:
             "../../envs/slm.yaml"
-        threads: workflow.cores
+        threads: rule_threads("train_reference")
         resources:
             **rule_resources("train_reference"),
         params:

@@ -13,7 +13,7 @@ rule score:
         shard=r"\d+",
     conda:
         "../../envs/slm.yaml"
-    threads: workflow.cores
+    threads: rule_threads("score")
     resources:
         **rule_resources("score"),
     params:

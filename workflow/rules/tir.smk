@@ -21,7 +21,7 @@ if PLAN.tir_runs:
             seed=r"\d+",
         conda:
             "../../envs/slm.yaml"
-        threads: workflow.cores
+        threads: rule_threads("sft_tir")
         resources:
             **rule_resources("sft_tir"),
         params:
@@ -55,7 +55,7 @@ if PLAN.tir_runs:
             seed=r"\d+",
         conda:
             "../../envs/slm.yaml"
-        threads: 1
+        threads: rule_threads("evaluate_tir")
         resources:
             **rule_resources("evaluate_tir"),
         params:

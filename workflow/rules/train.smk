@@ -15,7 +15,7 @@ rule train:
         run=one_of(PLAN.replicate_index),
     conda:
         "../../envs/slm.yaml"
-    threads: workflow.cores
+    threads: rule_threads("train")
     resources:
         **rule_resources("train"),
     params:

@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -360,5 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     level = logging.INFO if int(os.environ.get("RANK", 0)) == 0 else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = build_parser().parse_args(argv)
+    if "SLURM_JOB_ID" in os.environ:  # which cluster job ran this step (its log, `scontrol show job`)
+        logging.info("slm %s in SLURM job %s on %s", args.command, os.environ["SLURM_JOB_ID"], socket.gethostname())
     args.func(args)
     return 0

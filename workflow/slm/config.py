@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from slm.data.sources import check_mixture, mixture_files
+from slm.data.sources import check_mixture, iter_files, mixture_files
 from slm.launch import BatchSplitError, split_batch
 from slm.resources import check_resources, stage_resources
 
@@ -40,6 +40,38 @@ def _fail(key: str, why: str):
     raise ConfigError(f"config key '{key}': {why}")
 
 
+def optim_problems(section: dict, world_size: int = 1) -> list[tuple[str, str]]:
+    """How the keys of one training section (``training``, ``reference``, ``base_model.pretrain``, ...)
+    fit together on ``world_size`` ranks, as ``(key within the section, why)`` pairs; the trainer
+    checks its options with it too. The batch splits as the trainer splits it (slm.launch.split_batch)."""
+    problems = []
+    if ("max_tokens" in section) == ("epochs" in section):
+        problems.append(("", "give exactly one of max_tokens and epochs"))
+    try:
+        split_batch(section.get("batch_size", 16), section.get("micro_batch_size"), world_size)
+    except BatchSplitError as err:
+        problems.append((err.key, err.why))
+    return problems
+
+
+def check_local_file(key: str, spec: dict, path: str, base_dir: Path) -> None:
+    """A local data file of a ``files`` source: it exists, is not empty, and (jsonl/json) its first
+    record is UTF-8 JSON with the fields the source's text keys name. Reads one line, so a bad file
+    stops the run before any job; the prepare step reads every record."""
+    full = base_dir / path
+    if not full.is_file():
+        _fail(f"{key}.paths", f"file not found: {path}")
+    if full.stat().st_size == 0:
+        _fail(f"{key}.paths", f"file is empty: {path}")
+    if (spec.get("format") or full.suffix.lstrip(".")) not in ("jsonl", "json"):
+        return
+    options = {k: spec[k] for k in ("text_field", "template", "messages_field") if k in spec}
+    try:
+        next(iter_files([full], fmt=spec.get("format"), **options), None)
+    except ValueError as err:
+        _fail(key, str(err))
+
+
 def check_config(config: dict, base_dir: Path | str = ".") -> None:
     base_dir = Path(base_dir)
     data = config["data"]
@@ -53,8 +85,7 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
             _fail(f"data.{name}", "source 'generated' needs a data.generator block")
         if spec["source"] == "files":
             for path in spec["paths"]:
-                if not (base_dir / path).is_file():
-                    _fail(f"data.{name}.paths", f"file not found: {path}")
+                check_local_file(f"data.{name}", spec, path, base_dir)
         parts = [(f"data.{name}", spec)] + [
             (f"data.{name}.components[{i}]", c)
             for i, c in enumerate(spec.get("components") or [])
@@ -70,8 +101,7 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
                 raise ConfigError(str(err)) from None
             for i, component in enumerate(components):
                 for path in component.get("paths", []) if component["source"] == "files" else []:
-                    if not (base_dir / path).is_file():
-                        _fail(f"data.{name}.components[{i}].paths", f"file not found: {path}")
+                    check_local_file(f"data.{name}.components[{i}]", component, path, base_dir)
     if generator is not None:
         check_generator(generator)
     if "init" in base and "pretrain" in base and "pretrain" not in data:
@@ -108,15 +138,11 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
     for group, section in sections.items():
         if section is None or (group == "reference" and "path" in section):
             continue  # a given reference model (reference.path) is not trained
-        if ("max_tokens" in section) == ("epochs" in section):
-            _fail(group, "give exactly one of max_tokens and epochs")
         # The batch splits over the stage's ranks as the trainer will split it (slm.launch.split_batch).
         stage = TRAINING_STAGE.get(group, "pretrain_base")
         ranks = stage_resources(config, stage).world_size
-        try:
-            split_batch(section.get("batch_size", 16), section.get("micro_batch_size"), ranks)
-        except BatchSplitError as err:
-            _fail(f"{group}.{err.key}", f"{err.why} (resources.{stage})")
+        for key, why in optim_problems(section, ranks):
+            _fail(f"{group}.{key}" if key else group, why + (f" (resources.{stage})" if ranks > 1 else ""))
     budget = training.get("max_tokens")
     for tokens in training.get("checkpoints", []):
         if budget is not None and tokens >= budget:

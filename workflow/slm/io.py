@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,10 +17,17 @@ from pathlib import Path
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary sibling path; on success rename it onto ``path`` (file or directory).
 
-    On error the temporary is removed and whatever was at ``path`` before is left untouched.
+    On error the temporary is removed and whatever was at ``path`` before is left untouched; the
+    temporaries of a writer killed outright are removed by the next write of the same path.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # Temporaries of this path left by a writer that was killed (no chance to clean up): the
+    # workflow never runs two writers of one path at once, so they are garbage.
+    leftover = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]+\.tmp")
+    for entry in path.parent.iterdir():
+        if leftover.fullmatch(entry.name) and entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     target = tmp / path.name
     try:

@@ -18,8 +18,9 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
+from slm.fingerprint import tokenizer_fingerprint
 from slm.io import atomic_path
 
 log = logging.getLogger(__name__)
@@ -90,13 +91,44 @@ def save_model(
             (tmp / name).write_text(text, encoding="utf-8")
 
 
+def check_model_dir(name_or_path: str | Path) -> None:
+    """A model given as a local directory must hold a transformers model (config.json). Local: it
+    exists, starts with ``.``, ``/`` or ``~``, or has more path parts than a hub id (``org/name``)."""
+    name = str(name_or_path)
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")) or name.count("/") > 1:
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"model directory {name} does not exist or has no config.json")
+
+
 def load_model(name_or_path: str | Path, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
-    path = Path(name_or_path)
-    if str(name_or_path).startswith((".", "/")) and not (path / "config.json").is_file():
-        raise FileNotFoundError(f"model directory {path} does not exist or has no config.json")
+    check_model_dir(name_or_path)
     model = AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path)
     return model.to(device), tokenizer
+
+
+def check_vocabulary(model: str | Path, shards) -> None:
+    """Refuse packed shards whose token ids do not belong to ``model``'s vocabulary: packed with a
+    tokenizer other than the model's own, or with more tokens than its embedding has. Reads only the
+    model's config and tokenizer, so it runs before any weights are loaded."""
+    check_model_dir(model)
+    config = AutoConfig.from_pretrained(model)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    for shard in shards:
+        index = shard.index
+        problems = []
+        if index["vocab_size"] > config.vocab_size:
+            tokens, embedding = index["vocab_size"], config.vocab_size
+            problems.append(f"its tokenizer has {tokens} tokens, the model's embedding {embedding}")
+        packed_with = index.get("tokenizer_sha256")
+        if packed_with is not None and packed_with != tokenizer_fingerprint(tokenizer):
+            problems.append(f"it was packed with the tokenizer of {index.get('tokenizer')}, not the model's")
+        if problems:
+            raise ValueError(
+                f"token shard {shard.path} does not fit model {model}: {'; '.join(problems)}. Prepare the data "
+                "with the model's tokenizer (tokenizer: {from_base_model: true}) or use a model of this vocabulary."
+            )
 
 
 def compute_dtype(precision: str) -> torch.dtype:

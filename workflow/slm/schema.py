@@ -52,3 +52,22 @@ def check_section(instance, pointer: str, key: str):
         where = ".".join([key, *(str(p) for p in error.path)])
         raise ConfigError(f"config key '{where}': {error.message}")
     return instance
+
+
+def check_training_options(options: dict) -> None:
+    """The trainer's options (``python -m slm train``) against the schema's ``trainer_options``: the
+    same rules as the config's training sections and runs; a ValueError names the option."""
+    from jsonschema.exceptions import best_match
+
+    error = best_match(_validator("/definitions/trainer_options").iter_errors(copy.deepcopy(options)))
+    if error is not None:
+        option = ".".join(str(p) for p in error.path) or "(all)"
+        raise ValueError(f"training option {option!r}: {error.message}")
+
+
+def schema_minimum(pointer: str) -> int:
+    """The ``minimum`` of the numeric key at JSON ``pointer``, e.g. the tokenizer's vocabulary size."""
+    node = config_schema()
+    for name in pointer.strip("/").split("/"):
+        node = node[name]
+    return node["minimum"]

@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from slm.data.packed import PackedShard
+from slm.data.packed import PackedShard, load_array
+from slm.fingerprint import model_fingerprint
 from slm.io import atomic_path, atomic_write_json, read_json, sha256_file
-from slm.model import load_for_inference, per_token_losses, resolve_device
+from slm.model import check_vocabulary, load_for_inference, per_token_losses, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -19,15 +20,6 @@ ALIGNMENT = (
     "scores[i] = -log p_ref(tokens[i] | tokens[s..i-1]) where s = i - i % seq_len is the start of the "
     "packed sequence holding token i; NaN at every sequence start (no context)"
 )
-
-
-def model_fingerprint(model_dir: str | Path) -> str:
-    """Hash of a local model's weights (or the hub id when it is not a local directory)."""
-    path = Path(model_dir)
-    weights = sorted(path.glob("*.safetensors")) if path.is_dir() else []
-    if not weights:
-        return f"id:{model_dir}"
-    return "sha256:" + ",".join(sha256_file(w) for w in weights)
 
 
 def sequence_losses(model, tokens: np.ndarray, seq_len: int, *, batch_size: int, out: np.ndarray) -> np.ndarray:
@@ -65,6 +57,8 @@ def score_shard(
     precision: str = "fp32",
 ) -> dict:
     shard = PackedShard.open(shard_dir)
+    check_vocabulary(model_dir, [shard])
+    log.info("scoring the %d tokens of %s with %s", shard.index["n_tokens"], shard_dir, model_dir)
     dev = resolve_device(device)
     model, _ = load_for_inference(model_dir, dev, precision)
     seq_len = shard.seq_len
@@ -88,6 +82,7 @@ def score_shard(
     with atomic_path(out_dir) as tmp:
         tmp.mkdir()
         np.save(tmp / "scores.npy", scores)
+        meta["scores_sha256"] = sha256_file(tmp / "scores.npy")
         atomic_write_json(tmp / "meta.json", meta)
     log.info(
         "wrote %s: %d tokens, mean loss %.4f, %.0f tokens/s",
@@ -116,7 +111,7 @@ def open_scores(score_dir: str | Path, shard: PackedShard, reference_model: str 
         problems.append("token hash differs (the shard was re-prepared after scoring)")
     if reference_model is not None and meta.get("reference_fingerprint") != model_fingerprint(reference_model):
         problems.append(f"scored by another reference model than {reference_model}")
-    scores = np.load(score_dir / "scores.npy", mmap_mode="r")
+    scores = load_array(score_dir / "scores.npy", "re-run the scoring step for this shard")
     if scores.shape != (shard.index["n_tokens"],):
         problems.append(f"scores.npy has shape {scores.shape}")
     if problems:

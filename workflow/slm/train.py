@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -29,6 +30,7 @@ import numpy as np
 import torch
 from torch.distributed.fsdp import FSDPModule
 
+from slm.config import optim_problems
 from slm.data.packed import PackedCorpus
 from slm.distributed import (
     World,
@@ -47,14 +49,13 @@ from slm.distributed import (
     shard_model,
     sum_over_ranks,
 )
+from slm.fingerprint import changed_inputs, input_fingerprint
 from slm.io import atomic_path
-from slm.launch import BatchSplitError, split_batch
-from slm.model import PRECISIONS, load_model, per_token_losses, resolve_device, save_model
+from slm.launch import split_batch
+from slm.model import check_vocabulary, load_model, per_token_losses, resolve_device, save_model
+from slm.schema import check_training_options
 from slm.score import open_scores
 from slm.selection import (
-    SCORE_FUNCTIONS,
-    UNITS,
-    WEIGHTINGS,
     document_ids,
     n_selected,
     select_tokens,
@@ -134,35 +135,20 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()
 
     def validate(self, world_size: int = 1) -> None:
+        """Types and ranges by the config schema, how keys fit by slm.config (the workflow checks the
+        same rules on the config), then what only the trainer's own paths can tell."""
+        options = {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        check_training_options(options)
+        for key, why in optim_problems(options, world_size):
+            raise ValueError(f"training option {key or 'max_tokens'!r}: {why}")
+
         def bad(key: str, why: str):
             raise ValueError(f"training option {key!r}: {why}")
 
-        if not 0.0 < self.ratio <= 1.0:
-            bad("ratio", f"must be in (0, 1], got {self.ratio}")
-        if self.unit not in UNITS:
-            bad("unit", f"must be one of {UNITS}, got {self.unit!r}")
-        if self.weighting not in WEIGHTINGS:
-            bad("weighting", f"must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if self.weighting == "soft" and self.temperature <= 0:
-            bad("temperature", f"must be positive, got {self.temperature}")
-        if self.score_fn not in SCORE_FUNCTIONS:
-            bad("score_fn", f"must be one of {SCORE_FUNCTIONS}, got {self.score_fn!r}")
-        if self.batch_size < 1:
-            bad("batch_size", f"must be positive, got {self.batch_size}")
-        try:
-            split_batch(self.batch_size, self.micro_batch_size, world_size)
-        except BatchSplitError as err:
-            bad(err.key, err.why)
-        if (self.max_tokens is None) == (self.epochs is None):
-            bad("max_tokens", "give exactly one of max_tokens and epochs")
-        if self.lr <= 0:
-            bad("lr", f"must be positive, got {self.lr}")
         if self.needs_scores and not self.scores:
             bad("scores", f"ratio {self.ratio} with score_fn {self.score_fn!r} needs reference score shards")
         if self.scores and len(self.scores) != len(self.data):
             bad("scores", f"{len(self.scores)} score shards for {len(self.data)} token shards")
-        if self.precision not in PRECISIONS:
-            bad("precision", f"must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         if self.checkpoints and not self.checkpoint_dir:
             bad("checkpoint_dir", "needed when checkpoints are requested")
 
@@ -360,6 +346,7 @@ class Trainer:
         cfg.validate(self.world.size)
         self.cfg = cfg
         self.corpus = PackedCorpus(cfg.data)
+        check_vocabulary(cfg.init_model, self.corpus.shards)
         self.seq_len = self.corpus.seq_len
         # Check every score shard against its token shard before any training.
         self.scores = (
@@ -511,6 +498,18 @@ class Trainer:
     def _staged_checkpoint(self, tokens: int) -> Path:
         return Path(self.cfg.state_dir) / "checkpoints" / f"tokens-{tokens}"
 
+    @functools.cached_property
+    def fingerprint(self) -> dict:
+        """The options and the content hashes of the inputs (slm.fingerprint) this run's state belongs to."""
+        cfg = self.cfg
+        return input_fingerprint(
+            cfg.fingerprint(),
+            init_model=cfg.init_model,
+            data=cfg.data,
+            scores=cfg.scores,
+            reference_model=cfg.reference_model,
+        )
+
     def _save_state(self, step: int) -> None:
         """Every rank writes its shards into a temporary directory; once all have, rank 0 adds the
         trainer's own state and renames the directory to its final name, then drops older states."""
@@ -521,7 +520,7 @@ class Trainer:
         barrier(self.world)
         save_sharded(tmp, self.model, self.optimizer)
         trainer_state = {
-            "fingerprint": self.cfg.fingerprint(),
+            "fingerprint": self.fingerprint,
             "step": step,
             "counters": self._counters(step),
             "scheduler": self.scheduler.state_dict(),
@@ -540,13 +539,24 @@ class Trainer:
     def _load_state(self) -> int:
         states = self._state_dirs()
         if not states:
-            if (Path(self.cfg.state_dir) / "state.pt").is_file():
-                log.warning("ignoring %s: a training state in an older format", Path(self.cfg.state_dir) / "state.pt")
+            self._discard_staged_checkpoints()
             return 0
         path = states[-1]
-        state = torch.load(path / TRAINER_FILE, weights_only=False)
-        if state.get("fingerprint") != self.cfg.fingerprint():
-            log.warning("ignoring saved state %s: it belongs to a different training configuration", path)
+        try:
+            state = torch.load(path / TRAINER_FILE, weights_only=False)
+        except Exception as err:  # truncated or corrupt: the state is a cache, so start over
+            log.warning("ignoring saved state %s: it cannot be read (%s); starting from step 0", path, err)
+            self._discard_staged_checkpoints()
+            return 0
+        changed = changed_inputs(state.get("fingerprint"), self.fingerprint)
+        if changed:
+            log.warning(
+                "ignoring saved state %s (step %s): its %s changed since it was saved; starting from step 0",
+                path,
+                state.get("step"),
+                ", ".join(changed),
+            )
+            self._discard_staged_checkpoints()
             return 0
         load_sharded(path, self.model, self.optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
@@ -560,6 +570,11 @@ class Trainer:
             torch.cuda.set_rng_state(state["cuda_rng"], self.device)
         log.info("resumed from %s at step %d/%d on %d rank(s)", path, state["step"], self.total_steps, self.world.size)
         return state["step"]
+
+    def _discard_staged_checkpoints(self) -> None:
+        """A run from step 0 drops the checkpoints staged by an earlier run: they belong to its state."""
+        if self.world.is_main:
+            shutil.rmtree(Path(self.cfg.state_dir) / "checkpoints", ignore_errors=True)
 
     def _stats(self, step: int, tokens_per_second: float) -> dict:
         c = self._counters(step)
@@ -628,14 +643,14 @@ class Trainer:
         )
         self.metrics: list[dict] = []
 
-    def run(self, interrupt_at_step: int | None = None) -> dict:
+    def run(self) -> dict:
         if self.cfg.threads:
             torch.set_num_threads(max(1, self.cfg.threads // self.world.local_size))
         with process_group(self.device, self.world):
             self._setup()
-            return self._loop(interrupt_at_step)
+            return self._loop()
 
-    def _loop(self, interrupt_at_step: int | None) -> dict:
+    def _loop(self) -> dict:
         cfg = self.cfg
         start_step = self._load_state()
         log.info(
@@ -658,8 +673,6 @@ class Trainer:
         run_start, run_tokens = window_start, 0
         steps = range(start_step, self.total_steps)
         for step, batch in zip(steps, BatchLoader(self)(steps)):
-            if interrupt_at_step is not None and step == interrupt_at_step:
-                raise KeyboardInterrupt(f"interrupted at step {step} (test hook)")
             stats, mask = self.train_step(step, batch)
             grad_norm = clip_grad_norm(self.parameters, cfg.grad_clip) if cfg.grad_clip else None
             self.optimizer.step()
@@ -722,5 +735,5 @@ class Trainer:
         return stats
 
 
-def train(spec: dict, interrupt_at_step: int | None = None) -> dict:
-    return Trainer(TrainConfig.from_dict(spec)).run(interrupt_at_step=interrupt_at_step)
+def train(spec: dict) -> dict:
+    return Trainer(TrainConfig.from_dict(spec)).run()

@@ -22,9 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from slm.data.generate import KIND_NAMES
+from slm.fingerprint import tokenizer_fingerprint
 from slm.io import atomic_path, atomic_write_json, read_json, sha256_file
 
 FORMAT_VERSION = 1
+
+
+def source_name(source: dict | None) -> str:
+    """The files or dataset a shard is packed from, for messages."""
+    source = source or {}
+    return ", ".join(map(str, source.get("files") or [])) or str(source.get("path") or source.get("source") or "?")
 
 
 def token_dtype(vocab_size: int) -> np.dtype:
@@ -97,8 +104,8 @@ def pack_documents(
     n_sequences = n_tokens // seq_len
     if n_sequences == 0:
         raise ValueError(
-            f"empty corpus for {out_dir}: {n_docs} documents, {n_tokens} tokens, fewer than one sequence of "
-            f"{seq_len} tokens (sequence_length)"
+            f"empty corpus for {out_dir} (source: {source_name(source)}): {n_docs} documents, {n_tokens} tokens, "
+            f"fewer than one sequence of {seq_len} tokens (sequence_length)"
         )
     kept = n_sequences * seq_len
     tokens = np.concatenate(token_chunks)[:kept]
@@ -122,10 +129,19 @@ def pack_documents(
             "kind_names": list(kind_names),
             "tokens_sha256": sha256_file(tmp / "tokens.npy"),
             "tokenizer": str(tokenizer.name_or_path),
+            "tokenizer_sha256": tokenizer_fingerprint(tokenizer),
             "source": source or {},
         }
         atomic_write_json(tmp / "index.json", index)
     return index
+
+
+def load_array(path: Path, remedy: str) -> np.ndarray:
+    """Memory-map a ``.npy`` file; a missing, truncated or corrupt one raises ``ValueError`` naming it."""
+    try:
+        return np.load(path, mmap_mode="r")
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"{path} is missing, truncated or not a numpy array ({err}); {remedy}") from err
 
 
 @dataclass
@@ -143,10 +159,12 @@ class PackedShard:
         index = read_json(path / "index.json", "packed shard index")
         if index.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"{path}: packed shard format {index.get('format_version')}, expected {FORMAT_VERSION}")
-        tokens = np.load(path / "tokens.npy", mmap_mode="r")
-        kinds = np.load(path / "kinds.npy", mmap_mode="r")
+        tokens, kinds = (load_array(path / name, "re-run the prepare step") for name in ("tokens.npy", "kinds.npy"))
         if tokens.shape != (index["n_tokens"],) or kinds.shape != tokens.shape:
-            raise ValueError(f"{path}: array lengths {tokens.shape}/{kinds.shape} do not match index n_tokens")
+            raise ValueError(
+                f"{path}: array lengths {tokens.shape}/{kinds.shape} do not match index n_tokens "
+                f"{index['n_tokens']}; re-run the prepare step"
+            )
         return cls(path, index, tokens, kinds)
 
     @property

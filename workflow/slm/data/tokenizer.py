@@ -20,11 +20,13 @@ from pathlib import Path
 from slm.config import check_int
 from slm.data.sources import iter_files
 from slm.io import atomic_path
+from slm.schema import schema_minimum
 
 __all__ = ["EOS_TOKEN", "read_documents", "train_tokenizer"]
 
 EOS_TOKEN = "<|endoftext|>"
-_MIN_VOCAB = 256 + 1  # byte alphabet + EOS
+# byte alphabet + EOS: the config schema's minimum of tokenizer.train.vocab_size
+_MIN_VOCAB = schema_minimum("/properties/tokenizer/properties/train/properties/vocab_size")
 
 
 def read_documents(path: Path, text_field: str = "text") -> list[str]:
