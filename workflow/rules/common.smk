@@ -2,13 +2,26 @@ import json
 import sys
 from pathlib import Path
 
+import yaml
+from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from slm.config import check_config, n_shards, shard_arguments, source_files  # noqa: E402
+from slm.overrides import apply_command_line  # noqa: E402
 from slm.resources import stage_resources  # noqa: E402
+from slm.tracking import tracking_spec  # noqa: E402
 
+# The command line: a complete --configfile replaces the default, --config a__b=v sets nested keys.
+if replacing := apply_command_line(
+    config,
+    yaml.safe_load(Path(workflow.basedir, "workflow", "schemas", "config.schema.yaml").read_text()),
+    configfiles=workflow.config_settings.configfiles,
+    cli_config=workflow.config_settings.config,
+    replaced=workflow.config_settings.replace_workflow_config,
+):
+    logger.info(f"Config: {', '.join(map(str, replacing))} is complete; config/config.yaml is not merged in.")
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
 
@@ -51,6 +64,11 @@ CHECKPOINTS = config["training"].get("checkpoints", [])
 def spec(obj):
     """JSON for a --spec argument."""
     return json.dumps(obj, sort_keys=True)
+
+
+# TensorBoard / W&B settings of every training job: an argument of the command, not a params entry,
+# so that turning a tracker on or off does not rerun training.
+TRACKING = spec(tracking_spec(config))
 
 
 def shard_ids(dataset):

@@ -56,10 +56,13 @@ if PRETRAIN_BASES:
                     "data": list(input.data),
                     "out_dir": output[0],
                     "state_dir": f"results/train_state/{w.base}",
+                    "name": w.base,
+                    "role": "base",
                 }
             ),
         shell:
-            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
+            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads}"
+            " --tracking {TRACKING:q} > {log} 2>&1"
 
 
 if not REFERENCE_GIVEN:
@@ -89,7 +92,10 @@ if not REFERENCE_GIVEN:
                     "data": list(input.data),
                     "out_dir": output[0],
                     "state_dir": "results/train_state/reference",
+                    "name": "reference",
+                    "role": "reference",
                 }
             ),
         shell:
-            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
+            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads}"
+            " --tracking {TRACKING:q} > {log} 2>&1"

@@ -29,10 +29,13 @@ if TIR:
                     "data": list(input.data),
                     "out_dir": output[0],
                     "state_dir": f"results/train_state/tir-{w.run}",
+                    "name": f"tir-{w.run}",
+                    "role": "tir",
                 }
             ),
         shell:
-            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
+            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads}"
+            " --tracking {TRACKING:q} > {log} 2>&1"
 
     rule evaluate_tir:
         input:

@@ -28,7 +28,10 @@ rule train:
                 "out_dir": output.final,
                 "checkpoint_dir": f"results/models/{w.run}/checkpoints",
                 "state_dir": f"results/train_state/{w.run}",
+                "name": w.run,
+                "role": "run",
             }
         ),
     shell:
-        "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
+        "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads}"
+        " --tracking {TRACKING:q} > {log} 2>&1"

@@ -65,8 +65,15 @@ def cmd_init_model(args) -> None:
 def cmd_train(args) -> None:
     from slm.train import train
 
-    stats = train({**args.options, **args.paths, "threads": args.threads})
+    stats = train({**args.options, **args.paths, "threads": args.threads, "tracking": args.tracking})
     logging.info("done: %s", json.dumps({k: stats[k] for k in ("steps", "tokens_seen", "tokens_selected")}))
+
+
+def cmd_release(args) -> None:
+    from slm.model_card import release
+
+    release(args.model, args.evaluation, args.out)
+    logging.info("released %s with its evaluation results (%s) in %s", args.model, args.evaluation, args.out)
 
 
 def cmd_score(args) -> None:
@@ -237,6 +244,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", type=_json, required=True, help="hyperparameters and selection settings")
     p.add_argument("--paths", type=_json, required=True, help="model, data, score and output paths")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--tracking", type=_json, default=None, help="TensorBoard / W&B settings (slm.tracking)")
+
+    p = add("release", cmd_release, "a publishable copy of a model directory, its card completed with results")
+    p.add_argument("--model", required=True)
+    p.add_argument("--evaluation", required=True, help="the model's evaluation JSON (lm-eval or tool-integrated)")
+    p.add_argument("--out", required=True)
 
     p = add("score", cmd_score, "score a packed shard with the reference model")
     p.add_argument("--model", required=True)

@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from slm.io import atomic_write_json
+from slm.progress import lm_eval_log_lines
 
 log = logging.getLogger(__name__)
 
@@ -295,6 +296,7 @@ def evaluate_model(
     extra = {"max_length": int(max_length)} if max_length is not None else {}
     # Loaded once for all option groups (simple_evaluate(model="hf") would reload it per call).
     lm = HFLM(pretrained=pretrained, dtype=dtype, device=device, batch_size=batch_size, **extra)
+    lm_eval_log_lines()  # lm-eval's request progress bars as log lines when not on a terminal
     raws = []
     for (num_fewshot, max_gen_toks), group in groups.items():
         log.info("tasks %s: num_fewshot %s, max_gen_toks %s", group, num_fewshot, max_gen_toks)

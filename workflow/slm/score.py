@@ -12,6 +12,7 @@ import torch
 from slm.data.packed import PackedShard
 from slm.io import atomic_path, atomic_write_json, read_json, sha256_file
 from slm.model import load_model, resolve_device, token_losses
+from slm.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -48,19 +49,14 @@ def score_shard(
     n_seq = shard.n_sequences
     scores = np.empty(shard.index["n_tokens"], dtype=np.float16)
     start = time.perf_counter()
-    last_log = start
-    with torch.inference_mode():
+    with torch.inference_mode(), progress(len(scores), f"score {shard_dir}", "tok", unit_scale=True) as bar:
         for first in range(0, n_seq, batch_size):
             rows = range(first, min(first + batch_size, n_seq))
             block = np.asarray(shard.tokens[rows.start * seq_len : rows.stop * seq_len], dtype=np.int64)
             ids = torch.from_numpy(block).view(len(rows), seq_len).to(dev)
             losses = token_losses(model(input_ids=ids).logits, ids)
             scores[rows.start * seq_len : rows.stop * seq_len] = losses.reshape(-1).cpu().numpy()
-            now = time.perf_counter()
-            if now - last_log > 10 or rows.stop == n_seq:
-                done = rows.stop * seq_len
-                log.info("scored %d/%d tokens (%.0f tokens/s)", done, len(scores), done / (now - start))
-                last_log = now
+            bar.update(len(rows) * seq_len)
     elapsed = time.perf_counter() - start
     meta = {
         "n_tokens": int(len(scores)),

@@ -27,6 +27,7 @@ import torch
 from slm.data.generate import ANSWER_RE, TOOL_CLOSE, TOOL_OPEN, TOOL_OUTPUT_OPEN, Problem, parse_steps
 from slm.io import atomic_write_json
 from slm.model import load_model, resolve_device
+from slm.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,7 @@ def evaluate_tir(
     start = time.perf_counter()
     correct = ran = 0
     samples = []
+    bar = progress(len(problems), f"evaluate-tir {model_dir}", "problem")
     for first in range(0, len(problems), batch_size):
         batch = problems[first : first + batch_size]
         prompts = [f"{prefix}Question: {p['question']}\nAnswer: {TOOL_OPEN}" for p in batch]
@@ -183,13 +185,9 @@ def evaluate_tir(
                         "gold": p["answer"],
                     }
                 )
-        log.info(
-            "tool-integrated evaluation: %d/%d problems, accuracy %.3f so far (%.1f s)",
-            first + len(batch),
-            len(problems),
-            correct / (first + len(batch)),
-            time.perf_counter() - start,
-        )
+        bar.set_postfix_str(f"accuracy {correct / (first + len(batch)):.3f}", refresh=False)
+        bar.update(len(batch))
+    bar.close()
     result = {
         "model": str(model_dir),
         "n": len(problems),

@@ -24,6 +24,8 @@ import torch
 from slm.data.packed import PackedCorpus
 from slm.io import atomic_path
 from slm.model import load_model, resolve_device, save_model, token_losses
+from slm.model_card import training_card
+from slm.progress import progress
 from slm.score import open_scores
 from slm.selection import (
     SCORE_FUNCTIONS,
@@ -35,12 +37,23 @@ from slm.selection import (
     soft_weights,
     token_scores,
 )
+from slm.tracking import open_tracker
 
 log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 # Fields that do not change the trained weights, so a resumed run may differ in them.
-_NOT_FINGERPRINTED = {"out_dir", "state_dir", "checkpoint_dir", "save_every", "log_every", "threads"}
+_NOT_FINGERPRINTED = {
+    "out_dir",
+    "state_dir",
+    "checkpoint_dir",
+    "save_every",
+    "log_every",
+    "threads",
+    "name",
+    "role",
+    "tracking",
+}
 
 
 @dataclass
@@ -75,6 +88,11 @@ class TrainConfig:
     device: str = "auto"
     precision: str = "fp32"
     threads: int | None = None
+    # What the stage is, for its model card and trackers: name (e.g. slm, reference) and role
+    # (base, reference, run, tir); the tracking spec of slm.tracking (TensorBoard, W&B).
+    name: str | None = None
+    role: str | None = None
+    tracking: dict | None = None
 
     @classmethod
     def from_dict(cls, spec: dict) -> TrainConfig:
@@ -278,17 +296,24 @@ class Trainer:
             masks.append(mb_mask)
         return stats, torch.cat(masks)
 
-    def _count(self, stats: StepStats, mask: torch.Tensor, kinds: torch.Tensor) -> None:
-        """Add a step's token counts, overall and per span kind, to the run's counters."""
+    def _count(self, stats: StepStats, mask: torch.Tensor, kinds: torch.Tensor) -> dict:
+        """Add a step's token counts, overall and per span kind, to the run's counters; return the
+        step's share of each span kind's loss-bearing tokens that was selected."""
         c = self.counters
         c["tokens_seen"] += mask.numel()
         c["tokens_loss_bearing"] += stats.n_valid
         c["tokens_selected"] += stats.n_selected
         valid = torch.ones_like(mask)
         valid[:, 0] = False
+        step = {}
         for key, chosen in (("kind_seen", valid), ("kind_selected", mask)):
-            counts = torch.bincount(kinds[chosen], minlength=len(self.kind_names)).tolist()
-            c[key] = [a + b for a, b in zip(c[key], counts)]
+            step[key] = torch.bincount(kinds[chosen], minlength=len(self.kind_names)).tolist()
+            c[key] = [a + b for a, b in zip(c[key], step[key])]
+        return {
+            name: selected / seen
+            for name, seen, selected in zip(self.kind_names, step["kind_seen"], step["kind_selected"])
+            if seen
+        }
 
     # -- state ---------------------------------------------------------------------------------
     def _state_path(self) -> Path:
@@ -357,7 +382,13 @@ class Trainer:
             self.model,
             self.tokenizer,
             out_dir,
-            extra_files={"train_stats.json": json.dumps(stats, indent=2) + "\n", "metrics.jsonl": metrics},
+            extra_files={
+                "train_stats.json": json.dumps(stats, indent=2) + "\n",
+                "metrics.jsonl": metrics,
+                "README.md": training_card(
+                    dataclasses.asdict(self.cfg), stats, [s.index["source"] for s in self.corpus.shards]
+                ),
+            },
         )
 
     # -- the loop ------------------------------------------------------------------------------
@@ -391,6 +422,9 @@ class Trainer:
             len(self.corpus),
             self.seq_len,
         )
+        name = cfg.name or Path(cfg.out_dir).parent.name
+        tracker = open_tracker(cfg.tracking, name, cfg.role, dataclasses.asdict(cfg), start_step)
+        bar = progress(self.total_steps, f"train {name}", "step", initial=start_step)
         window_start, window_tokens = time.perf_counter(), 0
         run_start, run_tokens = window_start, 0
         for step in range(start_step, self.total_steps):
@@ -401,13 +435,14 @@ class Trainer:
             kinds = torch.from_numpy(arrays[1].astype(np.int64))
             ref = torch.from_numpy(arrays[2].astype(np.float32)).to(self.device) if self.scores else None
             stats, mask = self.train_step(step, ids, ref)
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            # A tensor: read (a host sync) only at log steps.
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip or math.inf)
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
 
-            self._count(stats, mask.cpu(), kinds)
+            kind_shares = self._count(stats, mask.cpu(), kinds)
+            bar.update()
             c = self.counters
             window_tokens += ids.numel()
             run_tokens += ids.numel()
@@ -421,8 +456,11 @@ class Trainer:
                     "lr": self.scheduler.get_last_lr()[0],
                     **stats.as_log(),
                     "tokens_per_second": tokens_per_second,
+                    "grad_norm": float(grad_norm),
+                    "kind_selected_fraction": kind_shares,
                 }
                 self.metrics.append(entry)
+                tracker.log(done, entry)
                 log.info(
                     "step %d/%d tokens %d loss %.4f (selected) %.4f (unselected) all %.4f selected %.3f %.0f tok/s",
                     done,
@@ -442,6 +480,8 @@ class Trainer:
                 self._save_model(self._staged_checkpoint(self.checkpoint_steps[done]), done, run_tps)
             if done % cfg.save_every == 0 and done < self.total_steps:
                 self._save_state(done)
+        bar.close()
+        tracker.close()
         run_tps = run_tokens / max(1e-9, time.perf_counter() - run_start)
         for tokens in self.checkpoint_steps.values():
             with atomic_path(Path(cfg.checkpoint_dir) / f"tokens-{tokens}") as tmp:
