@@ -42,7 +42,11 @@ def test_nested_keys_follow_the_schema():
     set_nested(config, "runs__slm-0.4__method", "slm", SCHEMA)  # a new run (runs take any name)
     set_nested(config, "data__corpus__path", "open-web-math/open-web-math", SCHEMA)  # through oneOf / $ref
     set_nested(config, "tracking__wandb__project", "rho1", SCHEMA)  # a section the config lacks
-    assert config["training"]["lr"] == 1e-4 and config["runs"]["slm"] == {"method": "slm", "ratio": 0.5, "unit": "batch"}
+    assert config["training"]["lr"] == 1e-4 and config["runs"]["slm"] == {
+        "method": "slm",
+        "ratio": 0.5,
+        "unit": "batch",
+    }
     assert config["runs"]["slm-0.4"] == {"method": "slm"} and config["tracking"] == {"wandb": {"project": "rho1"}}
     assert config["data"]["corpus"] == {"source": "generated", "path": "open-web-math/open-web-math"}
 

@@ -98,7 +98,9 @@ def test_grad_norm_is_the_norm_of_the_first_steps_gradient(tmp_path, base_model,
     train(spec)
     trainer = Trainer(TrainConfig.from_dict(_spec(tmp_path / "b", base_model, shards, score_dirs)))
     trainer.model = AutoModelForCausalLM.from_pretrained(base_model)
-    arrays = trainer.corpus.gather(trainer.sampler.batch(0), [[s.tokens for s in trainer.corpus.shards], trainer.scores])
+    arrays = trainer.corpus.gather(
+        trainer.sampler.batch(0), [[s.tokens for s in trainer.corpus.shards], trainer.scores]
+    )
     ids = torch.from_numpy(arrays[0].astype(np.int64))
     trainer.train_step(0, ids, torch.from_numpy(arrays[1].astype(np.float32)))
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in trainer.model.parameters()]))
