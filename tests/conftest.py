@@ -92,3 +92,16 @@ def shards(workdir, corpus_files, tokenizer) -> list[Path]:
 @pytest.fixture(scope="session")
 def shard(shards) -> PackedShard:
     return PackedShard.open(shards[0])
+
+
+@pytest.fixture(scope="session")
+def score_dirs(workdir, base_model, shards) -> list[Path]:
+    """The shards scored by the base model, standing in for a reference model."""
+    from slm.score import score_shard
+
+    outs = []
+    for i, shard in enumerate(shards):
+        out = workdir / f"train-scores-{i}"
+        score_shard(base_model, shard, out, batch_size=8, device="cpu")
+        outs.append(out)
+    return outs

@@ -7,16 +7,12 @@ from pathlib import Path
 import pytest
 
 from slm.model_card import PENDING, completed_card, init_card, parse, release, training_card
-from slm.score import score_shard
 from slm.train import TrainConfig, train
 
 
 @pytest.fixture(scope="module")
-def slm_run(workdir, base_model, shards) -> Path:
-    scores = []
-    for i, shard in enumerate(shards):
-        score_shard(base_model, shard, workdir / f"card-scores-{i}", batch_size=8, device="cpu")
-        scores.append(str(workdir / f"card-scores-{i}"))
+def slm_run(workdir, base_model, shards, score_dirs) -> Path:
+    scores = [str(s) for s in score_dirs]
     out = workdir / "card-run" / "slm" / "final"
     train(
         dict(

@@ -10,42 +10,24 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from slm.score import score_shard
 from slm.tracking import scalars, tracking_spec
 from slm.train import TrainConfig, Trainer, train
-
-
-@pytest.fixture(scope="module")
-def score_dirs(workdir, base_model, shards):
-    outs = []
-    for i, shard in enumerate(shards):
-        out = workdir / f"tracking-scores-{i}"
-        score_shard(base_model, shard, out, batch_size=8, device="cpu")
-        outs.append(out)
-    return outs
+from test_train import _spec as train_spec
 
 
 def _spec(tmp_path, base_model, shards, score_dirs, **overrides):
-    spec = dict(
-        init_model=str(base_model),
-        data=[str(s) for s in shards],
+    """test_train's tiny run, as SLM at ratio 0.5 logging every step, named like the workflow's run."""
+    return train_spec(
+        tmp_path,
+        base_model,
+        shards,
         scores=[str(s) for s in score_dirs],
         ratio=0.5,
         out_dir=str(tmp_path / "slm" / "final"),
-        state_dir=str(tmp_path / "state"),
-        batch_size=4,
-        max_tokens=4 * 32 * 6,
-        lr=3e-3,
-        warmup_steps=2,
-        save_every=2,
-        log_every=1,
-        seed=3,
-        device="cpu",
         name="slm",
         role="run",
+        **overrides,
     )
-    spec.update(overrides)
-    return spec
 
 
 def _metrics(out_dir) -> list[dict]:

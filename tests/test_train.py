@@ -7,19 +7,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 from slm.data.packed import KIND_NAMES
-from slm.score import score_shard
 from slm.selection import select_tokens
 from slm.train import TrainConfig, Trainer, train
-
-
-@pytest.fixture(scope="module")
-def score_dirs(workdir, base_model, shards):
-    outs = []
-    for i, shard in enumerate(shards):
-        out = workdir / f"train-scores-{i}"
-        score_shard(base_model, shard, out, batch_size=8, device="cpu")
-        outs.append(out)
-    return outs
 
 
 def _spec(tmp_path, base_model, shards, **overrides):

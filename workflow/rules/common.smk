@@ -1,4 +1,5 @@
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -13,15 +14,17 @@ from slm.overrides import apply_command_line  # noqa: E402
 from slm.resources import stage_resources  # noqa: E402
 from slm.tracking import tracking_spec  # noqa: E402
 
+
 # The command line: a complete --configfile replaces the default, --config a__b=v sets nested keys.
-if replacing := apply_command_line(
+if _complete_files := apply_command_line(
     config,
     yaml.safe_load(Path(workflow.basedir, "workflow", "schemas", "config.schema.yaml").read_text()),
     configfiles=workflow.config_settings.configfiles,
     cli_config=workflow.config_settings.config,
     replaced=workflow.config_settings.replace_workflow_config,
 ):
-    logger.info(f"Config: {', '.join(map(str, replacing))} is complete; config/config.yaml is not merged in.")
+    logger.info(f"Config: {', '.join(map(str, _complete_files))} is complete; config/config.yaml is not merged in.")
+
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
 
@@ -34,6 +37,10 @@ GENERATED = "generator" in config["data"]
 _prefix = f"export PYTHONPATH={Path(workflow.basedir) / 'workflow'}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     _prefix += f"export PATH={Path(sys.executable).parent}:$PATH; "
+# TensorBoard / W&B settings of the training jobs (slm.tracking), read by `python -m slm train`: in
+# the environment rather than a params entry, so that turning a tracker on or off reruns nothing.
+_tracking = shlex.quote(json.dumps(tracking_spec(config))).replace("{", "{{").replace("}", "}}")
+_prefix += f"export SLM_TRACKING={_tracking}; "
 shell.prefix(_prefix)
 
 RUNS = list(config["runs"])
@@ -64,11 +71,6 @@ CHECKPOINTS = config["training"].get("checkpoints", [])
 def spec(obj):
     """JSON for a --spec argument."""
     return json.dumps(obj, sort_keys=True)
-
-
-# TensorBoard / W&B settings of every training job: an argument of the command, not a params entry,
-# so that turning a tracker on or off does not rerun training.
-TRACKING = spec(tracking_spec(config))
 
 
 def shard_ids(dataset):
@@ -382,3 +384,18 @@ def tir_delta():
     for run in TIR_RUNS:
         first.setdefault(config["runs"][run]["method"], run)
     return [first["slm"], first["clm"]] if {"slm", "clm"} <= first.keys() else None
+
+
+def released_models():
+    """Every model made here that is evaluated, by its path under results/models: its evaluation JSON."""
+    models = {}
+    for stem in BASE_STEMS:
+        if "path" not in base_spec(stem):
+            models[base_model(None if stem == "base" else stem.removeprefix("base-"))] = eval_json(stem)
+    if not REFERENCE_GIVEN:
+        models[reference_model()] = eval_json("reference")
+    for run in RUNS:
+        models[model_dir(run, "final")] = eval_json(run)
+    for run in TIR_RUNS:
+        models[f"results/models/tir/{run}/final"] = f"results/eval/tir/{run}.json"
+    return {path.removeprefix("results/models/"): evaluation for path, evaluation in models.items()}

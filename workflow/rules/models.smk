@@ -61,8 +61,7 @@ if PRETRAIN_BASES:
                 }
             ),
         shell:
-            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads}"
-            " --tracking {TRACKING:q} > {log} 2>&1"
+            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
 
 
 if not REFERENCE_GIVEN:
@@ -97,5 +96,4 @@ if not REFERENCE_GIVEN:
                 }
             ),
         shell:
-            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads}"
-            " --tracking {TRACKING:q} > {log} 2>&1"
+            "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"

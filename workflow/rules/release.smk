@@ -1,22 +1,5 @@
 # Model cards with evaluation results: results/release/<path under results/models>/ holds the model's
 # files (hard links) and its card completed with the results (slm.model_card). Target: model_cards.
-
-
-def released_models():
-    """Every model made here that is evaluated, by its path under results/models: its evaluation JSON."""
-    models = {}
-    for stem in BASE_STEMS:
-        if "path" not in base_spec(stem):
-            models[base_model(stem.removeprefix("base-") if stem != "base" else None)] = eval_json(stem)
-    if not REFERENCE_GIVEN:
-        models[reference_model()] = eval_json("reference")
-    for run in RUNS:
-        models[model_dir(run, "final")] = eval_json(run)
-    for run in TIR_RUNS:
-        models[f"results/models/tir/{run}/final"] = f"results/eval/tir/{run}.json"
-    return {path.removeprefix("results/models/"): evaluation for path, evaluation in models.items()}
-
-
 RELEASED = released_models()
 
 

@@ -33,5 +33,4 @@ rule train:
             }
         ),
     shell:
-        "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads}"
-        " --tracking {TRACKING:q} > {log} 2>&1"
+        "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -244,7 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", type=_json, required=True, help="hyperparameters and selection settings")
     p.add_argument("--paths", type=_json, required=True, help="model, data, score and output paths")
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--tracking", type=_json, default=None, help="TensorBoard / W&B settings (slm.tracking)")
+    p.add_argument(
+        "--tracking",
+        type=_json,
+        default=os.environ.get("SLM_TRACKING"),
+        help="TensorBoard / W&B settings as JSON (slm.tracking; default: $SLM_TRACKING, which the workflow sets)",
+    )
 
     p = add("release", cmd_release, "a publishable copy of a model directory, its card completed with results")
     p.add_argument("--model", required=True)

@@ -5,7 +5,8 @@ finite number in it becomes a scalar named by its key path (``loss``, ``grad_nor
 ``kind_selected_fraction/math``), at the entry's ``step``. NaN (the loss on unselected tokens of a run
 that selects every token) is left out rather than drawn as an empty chart.
 
-The workflow's ``tracking`` config block becomes one spec, passed to ``python -m slm train --tracking``::
+The workflow's ``tracking`` config block becomes one spec, which the training jobs find in ``$SLM_TRACKING``
+(``python -m slm train --tracking`` overrides it)::
 
     {"tensorboard": "logs/tensorboard", "wandb": {"project": "rho1", "mode": "offline", "dir": "logs/wandb"}}
 

@@ -43,17 +43,8 @@ log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 # Fields that do not change the trained weights, so a resumed run may differ in them.
-_NOT_FINGERPRINTED = {
-    "out_dir",
-    "state_dir",
-    "checkpoint_dir",
-    "save_every",
-    "log_every",
-    "threads",
-    "name",
-    "role",
-    "tracking",
-}
+_NOT_FINGERPRINTED = {"out_dir", "state_dir", "checkpoint_dir", "save_every", "log_every", "threads"}
+_NOT_FINGERPRINTED |= {"name", "role", "tracking"}  # what the stage is called, where it is tracked
 
 
 @dataclass
