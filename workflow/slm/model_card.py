@@ -115,9 +115,13 @@ def _selection(config: dict) -> str:
     )
 
 
+def _selective(config: dict) -> bool:
+    return config.get("ratio", 1.0) < 1.0 or config.get("weighting") == "soft"
+
+
 def _title(role: str | None, name: str, config: dict) -> tuple[str, str, list[str]]:
     """Heading, one-line description and tags of a trained model by its role."""
-    selective = config.get("ratio", 1.0) < 1.0 or config.get("weighting") == "soft"
+    selective = _selective(config)
     method = "SLM" if selective else "CLM"
     if role == "base":
         return f"{name}: base model", "A base model pretrained here before any selective training.", ["base-model"]
@@ -125,8 +129,8 @@ def _title(role: str | None, name: str, config: dict) -> tuple[str, str, list[st
         return (
             f"{name}: reference model",
             "The reference model of Selective Language Modeling: the base model fine-tuned on a small "
-            "high-quality set. It scored every token of the pretraining corpus once; SLM runs keep the "
-            "tokens whose loss most exceeds its loss.",
+            "high-quality set. It scored every token of the pretraining corpus once; SLM runs train on "
+            "the tokens whose current loss most exceeds its loss.",
             ["reference-model"],
         )
     if role == "tir":
@@ -167,8 +171,13 @@ def training_card(config: dict, stats: dict, sources: list[dict]) -> str:
             "tokens trained on",
             f"{stats['tokens_selected']:,} ({stats['tokens_selected'] / loss_bearing:.1%} of the loss-bearing tokens)",
         ),
-        ("token selection", _selection(config)),
-        ("reference model", _model_ref(stats.get("reference_model") or config.get("reference_model"))),
+    ]
+    if _selective(config) or config.get("role") == "run":  # CLM runs: the baseline's "no selection"
+        rows += [
+            ("token selection", _selection(config)),
+            ("reference model", _model_ref(stats.get("reference_model") or config.get("reference_model"))),
+        ]
+    rows += [
         (
             "optimizer",
             f"AdamW, peak lr {config['lr']:g} (warm-up {config['warmup_steps']} steps, cosine decay to "
@@ -179,7 +188,7 @@ def training_card(config: dict, stats: dict, sources: list[dict]) -> str:
     ]
     body = [f"# {heading}", what, _table(("", ""), rows)]
     kinds = {k: v for k, v in (stats.get("kinds") or {}).items() if v["seen"]}
-    if len(kinds) > 1:
+    if _selective(config) and len(kinds) > 1:
         body += [
             "Share of each labelled span kind that training kept:",
             _table(
