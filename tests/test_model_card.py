@@ -62,7 +62,14 @@ def test_an_exported_model_carries_its_card(slm_run):
 
 def test_hub_models_and_datasets_go_into_the_metadata(slm_run):
     config = dataclasses.asdict(
-        TrainConfig(init_model="TinyLlama/TinyLlama_v1.1", data=[], out_dir="o", state_dir="s", role="reference")
+        TrainConfig(
+            init_model="TinyLlama/TinyLlama_v1.1",
+            data=[],
+            out_dir="o",
+            state_dir="s",
+            name="reference",
+            role="reference",
+        )
     )
     stats = json.loads((slm_run / "train_stats.json").read_text())
     sources = [

@@ -89,14 +89,19 @@ def test_grad_norm_is_the_norm_of_the_first_steps_gradient(tmp_path, base_model,
     assert _metrics(spec["out_dir"])[0]["grad_norm"] == pytest.approx(norm.item(), rel=1e-5)
 
 
-def test_a_resumed_run_logs_each_step_once(tmp_path, base_model, shards, score_dirs):
+def test_a_resumed_or_repeated_run_logs_each_step_once(tmp_path, base_model, shards, score_dirs):
     """Interrupted after the state of step 4 was saved and step 5 logged: the rerun resumes at step 4,
-    and TensorBoard drops the first attempt's step 5, so every step has the value of metrics.jsonl."""
+    and TensorBoard drops the first attempt's step 5, so every step has the value of metrics.jsonl.
+    A run started afresh in the same directory (here with another learning rate) replaces it all."""
     spec = _spec(tmp_path, base_model, shards, score_dirs, tracking={"tensorboard": str(tmp_path / "tb")})
     with pytest.raises(KeyboardInterrupt):
         train(spec, interrupt_at_step=5)
     train(spec)
-    assert _tensorboard(tmp_path / "tb" / "slm") == _expected(_metrics(spec["out_dir"]))
+    first = _tensorboard(tmp_path / "tb" / "slm")
+    assert first == _expected(_metrics(spec["out_dir"]))
+    train({**spec, "lr": spec["lr"] / 2})
+    again = _tensorboard(tmp_path / "tb" / "slm")
+    assert again == _expected(_metrics(spec["out_dir"])) and again["lr"] != first["lr"]
 
 
 def _wandb_history(run_file: Path) -> dict[int, dict]:

@@ -50,9 +50,10 @@ class TensorBoardTracker:
     def __init__(self, log_dir: str | Path, config: dict, start_step: int = 0):
         from torch.utils.tensorboard import SummaryWriter
 
-        # A run resumed from the state saved at start_step drops what an interrupted attempt logged
-        # after that step (TensorBoard discards those events when it reads the directory).
-        self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1 if start_step else None)
+        # Earlier attempts in the same directory: a run resumed from the state saved at start_step
+        # drops what they logged after that step, a fresh run all of it (TensorBoard discards those
+        # events when it reads the directory).
+        self.writer = SummaryWriter(str(log_dir), purge_step=start_step + 1 if start_step else 0)
         self.writer.add_text("config", f"```\n{json.dumps(config, indent=2, sort_keys=True)}\n```", start_step)
 
     def log(self, step: int, metrics: dict) -> None:
