@@ -66,3 +66,24 @@ def test_scoring_reports_progress(caplog, base_model, shards, tmp_path):
     score_shard(base_model, shards[0], tmp_path / "scores", batch_size=8, device="cpu")
     lines = _lines(caplog)
     assert lines[-1].startswith(f"score {shards[0]}: 100% ") and "tok/s]" in lines[-1]
+
+
+def test_a_stage_run_as_snakemake_runs_it_writes_no_carriage_returns(tokenizer_dir, tmp_path):
+    """Output redirected to a file, as the rules do: the libraries' own bars (transformers' model
+    writing, here) are off, so the log is plain lines."""
+    import subprocess
+
+    log = tmp_path / "init.log"
+    spec = (
+        '{"hidden_size": 16, "num_layers": 1, "num_heads": 2, "intermediate_size": 32, "max_position_embeddings": 64}'
+    )
+    with log.open("w") as out:
+        subprocess.run(
+            [sys.executable, "-m", "slm", "init-model", "--tokenizer", str(tokenizer_dir), "--spec", spec]
+            + ["--seed", "0", "--out", str(tmp_path / "model")],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=True,
+        )
+    text = log.read_text()
+    assert "initialised Llama" in text and "\r" not in text

@@ -12,6 +12,8 @@ import os
 import sys
 from pathlib import Path
 
+from slm.progress import quiet_library_bars
+
 
 def _json(text: str):
     try:
@@ -323,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    quiet_library_bars()
     args = build_parser().parse_args(argv)
     args.func(args)
     return 0

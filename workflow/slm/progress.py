@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 
 from tqdm import tqdm
@@ -29,6 +30,7 @@ LINE_FORMAT = (
 # lm-eval modules that bind tqdm at import (``from tqdm import tqdm``): the request loops of the
 # transformers model and of the model base class.
 LM_EVAL_MODULES = ("lm_eval.models.huggingface", "lm_eval.api.model")
+LIBRARY_BARS = ("HF_HUB_DISABLE_PROGRESS_BARS", "HF_DATASETS_DISABLE_PROGRESS_BARS")
 
 
 class _Discard:
@@ -72,6 +74,15 @@ class TerminalProgress(tqdm):
             self._redirect.__exit__(None, None, None)
             self._redirect = None
         super().close()
+
+
+def quiet_library_bars() -> None:
+    """Not on a terminal: no progress bars from transformers, the hub and datasets (loading and
+    saving models, mapping datasets), whose redraws would clutter the job logs; each stage reports
+    its own progress. Takes effect for the libraries imported afterwards."""
+    if not on_terminal():
+        for name in LIBRARY_BARS:
+            os.environ.setdefault(name, "1")
 
 
 def on_terminal() -> bool:
