@@ -1,6 +1,5 @@
 """Model cards: written with every exported model, completed with evaluation results on release."""
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -61,15 +60,8 @@ def test_an_exported_model_carries_its_card(slm_run):
 
 
 def test_hub_models_and_datasets_go_into_the_metadata(slm_run):
-    config = dataclasses.asdict(
-        TrainConfig(
-            init_model="TinyLlama/TinyLlama_v1.1",
-            data=[],
-            out_dir="o",
-            state_dir="s",
-            name="reference",
-            role="reference",
-        )
+    config = TrainConfig(
+        init_model="TinyLlama/TinyLlama_v1.1", data=[], out_dir="o", state_dir="s", name="reference", role="reference"
     )
     stats = json.loads((slm_run / "train_stats.json").read_text())
     sources = [

@@ -17,10 +17,14 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from slm.io import atomic_path, read_json
+
+if TYPE_CHECKING:
+    from slm.train import TrainConfig
 
 CARD = "README.md"
 EVALUATION_HEADING = "## Evaluation"
@@ -38,13 +42,13 @@ CITATION = """```bibtex
   year    = {2024}
 }
 ```"""
-SCORE_FUNCTIONS = {
+SCORE_FUNCTION_TEXT = {
     "excess": "excess loss (the current model's loss minus the reference model's loss)",
     "current": "the current model's loss alone",
     "reference": "the reference model's loss alone (lowest first)",
     "random": "random scores",
 }
-UNITS = {
+UNIT_TEXT = {
     "batch": "of all loss-bearing tokens of each optimizer batch",
     "sequence": "of each sequence",
     "document": "of each batch's tokens, as whole document fragments ranked by mean score",
@@ -101,27 +105,23 @@ def describe_sources(sources: list[dict]) -> tuple[str, list[str]]:
     return ("; ".join(unique) or "unknown"), list(dict.fromkeys(hub_ids))
 
 
-def _selection(config: dict) -> str:
-    if config.get("weighting") == "soft":
+def _selection(cfg: TrainConfig) -> str:
+    if cfg.weighting == "soft":
         return (
-            f"every token weighted by a softmax of its {SCORE_FUNCTIONS[config['score_fn']]} "
-            f"(temperature {config.get('temperature', 1.0)}), weights scaled to mean 1"
+            f"every token weighted by a softmax of its {SCORE_FUNCTION_TEXT[cfg.score_fn]} "
+            f"(temperature {cfg.temperature}), weights scaled to mean 1"
         )
-    if config.get("ratio", 1.0) >= 1.0:
+    if not cfg.selective:
         return "none: every token is trained on (causal language modeling)"
     return (
-        f"the top {config['ratio']:.0%} {UNITS[config.get('unit', 'batch')]}, ranked by "
-        f"{SCORE_FUNCTIONS[config.get('score_fn', 'excess')]}, recomputed every step"
+        f"the top {cfg.ratio:.0%} {UNIT_TEXT[cfg.unit]}, ranked by {SCORE_FUNCTION_TEXT[cfg.score_fn]}, "
+        "recomputed every step"
     )
 
 
-def _selective(config: dict) -> bool:
-    return config.get("ratio", 1.0) < 1.0 or config.get("weighting") == "soft"
-
-
-def _title(role: str | None, name: str, config: dict) -> tuple[str, str, list[str]]:
+def _title(cfg: TrainConfig, name: str) -> tuple[str, str, list[str]]:
     """Heading, one-line description and tags of a trained model by its role."""
-    selective = _selective(config)
+    role, selective = cfg.role, cfg.selective
     method = "SLM" if selective else "CLM"
     if role == "base":
         return f"{name}: base model", "A base model pretrained here before any selective training.", ["base-model"]
@@ -148,47 +148,44 @@ def _title(role: str | None, name: str, config: dict) -> tuple[str, str, list[st
     return f"{name}: {method} run", what, [method.lower()]
 
 
-def training_card(config: dict, stats: dict, sources: list[dict]) -> str:
-    """The card of a model the trainer exports: ``config`` is the trainer's options (TrainConfig as a
-    dict), ``stats`` its train_stats.json, ``sources`` the ``source`` of each packed training shard."""
-    name = config.get("name") or stats.get("run") or "model"
-    heading, what, tags = _title(config.get("role"), name, config)
+def training_card(cfg: TrainConfig, stats: dict, sources: list[dict]) -> str:
+    """The card of a model the trainer exports: ``cfg`` its options, ``stats`` its train_stats.json,
+    ``sources`` the ``source`` of each packed training shard (index.json)."""
+    name = cfg.name or stats.get("run") or "model"
+    heading, what, tags = _title(cfg, name)
     data, hub_ids = describe_sources(sources)
     front = {"library_name": "transformers", "pipeline_tag": "text-generation"}
     front["tags"] = ["rho-1", "selective-language-modeling", *tags]
-    if _is_hub_id(config.get("init_model")):
-        front["base_model"] = config["init_model"]
+    if _is_hub_id(cfg.init_model):
+        front["base_model"] = cfg.init_model
     if hub_ids:
         front["datasets"] = hub_ids
     tokens_per_step = stats["tokens_seen"] // max(1, stats["steps"])
     loss_bearing = max(1, stats["tokens_loss_bearing"])
     rows = [
-        ("initialised from", _model_ref(config.get("init_model"))),
+        ("initialised from", _model_ref(cfg.init_model)),
         ("training data", data),
-        ("steps", f"{stats['steps']:,} of {config['batch_size']} sequences ({tokens_per_step:,} tokens)"),
+        ("steps", f"{stats['steps']:,} of {cfg.batch_size} sequences ({tokens_per_step:,} tokens)"),
         ("tokens seen", f"{stats['tokens_seen']:,}"),
         (
             "tokens trained on",
             f"{stats['tokens_selected']:,} ({stats['tokens_selected'] / loss_bearing:.1%} of the loss-bearing tokens)",
         ),
     ]
-    if _selective(config) or config.get("role") == "run":  # CLM runs: the baseline's "no selection"
-        rows += [
-            ("token selection", _selection(config)),
-            ("reference model", _model_ref(stats.get("reference_model") or config.get("reference_model"))),
-        ]
+    if cfg.selective or cfg.role == "run":  # CLM runs: the baseline's "no selection"
+        rows += [("token selection", _selection(cfg)), ("reference model", _model_ref(cfg.reference_model))]
     rows += [
         (
             "optimizer",
-            f"AdamW, peak lr {config['lr']:g} (warm-up {config['warmup_steps']} steps, cosine decay to "
-            f"{config['min_lr_ratio']:g} of the peak), betas ({config['beta1']}, {config['beta2']}), weight "
-            f"decay {config['weight_decay']}, gradient clipping {config['grad_clip']}",
+            f"AdamW, peak lr {cfg.lr:g} (warm-up {cfg.warmup_steps} steps, cosine decay to "
+            f"{cfg.min_lr_ratio:g} of the peak), betas ({cfg.beta1}, {cfg.beta2}), weight "
+            f"decay {cfg.weight_decay}, gradient clipping {cfg.grad_clip}",
         ),
-        ("precision, seed", f"{config['precision']}, {config['seed']}"),
+        ("precision, seed", f"{cfg.precision}, {cfg.seed}"),
     ]
     body = [f"# {heading}", what, _table(("", ""), rows)]
     kinds = {k: v for k, v in (stats.get("kinds") or {}).items() if v["seen"]}
-    if _selective(config) and len(kinds) > 1:
+    if cfg.selective and len(kinds) > 1:
         body += [
             "Share of each labelled span kind that training kept:",
             _table(

@@ -5,7 +5,7 @@ output to its file under ``logs/``) a redrawn bar would be one long line of carr
 same progress becomes a log line at most every ``interval`` seconds, plus one at the start and one at
 the end::
 
-    2025-01-01 12:00:30 INFO slm.progress: train slm:  41% 120/293 step [00:42 elapsed, ETA 01:01, 2.86 step/s]
+    2025-01-01 12:00:30 INFO slm.progress: train slm:  41% 120/293 step [00:42 elapsed, ETA 01:01, 2.86step/s]
 
 Both are tqdm objects (``update``, ``close``, context manager), so a loop uses one API either way.
 lm-eval draws its own tqdm bars; :func:`lm_eval_log_lines` turns those into the same log lines.

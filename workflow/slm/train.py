@@ -376,9 +376,7 @@ class Trainer:
             extra_files={
                 "train_stats.json": json.dumps(stats, indent=2) + "\n",
                 "metrics.jsonl": metrics,
-                "README.md": training_card(
-                    dataclasses.asdict(self.cfg), stats, [s.index["source"] for s in self.corpus.shards]
-                ),
+                "README.md": training_card(self.cfg, stats, [s.index["source"] for s in self.corpus.shards]),
             },
         )
 
