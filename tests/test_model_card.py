@@ -78,10 +78,12 @@ def test_release_links_the_files_and_completes_the_card(slm_run, tmp_path):
     evaluation = tmp_path / "final.json"
     evaluation.write_text(json.dumps(LM_EVAL_RESULT))
     exported = (slm_run / "README.md").read_text()
+    (slm_run / ".snakemake_timestamp").touch()  # as Snakemake marks a directory output
     out = release(slm_run, evaluation, tmp_path / "release" / "slm" / "final")
     assert (slm_run / "README.md").read_text() == exported  # the model directory is left as it was
     assert (out / "model.safetensors").stat().st_ino == (slm_run / "model.safetensors").stat().st_ino
-    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in slm_run.iterdir())
+    model_files = sorted(p.name for p in slm_run.iterdir() if not p.name.startswith("."))
+    assert sorted(p.name for p in out.iterdir()) == model_files
     front, body = parse((out / "README.md").read_text())
     [entry] = front["model-index"]
     assert entry["name"] == "slm"

@@ -288,13 +288,16 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def release(model_dir: str | Path, evaluation_json: str | Path, out_dir: str | Path) -> Path:
-    """A publishable copy of ``model_dir`` (files hard-linked) whose card carries the evaluation results."""
+    """A publishable copy of ``model_dir`` whose card carries the evaluation results. The other files are
+    hard links to the model's (no second copy of the weights): replace them, never edit them in place."""
     model_dir = Path(model_dir)
     card_path = model_dir / CARD
     if not card_path.is_file():
         raise FileNotFoundError(f"{model_dir} has no {CARD}: export it again with this version of the workflow")
     card = completed_card(card_path.read_text(encoding="utf-8"), read_json(evaluation_json, "evaluation results"))
     with atomic_path(out_dir) as tmp:
-        shutil.copytree(model_dir, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(CARD))
+        # Not the hidden files: Snakemake's .snakemake_timestamp of the model directory, hard-linked,
+        # would take the release's timestamp and make the model look newer than what was made from it.
+        shutil.copytree(model_dir, tmp, copy_function=_link_or_copy, ignore=shutil.ignore_patterns(CARD, ".*"))
         (tmp / CARD).write_text(card, encoding="utf-8")
     return Path(out_dir)
