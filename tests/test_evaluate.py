@@ -21,6 +21,8 @@ SENTENCES = [
     "The quick brown fox jumps over the lazy dog.",
 ]
 
+CONTEXT = 512  # the tiny model's max_position_embeddings
+
 MC_DOCS = [
     {"question": "2 + 3 =", "choices": ["5", "6", "7"], "label": 0},
     {"question": "7 - 4 =", "choices": ["1", "3", "9"], "label": 1},
@@ -157,6 +159,13 @@ metadata:
   version: 1.0
 """
     )
+    # Stop strings a random model writes often, so that sequences of one batch stop at different steps.
+    (root / "tiny_stop.yaml").write_text(
+        (root / "tiny_gen.yaml")
+        .read_text()
+        .replace("task: tiny_gen", "task: tiny_stop")
+        .replace('until: ["\\n"]', 'until: ["e", "o", "t"]')
+    )
     return root
 
 
@@ -171,6 +180,7 @@ def first_run(tiny_model, task_dir, tmp_path_factory):
         batch_size=4,
         limit=4,
         seed=7,
+        context_length=CONTEXT,
     )
     return out, result
 
@@ -213,6 +223,7 @@ def test_same_seed_same_numbers(first_run, tiny_model, task_dir, tmp_path):
         batch_size=4,
         limit=4,
         seed=7,
+        context_length=CONTEXT,
     )
     assert second["tasks"] == first["tasks"]
     assert second["n_samples"] == first["n_samples"]
@@ -221,13 +232,13 @@ def test_same_seed_same_numbers(first_run, tiny_model, task_dir, tmp_path):
 def test_missing_model_dir_fails_fast(tmp_path, task_dir):
     missing = tmp_path / "no_such_model"
     with pytest.raises(FileNotFoundError, match="no_such_model"):
-        evaluate_model(str(missing), ["tiny_mc"], tmp_path / "x.json", include_path=task_dir)
+        evaluate_model(str(missing), ["tiny_mc"], tmp_path / "x.json", include_path=task_dir, context_length=CONTEXT)
     empty = tmp_path / "empty_model"
     empty.mkdir()
     with pytest.raises(FileNotFoundError, match="config.json"):
-        evaluate_model(str(empty), ["tiny_mc"], tmp_path / "x.json", include_path=task_dir)
+        evaluate_model(str(empty), ["tiny_mc"], tmp_path / "x.json", include_path=task_dir, context_length=CONTEXT)
     with pytest.raises(FileNotFoundError, match="no_such_model"):
-        evaluate_model("./no_such_model", ["tiny_mc"], tmp_path / "x.json")
+        evaluate_model("./no_such_model", ["tiny_mc"], tmp_path / "x.json", context_length=CONTEXT)
     assert not (tmp_path / "x.json").exists()
 
 
@@ -235,18 +246,26 @@ def test_unknown_task_fails_before_model_load(tmp_path, task_dir, monkeypatch):
     import lm_eval
 
     def boom(*args, **kwargs):  # the model must never be loaded
-        raise AssertionError("simple_evaluate called despite an unknown task")
+        raise AssertionError("evaluate called despite an unknown task")
 
-    monkeypatch.setattr(lm_eval, "simple_evaluate", boom)
+    monkeypatch.setattr(lm_eval.evaluator, "evaluate", boom)
     model_dir = tmp_path / "m"
     model_dir.mkdir()
     (model_dir / "config.json").write_text("{}")
     with pytest.raises(ValueError, match="tiny_nope") as err:
-        evaluate_model(str(model_dir), ["tiny_mc", "tiny_nope"], tmp_path / "x.json", include_path=task_dir)
+        evaluate_model(
+            str(model_dir), ["tiny_mc", "tiny_nope"], tmp_path / "x.json", include_path=task_dir, context_length=CONTEXT
+        )
     # the message lists the tasks that do exist under include_path
     assert "tiny_mc" in str(err.value) and "tiny_ppl" in str(err.value)
     with pytest.raises(FileNotFoundError, match="no_tasks_here"):
-        evaluate_model(str(model_dir), ["tiny_mc"], tmp_path / "x.json", include_path=tmp_path / "no_tasks_here")
+        evaluate_model(
+            str(model_dir),
+            ["tiny_mc"],
+            tmp_path / "x.json",
+            include_path=tmp_path / "no_tasks_here",
+            context_length=CONTEXT,
+        )
     assert not (tmp_path / "x.json").exists()
 
 
@@ -255,11 +274,11 @@ OPTIONS = {"tiny_qa": {"num_fewshot": 2}, "tiny_gen": {"max_gen_toks": 3}}
 
 @pytest.fixture(scope="module")
 def grouped_run(tiny_model, task_dir, tmp_path_factory):
-    """Three option groups in one evaluate_model call, every simple_evaluate call recorded."""
-    import lm_eval
+    """Three option groups in one evaluate_model call, every lm-eval evaluate call recorded."""
+    import lm_eval.evaluator
 
     calls = []
-    real = lm_eval.simple_evaluate
+    real = lm_eval.evaluator.evaluate
 
     def spy(**kwargs):
         raw = real(**kwargs)
@@ -268,7 +287,7 @@ def grouped_run(tiny_model, task_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("grouped") / "tiny.json"
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(lm_eval, "simple_evaluate", spy)
+        patch.setattr(lm_eval.evaluator, "evaluate", spy)
         result = evaluate_model(
             str(tiny_model),
             ["tiny_mc", "tiny_qa", "tiny_ppl", "tiny_gen"],
@@ -277,6 +296,7 @@ def grouped_run(tiny_model, task_dir, tmp_path_factory):
             batch_size=4,
             limit=4,
             seed=7,
+            context_length=CONTEXT,
             task_options=OPTIONS,
         )
     return out, result, calls
@@ -286,13 +306,12 @@ def test_task_options_run_one_call_per_group_and_merge(grouped_run, first_run):
     from lm_eval.models.huggingface import HFLM
 
     out, result, calls = grouped_run
-    assert [kwargs["tasks"] for kwargs, _ in calls] == [["tiny_mc", "tiny_ppl"], ["tiny_qa"], ["tiny_gen"]]
-    assert [kwargs["num_fewshot"] for kwargs, _ in calls] == [None, 2, None]
-    assert [kwargs["gen_kwargs"] for kwargs, _ in calls] == [None, None, "max_gen_toks=3"]
-    assert all(kwargs["fewshot_random_seed"] == 7 for kwargs, _ in calls)
-    models = {id(kwargs["model"]) for kwargs, _ in calls}
-    assert len(models) == 1 and isinstance(calls[0][0]["model"], HFLM), "the model is loaded once"
-    # lm-eval merged max_gen_toks into the task's YAML generation_kwargs, keeping its other keys
+    tasks = [kwargs["task_dict"]["tasks"] for kwargs, _ in calls]
+    assert [list(t) for t in tasks] == [["tiny_mc", "tiny_ppl"], ["tiny_qa"], ["tiny_gen"]]
+    assert [[task.get_config("num_fewshot") for task in t.values()] for t in tasks] == [[0, 0], [2], [0]]
+    models = {id(kwargs["lm"]) for kwargs, _ in calls}
+    assert len(models) == 1 and isinstance(calls[0][0]["lm"], HFLM), "the model is loaded once"
+    # max_gen_toks is merged into the task's YAML generation_kwargs, keeping its other keys
     gen = calls[2][1]["configs"]["tiny_gen"]["generation_kwargs"]
     assert gen["max_gen_toks"] == 3 and gen["until"] == ["\n"]
 
@@ -320,6 +339,7 @@ def test_num_fewshot_option_prepends_that_many_shots(grouped_run, tiny_model, ta
             batch_size=4,
             limit=4,
             seed=7,
+            context_length=CONTEXT,
             task_options={"tiny_qa_0shot": {"num_fewshot": 2}},
         )
 
@@ -339,9 +359,9 @@ def test_bad_task_options_fail_before_model_load(tmp_path, task_dir, monkeypatch
     import lm_eval
 
     def boom(*args, **kwargs):
-        raise AssertionError("simple_evaluate called despite bad task_options")
+        raise AssertionError("evaluate called despite bad task_options")
 
-    monkeypatch.setattr(lm_eval, "simple_evaluate", boom)
+    monkeypatch.setattr(lm_eval.evaluator, "evaluate", boom)
     model_dir = tmp_path / "m"
     model_dir.mkdir()
     (model_dir / "config.json").write_text("{}")
@@ -351,6 +371,7 @@ def test_bad_task_options_fail_before_model_load(tmp_path, task_dir, monkeypatch
             ["tiny_mc"],
             tmp_path / "x.json",
             include_path=task_dir,
+            context_length=CONTEXT,
             task_options={"tiny_ppl": {"num_fewshot": 1}},
         )
     with pytest.raises(ValueError, match=r"task_options\.tiny_mc: unknown option\(s\) \['shots'\]"):
@@ -359,6 +380,7 @@ def test_bad_task_options_fail_before_model_load(tmp_path, task_dir, monkeypatch
             ["tiny_mc"],
             tmp_path / "x.json",
             include_path=task_dir,
+            context_length=CONTEXT,
             task_options={"tiny_mc": {"shots": 1}},
         )
     assert not (tmp_path / "x.json").exists()
@@ -393,3 +415,150 @@ def test_headline_metric():
         headline_metric(res, ["exact_match"])
     with pytest.raises(KeyError, match="bits_per_byte"):
         headline_metric(res, ["bits_per_byte"])
+
+
+def test_samples_hold_each_documents_value_in_document_order(tiny_model, task_dir, tmp_path):
+    from slm.evaluate import aggregate_samples
+
+    metrics = {"tiny_mc": "acc,none", "tiny_ppl": "bits_per_byte,none", "tiny_gen": "exact_match,none"}
+    result = evaluate_model(
+        tiny_model,
+        list(metrics),
+        tmp_path / "eval.json",
+        include_path=task_dir,
+        batch_size=4,
+        seed=7,
+        context_length=CONTEXT,
+        metrics=metrics,
+    )
+    assert json.loads((tmp_path / "eval.json").read_text())["samples"] == result["samples"]
+    assert result["sample_aggregation"] == {"tiny_mc": "mean", "tiny_ppl": "bits_per_byte", "tiny_gen": "mean"}
+    for task, key in metrics.items():
+        values = result["samples"][task]
+        assert len(values) == result["n_samples"][task]
+        # the aggregate of the per-document values is lm-eval's own number
+        aggregated = aggregate_samples(result["sample_aggregation"][task], values)
+        assert math.isclose(aggregated, result["tasks"][task][key], rel_tol=1e-12)
+    assert set(result["samples"]["tiny_mc"]) <= {0.0, 1.0}
+    # bits per byte: [log-likelihood, bytes] per document, in the order of the task's file
+    pairs = result["samples"]["tiny_ppl"]
+    assert [n for _, n in pairs] == [len(s.encode()) for s in SENTENCES[:5]]
+    assert all(ll < 0 for ll, _ in pairs)
+    total = -sum(ll for ll, _ in pairs) / sum(n for _, n in pairs) / math.log(2)
+    assert math.isclose(total, result["tasks"]["tiny_ppl"]["bits_per_byte,none"], rel_tol=1e-12)
+    # a bootstrap resample aggregates like any other list of documents
+    assert math.isclose(aggregate_samples("bits_per_byte", [pairs[0]] * 3), -pairs[0][0] / pairs[0][1] / math.log(2))
+
+
+def _tokens(model_dir, text):
+    from transformers import AutoTokenizer
+
+    return len(AutoTokenizer.from_pretrained(model_dir)(text).input_ids)
+
+
+def test_a_generation_past_the_trained_length_is_refused_before_any_request(
+    tiny_model, task_dir, tmp_path, monkeypatch
+):
+    import lm_eval
+
+    from slm.evaluate import ContextLengthError
+
+    monkeypatch.setattr(lm_eval.evaluator, "evaluate", lambda **kwargs: pytest.fail("evaluated despite the check"))
+    prompts = [_tokens(tiny_model, d["question"]) for d in MC_DOCS]
+    longest_prompt, budget = max(prompts), 6
+    fits = longest_prompt + budget + 1  # lm-eval reads context_length - 1 positions
+    over = sum(n + budget > fits - 2 for n in prompts)
+    with pytest.raises(ContextLengthError) as err:
+        evaluate_model(
+            tiny_model,
+            ["tiny_mc", "tiny_gen"],
+            tmp_path / "x.json",
+            include_path=task_dir,
+            context_length=fits - 1,
+            task_options={"tiny_gen": {"max_gen_toks": budget}},
+        )
+    message = str(err.value)
+    assert f"tiny_gen: {over} of 5 requests need more than {fits - 2} tokens" in message and "tiny_mc" not in message
+    assert f"longest prompt + max_gen_toks {budget} = {longest_prompt + budget} tokens" in message
+    assert f"max_gen_toks up to {budget - 1} would fit" in message
+    assert f"past the {fits - 1} tokens the model was trained on" in message
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_a_scored_sequence_past_the_trained_length_is_refused(tiny_model, task_dir, tmp_path):
+    from slm.evaluate import ContextLengthError
+
+    longest = max(_tokens(tiny_model, d["question"] + " " + d["choices"][d["label"]]) for d in MC_DOCS)
+    with pytest.raises(ContextLengthError, match=r"tiny_qa: \d+ of 5 requests need more than"):
+        evaluate_model(tiny_model, ["tiny_qa"], tmp_path / "x.json", include_path=task_dir, context_length=longest - 1)
+
+
+def test_what_fits_runs_and_rolling_windows_always_fit(tiny_model, task_dir, tmp_path):
+    import lm_eval
+
+    from slm.evaluate import check_context, configured_tasks, make_task_manager
+    from slm.hflm import RowStopHFLM
+
+    longest_prompt = max(_tokens(tiny_model, d["question"]) for d in MC_DOCS)
+    context = longest_prompt + 6 + 1
+    manager = make_task_manager(task_dir)
+    lm = RowStopHFLM(pretrained=str(tiny_model), device="cpu", batch_size=4, max_length=context - 1)
+    tasks = configured_tasks(manager, ["tiny_gen", "tiny_ppl"], num_fewshot=None, max_gen_toks=6, seed=7)["tasks"]
+    assert check_context(lm, tasks, context) == {"tiny_gen": longest_prompt + 6, "tiny_ppl": 0}
+    # the checked requests are the ones lm-eval runs: same prompts, same generation budget
+    raw = lm_eval.simple_evaluate(
+        model=lm, tasks=["tiny_gen"], gen_kwargs="max_gen_toks=6", task_manager=manager, log_samples=True
+    )
+    run = [s["arguments"][0] for s in raw["samples"]["tiny_gen"]]
+    assert run == [tuple(i.args) for i in tasks["tiny_gen"].instances]
+    # documents far longer than the context are scored in windows that fit
+    result = evaluate_model(tiny_model, ["tiny_ppl"], tmp_path / "ppl.json", include_path=task_dir, context_length=8)
+    assert result["context_length"] == 8 and math.isfinite(result["tasks"]["tiny_ppl"]["bits_per_byte,none"])
+
+
+def test_each_sequence_stops_at_its_own_stop_string_with_lm_evals_text(tiny_model, task_dir):
+    import lm_eval
+    from lm_eval.models.huggingface import HFLM
+
+    from slm.evaluate import make_task_manager
+    from slm.hflm import RowStopHFLM
+
+    manager = make_task_manager(task_dir)
+
+    def generate(cls, until):
+        lm = cls(pretrained=str(tiny_model), device="cpu", batch_size=5)
+        steps = []
+        original = lm.model.generate
+
+        def counting(*args, **kwargs):
+            out = original(*args, **kwargs)
+            steps.append(out.shape[1] - kwargs["input_ids"].shape[1])
+            return out
+
+        lm.model.generate = counting
+        raw = lm_eval.simple_evaluate(
+            model=lm,
+            tasks=["tiny_gen"],
+            gen_kwargs={"until": until},
+            task_manager=manager,
+            log_samples=True,
+            bootstrap_iters=0,
+        )
+        return [s["resps"][0][0] for s in raw["samples"]["tiny_gen"]], steps
+
+    # Stop strings this random model writes early in some of its continuations (one character
+    # from the first half of each), so that the sequences of one batch stop at different steps.
+    free, _ = generate(HFLM, ["\n"])
+    until = sorted(
+        {
+            next(c for c in t[: len(t) // 2 + 1] if c.isascii() and c.isalnum())
+            for t in free
+            if any(c.isascii() and c.isalnum() for c in t[: len(t) // 2 + 1])
+        }
+    )
+    assert len(until) >= 2, free
+    plain, plain_steps = generate(HFLM, until)
+    row_stop, row_steps = generate(RowStopHFLM, until)
+    assert row_stop == plain  # the same text for every document
+    assert any(plain) and plain != free
+    assert sum(row_steps) < sum(plain_steps), (row_steps, plain_steps)

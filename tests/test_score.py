@@ -75,3 +75,23 @@ def test_a_score_shard_from_another_reference_model_is_refused(scored, shard, wo
     )
     with pytest.raises(ScoreMismatchError, match="another reference model"):
         open_scores(scored, shard, other)
+
+
+def test_bf16_scores_are_the_losses_of_the_bf16_weights(scored, workdir, base_model, shard, shards):
+    """precision bf16: the scorer computes with the weights cast to bf16 (the policy every stage shares)
+    and takes cross-entropy from fp32 logits."""
+    out = workdir / "scores-bf16"
+    meta = score_shard(base_model, shards[0], out, batch_size=4, device="cpu", precision="bf16")
+    assert meta["precision"] == "bf16"
+    scores = np.load(out / "scores.npy").astype(np.float32)
+    model = AutoModelForCausalLM.from_pretrained(base_model).to(torch.bfloat16)
+    fp32_scores = np.load(scored / "scores.npy").astype(np.float32)
+    for row in (0, shard.n_sequences - 1):
+        sl = shard.sequence_slice(row)
+        ids = torch.from_numpy(np.asarray(shard.tokens[sl], dtype=np.int64))[None]
+        with torch.no_grad():
+            logits = model(input_ids=ids).logits[0, :-1].float()
+        want = torch.nn.functional.cross_entropy(logits, ids[0, 1:], reduction="none").numpy()
+        np.testing.assert_allclose(scores[sl][1:], want, rtol=1e-2, atol=1e-2)
+    # And it is not the fp32 path: bf16 weights move the losses.
+    assert np.nanmax(np.abs(scores - fp32_scores)) > 1e-3

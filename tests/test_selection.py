@@ -98,3 +98,94 @@ def test_soft_weights_follow_the_score_and_average_one():
     assert weights[valid].mean().item() == pytest.approx(1.0)
     flat = soft_weights(scores, valid, temperature=1e6)
     assert torch.allclose(flat[valid], torch.ones(3), atol=1e-4)
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def _tied_batch(seed: int = 3):
+    """Scores with many ties (a few distinct values), documents of varied lengths, loss-bearing mask."""
+    gen = torch.Generator().manual_seed(seed)
+    current = torch.randint(0, 4, (5, 24), generator=gen).float() / 2
+    reference = torch.randint(0, 3, (5, 24), generator=gen).float() / 2
+    tokens = torch.randint(1, 6, (5, 24), generator=gen)
+    tokens[torch.rand(5, 24, generator=gen) < 0.15] = 0  # EOS
+    current[:, 0] = float("nan")
+    reference[:, 0] = float("nan")
+    return current, reference, tokens, _valid(current.shape)
+
+
+def _python_top_k(scores: list[float], positions: list[int], k: int) -> set[int]:
+    """Independent rule: highest score first, ties by position."""
+    return set(sorted(positions, key=lambda p: (-scores[p], p))[:k])
+
+
+@pytest.mark.parametrize("unit", ["batch", "sequence", "document"])
+def test_selection_with_ties_matches_an_independent_python_ranking(unit):
+    current, reference, tokens, valid = _tied_batch()
+    scores = current - reference
+    docs = document_ids(tokens, 0)
+    mask = select_tokens(scores, valid, 0.45, unit, docs if unit == "document" else None)
+    flat, flat_valid, flat_docs = scores.reshape(-1).tolist(), valid.reshape(-1).tolist(), docs.reshape(-1).tolist()
+    positions = [p for p in range(len(flat)) if flat_valid[p]]
+    if unit == "batch":
+        want = _python_top_k(flat, positions, n_selected(len(positions), 0.45))
+    elif unit == "sequence":
+        want = set()
+        for row in range(scores.shape[0]):
+            in_row = [p for p in positions if p // scores.shape[1] == row]
+            want |= _python_top_k(flat, in_row, n_selected(len(in_row), 0.45))
+    else:
+        means = {}
+        for p in positions:
+            means.setdefault(flat_docs[p], []).append(flat[p])
+        doc_order = sorted(means, key=lambda d: (-sum(means[d]) / len(means[d]), d))
+        ranked = sorted(positions, key=lambda p: (doc_order.index(flat_docs[p]), p))
+        want = set(ranked[: n_selected(len(positions), 0.45)])
+    assert {p for p, m in enumerate(mask.reshape(-1).tolist()) if m} == want
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("score_fn", ["excess", "current", "reference", "random"])
+@pytest.mark.parametrize("weighting", ["hard", "soft"])
+@pytest.mark.parametrize("unit", ["batch", "sequence", "document"])
+def test_every_unit_weighting_and_score_function_runs_on_device_like_on_cpu(device, score_fn, weighting, unit):
+    current, reference, tokens, valid = _tied_batch()
+
+    def weights_on(dev: str) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(7)  # a CPU generator, as the trainer passes
+        scores = token_scores(score_fn, current.to(dev), reference.to(dev), generator)
+        assert scores.device.type == dev
+        if weighting == "soft":
+            return soft_weights(scores, valid.to(dev), temperature=0.5)
+        docs = document_ids(tokens.to(dev), 0) if unit == "document" else None
+        return select_tokens(scores, valid.to(dev), 0.6, unit, docs)
+
+    on_cpu, on_device = weights_on("cpu"), weights_on(device)
+    assert on_device.device.type == device
+    if weighting == "hard":
+        assert on_device.dtype == torch.bool and torch.equal(on_device.cpu(), on_cpu)
+    else:
+        torch.testing.assert_close(on_device.cpu(), on_cpu)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("unit", ["batch", "sequence", "document"])
+def test_selection_does_not_synchronise_with_the_host(unit):
+    current, reference, tokens, valid = _tied_batch()
+    scores, valid, docs = (current - reference).cuda(), valid.cuda(), document_ids(tokens.cuda(), 0)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        select_tokens(scores, valid, 0.6, unit, docs)
+        soft_weights(scores, valid, 1.0)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+def test_k_on_the_device_equals_n_selected():
+    from slm.selection import _k
+
+    n = torch.arange(0, 301)
+    for ratio in (0.1, 0.25, 0.5, 0.6, 1 / 3, 0.999, 1.0):
+        assert _k(n, ratio).tolist() == [n_selected(i, ratio) for i in range(301)]

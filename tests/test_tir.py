@@ -4,10 +4,24 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from slm.data.generate import Problem, parse_steps
-from slm.tir import ToolError, answer_of, evaluate_tir, fewshot_prefix, run_program, tool_output
+from slm.evaluate import ContextLengthError
+from slm.tir import (
+    ERRORS,
+    ToolError,
+    answer_of,
+    evaluate_tir,
+    fewshot_prefix,
+    program_error,
+    run_program,
+    tir_table,
+    tool_output,
+)
+
+CONTEXT = 128  # the conftest base model's max_position_embeddings
 
 
 def test_a_problems_program_computes_its_answer():
@@ -102,19 +116,88 @@ def test_evaluation_runs_a_real_model_and_scores_each_problem(base_model, tmp_pa
         max_answer_tokens=4,
         batch_size=2,
         device="cpu",
+        context_length=CONTEXT,
     )
     assert result["n"] == 5 and 0.0 <= result["accuracy"] <= 1.0
     written = json.loads((tmp_path / "out" / "tir.json").read_text())
     assert written["accuracy"] == result["accuracy"] and len(written["samples"]) == 5
-    for sample in written["samples"]:  # the recorded output is what the tool makes of the program
-        assert sample["output"] == tool_output(sample["program"])[0]
+    assert written["accuracy"] == sum(s["correct"] for s in written["samples"]) / 5
+    assert sum(written["errors"].values()) == pytest.approx(1.0) and set(written["errors"]) == set(ERRORS)
+    problem_list = [json.loads(line) for line in problems.read_text().splitlines()]
+    for sample, problem in zip(written["samples"], problem_list):  # every problem kept, in order
+        assert sample["question"] == problem["question"] and sample["gold"] == problem["answer"]
+        # the recorded output is what the tool makes of the program; the error is recomputable
+        assert (sample["output"], sample["tool_ran"]) == tool_output(sample["program"])
+        assert sample["error"] == program_error(
+            problem, sample["program"], sample["tool_ran"], sample["output"], sample["predicted"]
+        )
 
 
-def test_a_prompt_longer_than_the_model_is_cut_from_the_left(base_model, tmp_path, caplog):
+def test_a_prompt_longer_than_the_trained_length_is_refused_before_any_generation(base_model, tmp_path):
     problems = tmp_path / "eval.jsonl"
     long_question = "Tom has 3 apples. " * 60 + "How many apples does Tom have?"
     problems.write_text(json.dumps({"question": long_question, "solution": "3 + 0 = 3.", "answer": "3"}) + "\n")
-    result = evaluate_tir(
-        base_model, problems, problems, tmp_path / "tir.json", max_program_tokens=8, max_answer_tokens=4, device="cpu"
-    )
-    assert result["n"] == 1 and "cut from the left" in caplog.text
+    with pytest.raises(ContextLengthError, match=r"program prompt of \d+ tokens \+ 12 new tokens exceeds the 128"):
+        evaluate_tir(
+            base_model,
+            problems,
+            problems,
+            tmp_path / "tir.json",
+            max_program_tokens=8,
+            max_answer_tokens=4,
+            device="cpu",
+            context_length=CONTEXT,
+        )
+    assert not (tmp_path / "tir.json").exists()
+
+
+PROBLEM = {
+    "question": "Tom has 3 apples. He buys 4 more. Then the number doubles: 2 times as many. How many now?",
+    "solution": "3 + 4 = 7. 7 * 2 = 14. The answer is 14.",
+    "answer": "14",
+}
+
+
+@pytest.mark.parametrize(
+    "program, answer, error",
+    [
+        ("x = 3 + 4\nx = x * 2\nprint(x)\n", "14", "correct"),
+        ("x = 4 + 3\nx = x * 2\nprint(x)\n", "14", "correct"),  # another way to the right number
+        ("x = 3 + 4\nx = x * 2\nprint(x)\n", "15", "answer line"),
+        ("x = 3 +\nprint(x)\n", "7", "tool error"),
+        ("y = 3 + 4\nprint(y)\n", "7", "other program"),
+        ("x = 3 + 4\nprint(x)\n", "7", "steps"),
+        ("x = 3 + 4\nx = x + 2\nprint(x)\n", "9", "operator"),
+        ("x = 3 + 4\nx = x * 3\nprint(x)\n", "21", "operand from the question"),
+        ("x = 3 + 4\nx = x * 5\nprint(x)\n", "35", "operand not in the question"),
+        ("x = 3 + 4\nx = 7 * 3\nprint(x)\n", "21", "operand not in the question"),  # x expected
+        ("x = 3 + 4\nx = x - 3\nprint(x)\n", "4", "operator and operand"),
+    ],
+)
+def test_program_error_says_where_a_solution_went_wrong(program, answer, error):
+    output, ran = tool_output(program)
+    assert program_error(PROBLEM, program, ran, output, answer_of(f"The answer is {answer}.")) == error
+
+
+def test_table2_averages_fine_tuning_seeds_and_pairs_the_delta_by_seed(tmp_path):
+    def evaluation(model, seed, correct, ran):
+        errors = {e: 0.0 for e in ERRORS}
+        errors["correct"], errors["tool error"] = correct / 4, (4 - correct) / 4
+        path = tmp_path / f"{model}-{seed}.json"
+        path.write_text(json.dumps({"n": 4, "accuracy": correct / 4, "tool_ran": ran, "errors": errors}))
+        return path
+
+    correct = {"clm": [4, 2], "slm": [1, 3], "base": [0, 1]}
+    evals = {m: [evaluation(m, s, c, 1.0) for s, c in zip((0, 1), counts)] for m, counts in correct.items()}
+    table = tir_table(evals, tmp_path / "table2", seeds=[0, 1], delta=["slm", "clm"])
+    ours = table[table["Source"] == "this run"].set_index("Model")
+    assert ours.loc["clm + TIR fine-tuning", "arith_tir (%)"] == 75.0
+    assert ours.loc["slm + TIR fine-tuning", "per fine-tuning seed"] == "25.0 / 75.0"
+    # SLM − CLM per seed: 25 - 100 and 75 - 50
+    delta = next(i for i in ours.index if i not in {f"{m} + TIR fine-tuning" for m in correct})
+    assert ours.loc[delta, "per fine-tuning seed"] == "-75.0 / 25.0" and ours.loc[delta, "arith_tir (%)"] == -25.0
+    errors = pd.read_csv(tmp_path / "table2_errors.csv", index_col=0)
+    assert errors.loc["base + TIR fine-tuning", "correct"] == 12.5
+    assert errors.loc["base + TIR fine-tuning", "tool error"] == 87.5
+    with pytest.raises(ValueError, match="1 evaluations of clm for 2 seeds"):
+        tir_table({"clm": evals["clm"][:1]}, tmp_path / "bad", seeds=[0, 1])

@@ -43,7 +43,11 @@ SMOKE_STRONG = {
             "pretrain": {"max_tokens": 4096, "lr": 3.0e-3, "batch_size": 8, "warmup_steps": 2},
         }
     },
-    "tool_integrated": {"training": {"epochs": 1, "batch_size": 8}, "evaluation": {"max_program_tokens": 16}},
+    "tool_integrated": {
+        "seeds": [1, 2],
+        "training": {"epochs": 1, "batch_size": 8},
+        "evaluation": {"max_program_tokens": 16},
+    },
 }
 
 
@@ -100,6 +104,7 @@ def test_default_config_plans_the_whole_pipeline(tmp_path):
         ),
         (lambda c: c.update(tool_integrated={"runs": ["dpo"], "training": {"epochs": 1}}), "tool_integrated.runs"),
         (lambda c: c.update(tool_integrated={"runs": ["slm"], "training": {"epochs": 1}}), "data.tir"),
+        (lambda c: c["runs"]["slm"].update(weighting="soft"), "runs.slm.ratio': a soft-weighted run"),
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, message):
@@ -324,6 +329,7 @@ def test_miniature_suite_at_smoke_size(smoke_run):
     from slm.reported import count_parameters, reported_table
 
     suite = yaml.safe_load((REPO / "config" / "miniature-suite.yaml").read_text())
+    smoke = yaml.safe_load((REPO / "tests" / "e2e" / "config.yaml").read_text())
     smoke_strong = smoke_run / "config" / "smoke-strong.yaml"
     smoke_strong.write_text(yaml.safe_dump(SMOKE_STRONG))
     snakemake(
@@ -336,15 +342,25 @@ def test_miniature_suite_at_smoke_size(smoke_run):
         "paper_miniature",
         "weak_to_strong",
     )
-    # Table 2: clm and slm fine-tuned on the tool-integrated solutions, evaluated with the tool.
-    for run in ("clm", "slm"):
-        stats = json.loads((smoke_run / f"results/models/tir/{run}/final/train_stats.json").read_text())
-        assert stats["init_model"] == f"results/models/{run}/final"
-        evaluation = json.loads((smoke_run / f"results/eval/tir/{run}.json").read_text())
-        assert evaluation["n"] == 12 and 0.0 <= evaluation["accuracy"] <= 1.0
+    # Table 2: clm and slm, and the base and reference models as controls, fine-tuned on the
+    # tool-integrated solutions once per fine-tuning seed, evaluated with the tool.
+    starts = {"base": "results/models/base", "reference": "results/models/reference/final"}
+    for model in ("base", "reference", "clm", "slm"):
+        for seed in (1, 2):
+            stats = json.loads(
+                (smoke_run / f"results/models/tir/{model}/seed-{seed}/final/train_stats.json").read_text()
+            )
+            assert stats["init_model"] == starts.get(model, f"results/models/{model}/final")
+            evaluation = json.loads((smoke_run / f"results/eval/tir/{model}/seed-{seed}.json").read_text())
+            assert evaluation["n"] == 12 and len(evaluation["samples"]) == 12
     table2 = pd.read_csv(smoke_run / "results/tables/table2.csv")
-    assert table2["Source"].tolist()[:3] == ["this run"] * 3
-    assert table2["Model"].tolist()[:2] == ["clm + TIR fine-tuning", "slm + TIR fine-tuning"]
+    assert table2["Source"].tolist()[:5] == ["this run"] * 5
+    models = ["base", "reference", "clm", "slm"]
+    assert table2["Model"].tolist()[:4] == [f"{m} + TIR fine-tuning" for m in models]
+    errors = pd.read_csv(smoke_run / "results/tables/table2_errors.csv", index_col=0)
+    assert errors.sum(axis=1).round().tolist() == [100.0] * 4
+    roles = pd.read_csv(smoke_run / "results/tables/selection_roles.csv")
+    assert {"operand", "operator", "result"} <= set(roles.loc[roles["kind"] == "math", "role"])
     assert {"arith_tir (%)", "tool ran (%)", "GSM8K", "GSM-Hard"} <= set(table2.columns)
     table = pd.read_csv(smoke_run / "results/tables/results.csv", index_col=0)
     runs = {name.split(":")[0] for name in table.index if ":" in name}
@@ -356,7 +372,7 @@ def test_miniature_suite_at_smoke_size(smoke_run):
         assert stats["score_fn"] == suite["runs"][run].get("score_fn", "excess")
         if suite["runs"][run].get("weighting") != "soft":
             # Rounding per batch, or per sequence for unit: sequence.
-            n_sequences = stats["tokens_seen"] // 64
+            n_sequences = stats["tokens_seen"] // smoke["sequence_length"]
             assert stats["tokens_selected"] == pytest.approx(
                 stats["ratio"] * stats["tokens_loss_bearing"], abs=n_sequences / 2
             )

@@ -335,7 +335,7 @@ def trajectory(run):
 
 def selection_ratio():
     """The first SLM run's ratio, for marking selected tokens in the dynamics view."""
-    ratios = [r["ratio"] for r in config["runs"].values() if r["method"] == "slm"]
+    ratios = [r["ratio"] for r in config["runs"].values() if r["method"] == "slm" and "ratio" in r]
     return ratios[0] if ratios else None
 
 
@@ -372,18 +372,32 @@ def figure6_runs():
     return [names[delta[0]], names[delta[1]]]
 
 
-# Table 2 (tool_integrated): the runs fine-tuned on tool-integrated solutions.
+# Table 2 (tool_integrated): the models fine-tuned on tool-integrated solutions (runs, and base and
+# reference as controls), once per fine-tuning seed.
 TIR = config.get("tool_integrated")
 TIR_RUNS = TIR["runs"] if TIR else []
-TABLE2 = [f"results/tables/table2.{ext}" for ext in ("md", "csv", "tex")] if TIR else []
+TIR_SEEDS = TIR.get("seeds", [config["seed"]]) if TIR else []
 
 
 def tir_delta():
     """The SLM and CLM runs of tool_integrated.runs (by method, SLM first), when both are there."""
     first = {}
     for run in TIR_RUNS:
-        first.setdefault(config["runs"][run]["method"], run)
+        if run in config["runs"]:
+            first.setdefault(config["runs"][run]["method"], run)
     return [first["slm"], first["clm"]] if {"slm", "clm"} <= first.keys() else None
+
+
+# Selection rates by token role (slm.roles) of Table 2's SLM run, from its token dynamics.
+ROLES_RUN = (tir_delta() or [None])[0]
+ROLES_RUN = ROLES_RUN if ROLES_RUN in DYNAMICS_RUNS else None
+TABLE2 = (
+    [f"results/tables/table2.{ext}" for ext in ("md", "csv", "tex")]
+    + [f"results/tables/table2_errors.{ext}" for ext in ("md", "csv")]
+    + ([f"results/tables/selection_roles.{ext}" for ext in ("md", "csv")] if ROLES_RUN else [])
+    if TIR
+    else []
+)
 
 
 def released_models():
@@ -397,5 +411,6 @@ def released_models():
     for run in RUNS:
         models[model_dir(run, "final")] = eval_json(run)
     for run in TIR_RUNS:
-        models[f"results/models/tir/{run}/final"] = f"results/eval/tir/{run}.json"
+        for seed in TIR_SEEDS:
+            models[f"results/models/tir/{run}/seed-{seed}/final"] = f"results/eval/tir/{run}/seed-{seed}.json"
     return {path.removeprefix("results/models/"): evaluation for path, evaluation in models.items()}

@@ -31,8 +31,9 @@ rule dynamics:
         ratio=f"--ratio {selection_ratio()}" if selection_ratio() else "",
         seed=config["seed"],
         device=config["device"],
+        precision=config["precision"],
     shell:
         "OMP_NUM_THREADS={threads} python -m slm dynamics --models {params.models} --shard {input.shard}"
         " --reference-scores {input.scores} --tokenizer {params.tokenizer}"
         " --max-sequences {params.max_sequences} --threshold {params.threshold} {params.ratio}"
-        " --seed {params.seed} --device {params.device} --out {output} > {log} 2>&1"
+        " --seed {params.seed} --device {params.device} --precision {params.precision} --out {output} > {log} 2>&1"

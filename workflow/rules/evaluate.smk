@@ -27,6 +27,9 @@ rule evaluate:
                 "device": config["device"],
                 "dtype": "bfloat16" if config["precision"] == "bf16" else "float32",
                 "task_options": config["evaluation"].get("task_options", {}),
+                "metrics": config["evaluation"]["metrics"],
+                # every model here was trained (or is compared) on sequences of this length
+                "context_length": config["sequence_length"],
             }
         ),
     shell:

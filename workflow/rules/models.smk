@@ -20,7 +20,8 @@ if INIT_BASES:
             spec=lambda w: spec(
                 {
                     **base_spec(w.base)["init"],
-                    "max_position_embeddings": config["sequence_length"] * 2,
+                    # the length it is trained on: nothing reads positions it never learned
+                    "max_position_embeddings": config["sequence_length"],
                 }
             ),
             seed=config["seed"],

@@ -1,35 +1,38 @@
-# Table 2 (tool-integrated reasoning): fine-tune the final model of each tool_integrated run on
-# ToRA-style solutions, evaluate it with a Python tool in the loop, tabulate beside the paper.
+# Table 2 (tool-integrated reasoning): fine-tune the final model of each tool_integrated run (and the
+# base and reference models, the controls) on ToRA-style solutions once per fine-tuning seed, evaluate
+# each with a Python tool in the loop, tabulate beside the paper with where the solutions went wrong,
+# and the SLM run's selection rates by token role.
 
 
 if TIR:
 
     rule sft_tir:
         input:
-            model="results/models/{run}/final",
+            model=lambda w: local_inputs(model_dir(w.run, "final")),
             data=packed("tir"),
         output:
-            directory("results/models/tir/{run}/final"),
+            directory("results/models/tir/{run}/seed-{seed}/final"),
         log:
-            "logs/train/tir-{run}.log",
+            "logs/train/tir-{run}-seed-{seed}.log",
         benchmark:
-            "benchmarks/train/tir-{run}.tsv"
+            "benchmarks/train/tir-{run}-seed-{seed}.tsv"
         wildcard_constraints:
             run=one_of(TIR_RUNS),
+            seed=r"\d+",
         conda:
             "../../envs/slm.yaml"
         threads: workflow.cores
         resources:
             **rule_resources("sft_tir"),
         params:
-            options=train_options(TIR["training"]),
+            options=lambda w: train_options(TIR["training"], seed=int(w.seed)),
             paths=lambda w, input, output: spec(
                 {
-                    "init_model": input.model,
+                    "init_model": model_dir(w.run, "final"),
                     "data": list(input.data),
                     "out_dir": output[0],
-                    "state_dir": f"results/train_state/tir-{w.run}",
-                    "name": f"tir-{w.run}",
+                    "state_dir": f"results/train_state/tir-{w.run}-seed-{w.seed}",
+                    "name": f"tir-{w.run}-seed-{w.seed}",
                     "role": "tir",
                 }
             ),
@@ -42,40 +45,48 @@ if TIR:
             problems=f"{RAW}/eval/arith_gen.jsonl",
             fewshot=f"{RAW}/eval/arith_fewshot.jsonl",
         output:
-            "results/eval/tir/{run}.json",
+            "results/eval/tir/{run}/seed-{seed}.json",
         log:
-            "logs/evaluate/tir-{run}.log",
+            "logs/evaluate/tir-{run}-seed-{seed}.log",
         benchmark:
-            "benchmarks/evaluate/tir-{run}.tsv"
+            "benchmarks/evaluate/tir-{run}-seed-{seed}.tsv"
         wildcard_constraints:
             run=one_of(TIR_RUNS),
+            seed=r"\d+",
         conda:
             "../../envs/slm.yaml"
         threads: 1
         resources:
             **rule_resources("evaluate_tir"),
         params:
-            spec=spec({**TIR.get("evaluation", {}), "device": config["device"]}),
+            spec=spec(
+                {**TIR.get("evaluation", {}), "device": config["device"], "context_length": config["sequence_length"]}
+            ),
         shell:
             "OMP_NUM_THREADS={threads} python -m slm evaluate-tir --model {input.model} --problems {input.problems}"
             " --fewshot {input.fewshot} --spec {params.spec:q} --out {output} > {log} 2>&1"
 
     rule table2:
         input:
-            evals=expand("results/eval/tir/{run}.json", run=TIR_RUNS),
+            evals=expand("results/eval/tir/{run}/seed-{seed}.json", run=TIR_RUNS, seed=TIR_SEEDS),
         output:
             md=report(TABLE2[0], caption="../report/table2.rst", category="Tables"),
             csv=TABLE2[1],
             tex=TABLE2[2],
+            errors_md=report(TABLE2[3], caption="../report/table2_errors.rst", category="Tables"),
+            errors_csv=TABLE2[4],
         log:
             "logs/table2.log",
         conda:
             "../../envs/slm.yaml"
         params:
             out=lambda w, output: Path(output.md).with_suffix(""),
-            spec=lambda w, input: spec(
+            spec=spec(
                 {
-                    "evals": dict(zip(TIR_RUNS, input.evals)),
+                    "evals": {
+                        run: [f"results/eval/tir/{run}/seed-{seed}.json" for seed in TIR_SEEDS] for run in TIR_RUNS
+                    },
+                    "seeds": TIR_SEEDS,
                     "delta": tir_delta(),
                     "provenance": {
                         "config": ", ".join(map(str, workflow.configfiles)),
@@ -87,3 +98,25 @@ if TIR:
             ),
         shell:
             "python -m slm tir-table --spec {params.spec:q} --out {params.out} > {log} 2>&1"
+
+
+if TIR and ROLES_RUN:
+
+    rule selection_roles:
+        input:
+            dynamics=f"results/dynamics/{ROLES_RUN}",
+            tokenizer=local_inputs(tokenizer_dir()),
+        output:
+            md=report(TABLE2[5], caption="../report/selection_roles.rst", category="Tables"),
+            csv=TABLE2[6],
+        log:
+            "logs/selection_roles.log",
+        conda:
+            "../../envs/slm.yaml"
+        params:
+            tokenizer=lambda w, input: input.tokenizer or tokenizer_dir(),
+            ratio=config["runs"][ROLES_RUN]["ratio"],
+            out=lambda w, output: Path(output.md).with_suffix(""),
+        shell:
+            "python -m slm selection-roles --dynamics {input.dynamics}/losses.npz --tokenizer {params.tokenizer}"
+            " --ratio {params.ratio} --out {params.out} > {log} 2>&1"

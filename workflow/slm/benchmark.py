@@ -1,36 +1,95 @@
-"""Throughput benchmark of the pipeline's two hot loops: reference scoring and the trainer.
+"""Benchmarks of the pipeline's hot loops (reference scoring, the trainer) and of the per-token loss.
 
-Packs text files with a tokenizer at a chosen sequence length, initialises a Llama of a chosen size,
-scores the packed tokens with it, then trains it with the real trainer once per selection ratio
-(1.0 = CLM first, the baseline every other ratio is compared with). Prints tokens/s, peak memory and
-the ratio to CLM; with ``compare_cpu`` it also scores on the CPU and reports how far the device's
-per-token losses are from the CPU's.
+:func:`benchmark` packs text files with a tokenizer at a chosen sequence length, initialises a Llama of
+a chosen size (or a preset shape), then runs its arms ``repeats`` times, interleaved: scoring the
+packed tokens, and training with the real trainer once per selection ratio (1.0 = CLM first, the
+baseline every other ratio is compared with). It reports, per arm, tokens/s per device (median and
+range over the repeats), MFU against the device's dense bf16 peak, the ratio to CLM (from the pairs of
+the same repeat), scoring/training, the share of the step spent selecting tokens, and peak memory.
+Warm-up (the first logged window of each training run) is excluded. With ``compare_cpu`` it also
+scores on the CPU and reports how far the device's per-token losses are from the CPU's.
 
-    python -m slm benchmark --tokenizer results/data/tokenizer --files results/data/raw/corpus/*.jsonl \
+    python -m slm benchmark --tokenizer results/data/tokenizer --files results/data/raw/corpus/*.jsonl \\
         --spec '{"seq_len": 256, "steps": 20, "ratios": [1.0, 0.6]}'
+
+:func:`loss_memory` measures the peak memory of one per-token loss computation (forward and backward
+at a given vocabulary), the plain full-logits path against :func:`slm.model.linear_cross_entropy`,
+each in a fresh process, and how far their values and gradients are apart::
+
+    python -m slm loss-memory --spec '{"vocab_size": 32000, "hidden_size": 2048, "tokens": 8192}'
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer
+import torch.nn.functional as F
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from slm.data.packed import pack_documents
 from slm.data.sources import iter_files
-from slm.model import init_model, resolve_device
+from slm.model import compute_dtype, init_model, linear_cross_entropy, resolve_device
 from slm.score import score_shard
 from slm.train import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = {"hidden_size": 192, "num_layers": 4, "num_heads": 4, "intermediate_size": 512}
+# Shapes to benchmark at (random init); a spec's own seq_len and model keys override the preset's.
+PRESETS = {
+    "tinyllama-1.1b": {
+        "seq_len": 2048,
+        "model": {
+            "hidden_size": 2048,
+            "num_layers": 22,
+            "num_heads": 32,
+            "num_kv_heads": 4,
+            "intermediate_size": 5632,
+            "vocab_size": 32000,
+            "tie_word_embeddings": False,
+        },
+    },
+}
+# Dense (no sparsity) bf16 tensor-core peaks in TFLOPS, matched in this order against the device
+# name; the vendors' data sheets, as tabulated by pytorch/torchtitan.
+PEAK_BF16_TFLOPS = (
+    ("H200", 989.0),
+    ("H100 NVL", 835.0),
+    ("H100 PCIe", 756.0),
+    ("H100", 989.0),
+    ("B200", 2250.0),
+    ("A100", 312.0),
+    ("L40S", 362.0),
+    ("MI300X", 1300.0),
+    ("MI325X", 1300.0),
+)
+
+
+def peak_tflops(device_name: str) -> float | None:
+    """The device's dense bf16 peak from :data:`PEAK_BF16_TFLOPS`, or None when it is not listed."""
+    return next((tflops for key, tflops in PEAK_BF16_TFLOPS if key in device_name), None)
+
+
+def flops_per_token(config, seq_len: int) -> dict[str, float]:
+    """Model FLOPs per token by torchtitan's count: 6N + 12·L·h·s for a training step (forward and
+    backward), a third of it for a forward pass. N counts every parameter but the input embedding,
+    and the output projection also when it shares the embedding's weights (its matmul runs either way)."""
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    n = sum(p.numel() for p in model.parameters()) - model.get_input_embeddings().weight.numel()
+    if model.get_output_embeddings().weight is model.get_input_embeddings().weight:
+        n += model.get_output_embeddings().weight.numel()
+    attention = 12 * config.num_hidden_layers * config.hidden_size * seq_len
+    return {"counted_parameters": n, "training": 6 * n + attention, "forward": (6 * n + attention) / 3}
 
 
 def _peak_memory_mb(device: torch.device) -> float:
@@ -46,6 +105,56 @@ def _reset_peak(device: torch.device) -> None:
         torch.cuda.reset_peak_memory_stats(device)
 
 
+class _Timer:
+    """Sums the durations of timed blocks; on CUDA with events, so timing adds no host synchronisation
+    until :meth:`seconds` is read."""
+
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        self.spans: list = []
+
+    def __enter__(self):
+        if self.cuda:
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
+            self.spans.append([start, None])
+        else:
+            self.spans.append([time.perf_counter(), None])
+
+    def __exit__(self, *exc):
+        if self.cuda:
+            self.spans[-1][1] = torch.cuda.Event(enable_timing=True)
+            self.spans[-1][1].record()
+        else:
+            self.spans[-1][1] = time.perf_counter()
+
+    def seconds(self) -> float:
+        if self.cuda:
+            torch.cuda.synchronize()
+            return sum(start.elapsed_time(end) for start, end in self.spans) / 1000
+        return sum(end - start for start, end in self.spans)
+
+
+class _SelectionTimedTrainer(Trainer):
+    """The trainer, with the time of its token selection (ranking or soft weights) summed after warm-up."""
+
+    def __init__(self, cfg: TrainConfig, warmup_steps: int):
+        super().__init__(cfg)
+        self.selection_timer = _Timer(self.device)
+        self.warmup_steps = warmup_steps
+        self._step = 0
+
+    def train_step(self, step, ids, ref):
+        self._step = step
+        return super().train_step(step, ids, ref)
+
+    def _weights(self, *args):
+        if self._step < self.warmup_steps:
+            return super()._weights(*args)
+        with self.selection_timer:
+            return super()._weights(*args)
+
+
 def _steady_tokens_per_second(metrics: list[dict]) -> float:
     """Throughput over the logged windows after the first (which holds warm-up and allocation)."""
     windows = [m["tokens_per_second"] for m in metrics[1:]] or [m["tokens_per_second"] for m in metrics]
@@ -53,38 +162,64 @@ def _steady_tokens_per_second(metrics: list[dict]) -> float:
     return len(windows) / sum(1.0 / w for w in windows)
 
 
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
 def benchmark(
     tokenizer_dir: str | Path,
     files: list[str],
     *,
-    seq_len: int = 256,
+    preset: str | None = None,
+    seq_len: int | None = None,
     model: dict | None = None,
     batch_size: int = 16,
     micro_batch_size: int | None = None,
     steps: int = 20,
     ratios: tuple[float, ...] = (1.0, 0.6),
+    repeats: int = 3,
     score_batch_size: int = 32,
     device: str = "auto",
     precision: str = "fp32",
+    peak_tflops_override: float | None = None,
     compare_cpu: bool = False,
     seed: int = 0,
 ) -> dict:
+    """Run every arm ``repeats`` times, interleaved; return the set-up, one row per run and a summary.
+
+    ``preset`` names a shape in :data:`PRESETS`; ``model`` keys (those of :func:`slm.model.init_model`)
+    and ``seq_len`` override it. ``peak_tflops_override`` is the peak to compute MFU against when the
+    device is not in :data:`PEAK_BF16_TFLOPS` (e.g. a CPU).
+    """
+    if preset is not None and preset not in PRESETS:
+        raise ValueError(f"benchmark option 'preset' must be one of {sorted(PRESETS)}, got {preset!r}")
     if not ratios or ratios[0] != 1.0:
         raise ValueError(f"benchmark option 'ratios' must start with 1.0 (the CLM baseline), got {ratios}")
     if steps < 2:
         raise ValueError(f"benchmark option 'steps' must be at least 2, got {steps}")
+    if repeats < 1:
+        raise ValueError(f"benchmark option 'repeats' must be at least 1, got {repeats}")
+    compute_dtype(precision)  # a bad precision fails here, before any work
+    shape = PRESETS.get(preset, {"seq_len": 256, "model": DEFAULT_MODEL})
+    seq_len = seq_len or shape["seq_len"]
+    model = {**shape["model"], **(model or {})}
     dev = resolve_device(device)
-    model = {**DEFAULT_MODEL, **(model or {})}
+    device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     result = {
         "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
+        "device_name": device_name,
+        "world_size": 1,
         "precision": precision,
+        "preset": preset,
         "seq_len": seq_len,
         "batch_size": batch_size,
         "micro_batch_size": micro_batch_size or batch_size,
         "steps": steps,
+        "repeats": repeats,
         "model": model,
+        "peak_tflops": peak_tflops_override or peak_tflops(device_name),
     }
+    log_every = max(1, steps // 5)
     with tempfile.TemporaryDirectory(prefix="slm-benchmark-") as tmp:
         work = Path(tmp)
         tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
@@ -93,94 +228,267 @@ def benchmark(
         result["parameters"] = init_model(
             tokenizer_dir, work / "model", max_position_embeddings=seq_len, seed=seed, **model
         )
-
-        _reset_peak(dev)
-        meta = score_shard(
-            work / "model",
-            work / "shard",
-            work / "scores",
-            batch_size=score_batch_size,
-            device=str(dev),
-            precision=precision,
-        )
-        result["scoring"] = {"tokens_per_second": meta["tokens_per_second"], "peak_memory_mb": _peak_memory_mb(dev)}
-        if compare_cpu and dev.type != "cpu":
-            cpu = score_shard(
+        result["flops_per_token"] = flops_per_token(AutoConfig.from_pretrained(work / "model"), seq_len)
+        runs = result["runs"] = []
+        for repeat in range(repeats):
+            _reset_peak(dev)
+            meta = score_shard(
                 work / "model",
                 work / "shard",
-                work / "scores-cpu",
+                work / f"scores-{repeat}",
                 batch_size=score_batch_size,
-                device="cpu",
-                precision="fp32",
-            )
-            on_device = np.load(work / "scores" / "scores.npy").astype(np.float32)
-            on_cpu = np.load(work / "scores-cpu" / "scores.npy").astype(np.float32)
-            diff = np.abs(on_device - on_cpu)[~np.isnan(on_cpu)]
-            result["scoring"]["vs_cpu"] = {
-                "max_abs_diff": float(diff.max()),
-                "mean_abs_diff": float(diff.mean()),
-                "cpu_tokens_per_second": cpu["tokens_per_second"],
-            }
-
-        result["training"] = []
-        log_every = max(1, steps // 5)
-        for ratio in ratios:
-            run = work / f"ratio-{ratio}"
-            cfg = TrainConfig(
-                init_model=str(work / "model"),
-                data=[str(work / "shard")],
-                out_dir=str(run / "model"),
-                state_dir=str(run / "state"),
-                scores=[str(work / "scores")] if ratio < 1.0 else None,
-                reference_model=str(work / "model") if ratio < 1.0 else None,
-                ratio=ratio,
-                lr=1e-4,
-                batch_size=batch_size,
-                micro_batch_size=micro_batch_size,
-                max_tokens=steps * batch_size * seq_len,
-                save_every=steps + 1,
-                log_every=log_every,
-                seed=seed,
                 device=str(dev),
                 precision=precision,
             )
-            _reset_peak(dev)
-            start = time.perf_counter()
-            trainer = Trainer(cfg)
-            trainer.run()
-            tps = _steady_tokens_per_second(trainer.metrics)
-            result["training"].append(
+            runs.append(
                 {
-                    "ratio": ratio,
-                    "tokens_per_second": tps,
+                    "arm": "scoring",
+                    "ratio": None,
+                    "repeat": repeat,
+                    "world_size": 1,
+                    "tokens_per_second": meta["tokens_per_second"],
                     "peak_memory_mb": _peak_memory_mb(dev),
-                    "wall_s": time.perf_counter() - start,
-                    "final_loss_all": trainer.metrics[-1]["loss_all"],
-                    "vs_clm": tps / result["training"][0]["tokens_per_second"] if result["training"] else 1.0,
                 }
             )
+            for ratio in ratios:
+                run = work / f"ratio-{ratio}-{repeat}"
+                cfg = TrainConfig(
+                    init_model=str(work / "model"),
+                    data=[str(work / "shard")],
+                    out_dir=str(run / "model"),
+                    state_dir=str(run / "state"),
+                    scores=[str(work / "scores-0")] if ratio < 1.0 else None,
+                    reference_model=str(work / "model") if ratio < 1.0 else None,
+                    ratio=ratio,
+                    lr=1e-4,
+                    batch_size=batch_size,
+                    micro_batch_size=micro_batch_size,
+                    max_tokens=steps * batch_size * seq_len,
+                    save_every=steps + 1,
+                    log_every=log_every,
+                    seed=seed,
+                    device=str(dev),
+                    precision=precision,
+                )
+                _reset_peak(dev)
+                start = time.perf_counter()
+                trainer = _SelectionTimedTrainer(cfg, warmup_steps=log_every)
+                trainer.run()
+                tps = _steady_tokens_per_second(trainer.metrics)
+                step_seconds = (steps - log_every) * trainer.tokens_per_step / tps
+                runs.append(
+                    {
+                        "arm": "training",
+                        "ratio": ratio,
+                        "repeat": repeat,
+                        "world_size": 1,
+                        "tokens_per_second": tps,
+                        "peak_memory_mb": _peak_memory_mb(dev),
+                        "selection_share": trainer.selection_timer.seconds() / step_seconds,
+                        "wall_s": time.perf_counter() - start,
+                        "final_loss_all": trainer.metrics[-1]["loss_all"],
+                    }
+                )
+        if compare_cpu and dev.type != "cpu":
+            result["vs_cpu"] = _compare_with_cpu(work, score_batch_size)
+    result["summary"] = summarise(result)
     return result
 
 
+def _compare_with_cpu(work: Path, score_batch_size: int) -> dict:
+    cpu = score_shard(work / "model", work / "shard", work / "scores-cpu", batch_size=score_batch_size, device="cpu")
+    on_device = np.load(work / "scores-0" / "scores.npy").astype(np.float32)
+    on_cpu = np.load(work / "scores-cpu" / "scores.npy").astype(np.float32)
+    diff = np.abs(on_device - on_cpu)[~np.isnan(on_cpu)]
+    return {
+        "max_abs_diff": float(diff.max()),
+        "mean_abs_diff": float(diff.mean()),
+        "cpu_tokens_per_second": cpu["tokens_per_second"],
+    }
+
+
+def summarise(result: dict) -> list[dict]:
+    """One row per arm and world size: tokens/s per device and its spread over the repeats, MFU of the
+    median, the ratio to CLM (training) or to CLM training (scoring) from runs of the same repeat,
+    selection share and the largest peak memory."""
+    runs, peak = result["runs"], result["peak_tflops"]
+    flops = result["flops_per_token"]
+    rows = []
+    for world_size in sorted({r["world_size"] for r in runs}):
+        mine = [r for r in runs if r["world_size"] == world_size]
+        clm = {r["repeat"]: r["tokens_per_second"] for r in mine if r["arm"] == "training" and r["ratio"] == 1.0}
+        arms = dict.fromkeys((r["arm"], r["ratio"]) for r in mine)
+        for arm, ratio in arms:
+            same = [r for r in mine if r["arm"] == arm and r["ratio"] == ratio]
+            tps = _spread([r["tokens_per_second"] for r in same])
+            per_token = flops["forward" if arm == "scoring" else "training"]
+            shares = [r["selection_share"] for r in same if "selection_share" in r]
+            rows.append(
+                {
+                    "arm": arm,
+                    "ratio": ratio,
+                    "world_size": world_size,
+                    "tokens_per_second": tps,
+                    "mfu": tps["median"] * per_token / (peak * 1e12) if peak else None,
+                    "vs_clm_training": _spread([r["tokens_per_second"] / clm[r["repeat"]] for r in same]),
+                    "selection_share": _spread(shares) if shares and ratio != 1.0 else None,
+                    "peak_memory_mb": max(r["peak_memory_mb"] for r in same),
+                }
+            )
+    return rows
+
+
+def _fmt_spread(s: dict, fmt: str) -> str:
+    return f"{s['median']:{fmt}} [{s['min']:{fmt}}–{s['max']:{fmt}}]"
+
+
 def format_result(result: dict) -> str:
-    """The benchmark's figures as a Markdown table with a header line naming the set-up."""
+    """The benchmark's summary as a Markdown table with header lines naming the set-up."""
+    peak = result["peak_tflops"]
+    flops = result["flops_per_token"]
     lines = [
         f"device {result['device_name']} ({result['device']}), {result['precision']}, "
         f"{result['parameters'] / 1e6:.1f}M parameters, {result['steps']} steps of {result['batch_size']} x "
-        f"{result['seq_len']} tokens (micro-batch {result['micro_batch_size']})",
+        f"{result['seq_len']} tokens (micro-batch {result['micro_batch_size']}), "
+        f"{result['repeats']} interleaved repeats: median [min–max]",
+        f"model FLOPs per token (6N + 12·L·h·s, N = {flops['counted_parameters'] / 1e6:.1f}M): "
+        f"{flops['training'] / 1e9:.3f} G training, {flops['forward'] / 1e9:.3f} G forward; "
+        + (f"MFU against {peak:g} TFLOPS dense bf16" if peak else "MFU n/a (no known peak for this device)"),
         "",
-        "| stage | tokens/s | vs CLM | peak memory (MiB) |",
-        "|---|---|---|---|",
-        f"| scoring | {result['scoring']['tokens_per_second']:,.0f} | | {result['scoring']['peak_memory_mb']:,.0f} |",
+        "| arm | world size | tokens/s per device | MFU | vs CLM training | selection share of step "
+        "| peak memory (MiB) |",
+        "|---|---|---|---|---|---|---|",
     ]
-    for t in result["training"]:
-        name = "train CLM (ratio 1.0)" if t["ratio"] == 1.0 else f"train SLM (ratio {t['ratio']})"
-        lines.append(f"| {name} | {t['tokens_per_second']:,.0f} | {t['vs_clm']:.3f} | {t['peak_memory_mb']:,.0f} |")
-    if "vs_cpu" in result["scoring"]:
-        v = result["scoring"]["vs_cpu"]
+    for row in result["summary"]:
+        if row["arm"] == "scoring":
+            name = "scoring"
+        else:
+            name = "train CLM (ratio 1.0)" if row["ratio"] == 1.0 else f"train SLM (ratio {row['ratio']})"
+        mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "n/a"
+        share = _fmt_spread(row["selection_share"], ".2%") if row["selection_share"] else "—"
+        lines.append(
+            f"| {name} | {row['world_size']} | {_fmt_spread(row['tokens_per_second'], ',.0f')} | {mfu} "
+            f"| {_fmt_spread(row['vs_clm_training'], '.3f')} | {share} | {row['peak_memory_mb']:,.0f} |"
+        )
+    if "vs_cpu" in result:
+        v = result["vs_cpu"]
         lines += [
             "",
             f"per-token losses on {result['device']} vs cpu fp32: max |diff| {v['max_abs_diff']:.2e}, "
             f"mean |diff| {v['mean_abs_diff']:.2e} (cpu scoring {v['cpu_tokens_per_second']:,.0f} tokens/s)",
         ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- memory of the loss
+LOSS_PATHS = ("plain", "chunked")
+
+
+def _resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _loss_memory_arm(path: str, options: dict, out: str) -> dict:
+    """One loss computation (forward and backward with per-token upstream gradients) in this process;
+    returns the memory it added at its peak. Runs in a fresh process, so the peak is this computation's."""
+    dev = torch.device(options["device"])
+    dtype = compute_dtype(options["precision"])
+    tokens, hidden_size, vocab = options["tokens"], options["hidden_size"], options["vocab_size"]
+    gen = torch.Generator(dev).manual_seed(options["seed"])
+    # Made in their final dtype: no transient copy raises the high-water mark before the measurement.
+    hidden = torch.empty(1, tokens + 1, hidden_size, device=dev, dtype=dtype).normal_(generator=gen)
+    weight = torch.empty(vocab, hidden_size, device=dev, dtype=dtype).normal_(std=hidden_size**-0.5, generator=gen)
+    hidden.requires_grad_()
+    weight.requires_grad_()
+    ids = torch.randint(0, vocab, (1, tokens + 1), generator=gen, device=dev)
+    upstream = torch.rand(1, tokens, generator=gen, device=dev)
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        torch.cuda.reset_peak_memory_stats(dev)
+        before = torch.cuda.memory_allocated(dev)
+    else:
+        before = _resident_bytes()
+        high_water_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    start = time.perf_counter()
+    if path == "plain":
+        logits = hidden[:, :-1] @ weight.T
+        losses = F.cross_entropy(logits.float().reshape(-1, vocab), ids[:, 1:].reshape(-1), reduction="none")
+    else:
+        losses = linear_cross_entropy(hidden, weight, ids, options["chunk_tokens"])[:, 1:].reshape(-1)
+    (losses * upstream.reshape(-1)).sum().backward()
+    if dev.type == "cuda":
+        torch.cuda.synchronize(dev)
+        added = torch.cuda.max_memory_allocated(dev) - before
+        gap = 0
+    else:
+        added = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        gap = high_water_before - before
+    seconds = time.perf_counter() - start
+    torch.save({"losses": losses.detach().cpu(), "hidden": hidden.grad.cpu(), "weight": weight.grad.cpu()}, out)
+    return {"peak_added_mb": added / 2**20, "high_water_gap_mb": gap / 2**20, "seconds": seconds}
+
+
+def loss_memory(
+    *,
+    vocab_size: int = 32000,
+    hidden_size: int = 2048,
+    tokens: int = 8192,
+    chunk_tokens: int | None = None,
+    precision: str = "bf16",
+    device: str = "cpu",
+    seed: int = 0,
+) -> dict:
+    """Peak memory added by one per-token loss computation over ``tokens`` tokens (forward, then backward
+    with per-token upstream gradients), the plain full-logits path against the chunked one, each in a
+    fresh process; and the largest differences between their losses and gradients.
+
+    On the CPU the peak is the process's resident high-water mark above its resident size before the
+    computation (``high_water_gap_mb`` says how far the high-water mark already was above it, an amount
+    the measurement could hide); on CUDA it is the allocator's peak above what was allocated before.
+    """
+    compute_dtype(precision)
+    options = {
+        "vocab_size": vocab_size,
+        "hidden_size": hidden_size,
+        "tokens": tokens,
+        "chunk_tokens": chunk_tokens,
+        "precision": precision,
+        "device": str(resolve_device(device)),
+        "seed": seed,
+    }
+    result = {**options, "paths": {}}
+    context = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory(prefix="slm-loss-memory-") as tmp:
+        for path in LOSS_PATHS:
+            with context.Pool(1) as pool:
+                result["paths"][path] = pool.apply(_loss_memory_arm, (path, options, f"{tmp}/{path}.pt"))
+        plain, chunked = (torch.load(f"{tmp}/{path}.pt") for path in LOSS_PATHS)
+    result["max_abs_loss_diff"] = float((plain["losses"] - chunked["losses"]).abs().max())
+    for name in ("hidden", "weight"):
+        diff = (plain[name].float() - chunked[name].float()).abs().max()
+        result[f"max_rel_grad_{name}_diff"] = float(diff / plain[name].float().abs().max())
+    result["memory_ratio"] = result["paths"]["plain"]["peak_added_mb"] / result["paths"]["chunked"]["peak_added_mb"]
+    return result
+
+
+def format_loss_memory(result: dict) -> str:
+    lines = [
+        f"per-token loss, {result['tokens']} tokens, vocabulary {result['vocab_size']}, "
+        f"hidden {result['hidden_size']}, {result['precision']} on {result['device']}, "
+        f"chunk {result['chunk_tokens'] or 'default'} tokens",
+        "",
+        "| path | peak memory added (MiB) | high-water gap before (MiB) | seconds |",
+        "|---|---|---|---|",
+    ]
+    for path, arm in result["paths"].items():
+        lines.append(
+            f"| {path} | {arm['peak_added_mb']:,.0f} | {arm['high_water_gap_mb']:,.0f} | {arm['seconds']:.2f} |"
+        )
+    lines += [
+        "",
+        f"plain / chunked peak: {result['memory_ratio']:.2f}x; max |loss diff| {result['max_abs_loss_diff']:.2e}; "
+        f"max relative gradient diff: hidden {result['max_rel_grad_hidden_diff']:.2e}, "
+        f"head weight {result['max_rel_grad_weight_diff']:.2e}",
+    ]
     return "\n".join(lines)

@@ -134,6 +134,7 @@ def cmd_dynamics(args) -> None:
             seed=args.seed,
             batch_size=args.batch_size,
             device=args.device,
+            precision=args.precision,
             reference_scores=args.reference_scores,
         )
         dynamics_summary(out / "losses.npz", out / "shares.csv", out / "curves.csv", threshold=args.threshold)
@@ -193,11 +194,18 @@ def cmd_evaluate_tir(args) -> None:
 def cmd_tir_table(args) -> None:
     from slm.tir import tir_table
 
+    spec = args.spec
     print(
         tir_table(
-            args.spec["evals"], args.out, delta=args.spec.get("delta"), provenance=args.spec.get("provenance")
+            spec["evals"], args.out, seeds=spec["seeds"], delta=spec.get("delta"), provenance=spec.get("provenance")
         ).to_string()
     )
+
+
+def cmd_selection_roles(args) -> None:
+    from slm.roles import role_table
+
+    print(role_table(args.dynamics, args.tokenizer, args.ratio, args.out).to_string())
 
 
 def cmd_benchmark(args) -> None:
@@ -206,6 +214,26 @@ def cmd_benchmark(args) -> None:
 
     result = benchmark(args.tokenizer, args.files, **args.spec)
     print(format_result(result))
+    if args.out:
+        atomic_write_json(Path(args.out), result)
+
+
+def cmd_loss_memory(args) -> None:
+    from slm.benchmark import format_loss_memory, loss_memory
+    from slm.io import atomic_write_json
+
+    result = loss_memory(**args.spec)
+    print(format_loss_memory(result))
+    if args.out:
+        atomic_write_json(Path(args.out), result)
+
+
+def cmd_numerics(args) -> None:
+    from slm.io import atomic_write_json
+    from slm.numerics import format_numerics, numerics
+
+    result = numerics(args.current, args.reference, args.shard, **args.spec)
+    print(format_numerics(result))
     if args.out:
         atomic_write_json(Path(args.out), result)
 
@@ -288,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="auto")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--threshold", type=float, default=0.2)
     p.add_argument("--ratio", type=float)
     p.add_argument("--out", required=True)
@@ -315,10 +344,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", type=_json, required=True)
     p.add_argument("--out", required=True, help="output path without suffix (.md, .csv, .tex)")
 
+    p = add("selection-roles", cmd_selection_roles, "selection rates by token role (operand, operator, result, ...)")
+    p.add_argument("--dynamics", required=True, help="losses.npz of the SLM run's token dynamics")
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--ratio", type=float, required=True)
+    p.add_argument("--out", required=True, help="output path without suffix (.md, .csv)")
+
     p = add("benchmark", cmd_benchmark, "tokens/s and peak memory of scoring, CLM and SLM training")
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--files", nargs="+", required=True, help="text files to pack (jsonl, txt or parquet)")
     p.add_argument("--spec", type=_json, default={}, help="options of slm.benchmark.benchmark as JSON")
+    p.add_argument("--out", help="also write the figures as JSON here")
+
+    p = add("loss-memory", cmd_loss_memory, "peak memory of the per-token loss: full logits vs chunked")
+    p.add_argument("--spec", type=_json, default={}, help="options of slm.benchmark.loss_memory as JSON")
+    p.add_argument("--out", help="also write the figures as JSON here")
+
+    p = add("numerics", cmd_numerics, "bf16 per-token losses and selection: old autocast path vs bf16 weights")
+    p.add_argument("--current", required=True, help="the model being trained (e.g. the SLM run's initial model)")
+    p.add_argument("--reference", required=True, help="the reference model")
+    p.add_argument("--shard", required=True, help="a packed shard to take sequences from")
+    p.add_argument("--spec", type=_json, default={}, help="options of slm.numerics.numerics as JSON")
     p.add_argument("--out", help="also write the figures as JSON here")
     return parser
 

@@ -16,6 +16,8 @@ from slm.resources import check_resources
 TOKENIZER_DATASETS = ("high_quality", "corpus", "pretrain")
 SINGLE_SHARD_DATASETS = ("validation", "tir")
 DATASETS = TOKENIZER_DATASETS + SINGLE_SHARD_DATASETS
+# Models Table 2 fine-tunes besides the runs: the controls, with the same recipe.
+TIR_CONTROLS = ("base", "reference")
 SELECTION_DEFAULTS = {"score_fn": "excess", "unit": "batch", "weighting": "hard", "temperature": 1.0}
 
 
@@ -135,8 +137,11 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
     tir = config.get("tool_integrated")
     if tir is not None:
         for run in tir["runs"]:
-            if run not in config["runs"]:
-                _fail("tool_integrated.runs", f"{run!r} is not a run (runs: {sorted(config['runs'])})")
+            if run not in config["runs"] and run not in TIR_CONTROLS:
+                _fail(
+                    "tool_integrated.runs",
+                    f"{run!r} is not a run (runs: {sorted(config['runs'])}) nor a control {list(TIR_CONTROLS)}",
+                )
         if "tir" not in data:
             _fail("data.tir", "tool_integrated needs its fine-tuning data")
         if generator is None:
@@ -151,6 +156,12 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
     if "local_tasks" in evaluation and generator is None:
         _fail("evaluation.local_tasks", "the local held-out tasks come from data.generator")
     for run, spec in config["runs"].items():
+        if spec.get("weighting") == "soft" and "ratio" in spec:
+            _fail(
+                f"runs.{run}.ratio",
+                "a soft-weighted run weights every token by softmax(score / temperature) and keeps no top "
+                "ratio: remove ratio (the temperature sets how peaked the weights are)",
+            )
         if spec["method"] == "clm":
             # The schema fills in defaults, so only a changed value is a mistake.
             for key, default in SELECTION_DEFAULTS.items():

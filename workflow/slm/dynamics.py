@@ -41,7 +41,7 @@ import torch
 
 from slm.data.packed import PackedShard
 from slm.io import atomic_path, atomic_write_text, read_json
-from slm.model import load_model, resolve_device, token_losses
+from slm.model import load_for_inference, per_token_losses, resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -95,14 +95,13 @@ def validation_slice(n_sequences: int, max_sequences: int, seed: int) -> np.ndar
     return np.sort(rng.choice(n_sequences, size=max_sequences, replace=False)).astype(np.int64)
 
 
-def _model_losses(model_dir, ids: np.ndarray, dev: torch.device, batch_size: int) -> np.ndarray:
-    model, _ = load_model(model_dir, dev)
-    model.eval()
+def _model_losses(model_dir, ids: np.ndarray, dev: torch.device, batch_size: int, precision: str) -> np.ndarray:
+    model, _ = load_for_inference(model_dir, dev, precision)
     out = np.empty(ids.shape, dtype=np.float32)
     with torch.inference_mode():
         for first in range(0, len(ids), batch_size):
             batch = torch.from_numpy(ids[first : first + batch_size]).to(dev)
-            out[first : first + batch_size] = token_losses(model(input_ids=batch).logits, batch).cpu().numpy()
+            out[first : first + batch_size] = per_token_losses(model, batch).cpu().numpy()
     del model
     return out
 
@@ -116,15 +115,18 @@ def checkpoint_losses(
     seed: int,
     batch_size: int = 16,
     device: str = "cpu",
+    precision: str = "fp32",
     reference_scores: str | None = None,
     tokens_seen: list[int] | None = None,
 ) -> dict:
     """Per-token losses of a seeded validation slice of ``shard_dir`` under every model of ``model_dirs``.
 
-    ``model_dirs`` are ordered along training (e.g. base, checkpoints, final). ``reference_scores`` is a
-    score shard directory (``scores.npy`` + ``meta.json``) for the same token shard; its losses are
-    stored as ``reference``. ``tokens_seen`` overrides what :func:`read_tokens_seen` finds. Writes
-    ``out_npz`` atomically (format in the module docstring) and returns a small summary dict.
+    ``model_dirs`` are ordered along training (e.g. base, checkpoints, final). ``precision`` is the run's,
+    applied as the scorer applies it (:mod:`slm.model`), so the losses compare with the stored reference
+    losses. ``reference_scores`` is a score shard directory (``scores.npy`` + ``meta.json``) for the same
+    token shard; its losses are stored as ``reference``. ``tokens_seen`` overrides what
+    :func:`read_tokens_seen` finds. Writes ``out_npz`` atomically (format in the module docstring) and
+    returns a small summary dict.
     """
     if not model_dirs:
         raise ValueError("no models given")
@@ -162,7 +164,7 @@ def checkpoint_losses(
         dev,
     )
     for m, model_dir in enumerate(model_dirs):
-        losses[m] = _model_losses(model_dir, ids, dev, batch_size).reshape(-1)
+        losses[m] = _model_losses(model_dir, ids, dev, batch_size, precision).reshape(-1)
         log.info(
             "model %d/%d %s (tokens seen %d): mean loss %.4f [%.1fs]",
             m + 1,

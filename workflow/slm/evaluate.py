@@ -9,6 +9,9 @@ Compact JSON format (one file per evaluated model)::
       "n_samples": {"<task>": n_documents_evaluated},
       "n_shot": {"<task>": shots_lm_eval_used},
       "task_options": {"<task>": {"num_fewshot": int, "max_gen_toks": int}},
+      "samples": {"<task>": [value per evaluated document, in document order]},
+      "sample_aggregation": {"<task>": "mean" | "bits_per_byte" | "perplexity" | ...},
+      "context_length": 256,
       "lm_eval_version": "0.4.13",
       "limit": null|int|float,
       "seed": 1234,
@@ -28,6 +31,20 @@ filter carries it, by bare metric name (``"acc"`` -> ``"acc,none"``).
 ``task_options`` holds the per-task settings asked for (tasks without any are absent); ``n_shot`` is
 lm-eval's own record of the shots each task and group was run with (a task YAML that sets
 ``num_fewshot: 0`` keeps 0 whatever was asked).
+
+``samples`` holds, for every task given a metric (``metrics``, e.g. ``{"arith_gen":
+"exact_match,strict-match"}``), that metric's per-document value under that filter, in lm-eval's
+document order: a number for a metric averaged over documents (``acc``, ``exact_match``), a pair
+``[log-likelihood, weight]`` (weight = bytes, words or tokens) for the corpus-level metrics that
+lm-eval aggregates from pairs (``bits_per_byte``, ``byte_perplexity``, ``word_perplexity``).
+``sample_aggregation`` names lm-eval's aggregation of those values; :func:`aggregate_samples`
+applies it (to any resample of them, e.g. for a bootstrap interval) and, on all of them, gives the
+value in ``tasks``.
+
+``context_length`` is the sequence length the model was trained on. Every evaluated sequence stays
+inside it, or the evaluation refuses to start (:func:`check_context`): lm-eval reads at most
+``context_length - 1`` positions (a sequence of L training tokens gives L - 1 predictions), so a
+generative prompt plus its generation budget, or a scored context plus its continuation, must fit.
 """
 
 from __future__ import annotations
@@ -36,6 +53,7 @@ import difflib
 import logging
 import math
 import os
+import random
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -47,6 +65,10 @@ from slm.progress import lm_eval_log_lines
 log = logging.getLogger(__name__)
 
 STDERR_MARK = "_stderr,"
+
+
+class ContextLengthError(ValueError):
+    """An evaluation that would read past the sequence length the model was trained on."""
 
 
 # --------------------------------------------------------------------------- helpers
@@ -160,13 +182,135 @@ def merge_raw(raws: list[dict]) -> dict:
     """One lm-eval result dict from the results of several ``simple_evaluate`` calls."""
     merged: dict[str, dict] = {}
     for raw in raws:
-        for key in ("results", "groups", "n-samples", "higher_is_better", "n-shot"):
+        for key in ("results", "groups", "n-samples", "higher_is_better", "n-shot", "configs", "samples"):
             part = raw.get(key, {})
             twice = sorted(set(part) & set(merged.get(key, {}))) if key == "results" else []
             if twice:  # e.g. mmlu and mmlu_stem in different option groups: the later run is kept
                 log.warning("tasks %s were evaluated in two option groups; keeping the later", twice)
             merged.setdefault(key, {}).update(part)
     return merged
+
+
+def configured_tasks(task_manager, names: list[str], *, num_fewshot, max_gen_toks, seed: int) -> dict:
+    """lm-eval's task dict (``TaskManager.load``) of ``names``, every leaf task configured as
+    ``lm_eval.simple_evaluate`` configures it for the same ``num_fewshot``,
+    ``gen_kwargs="max_gen_toks=..."`` and ``fewshot_random_seed``."""
+    loaded = task_manager.load(names)
+    for task in loaded["tasks"].values():
+        if max_gen_toks is not None and task.get_config("output_type") == "generate_until":
+            task.set_config(key="generation_kwargs", value={"max_gen_toks": max_gen_toks}, update=True)
+        shots = task.get_config("num_fewshot")
+        if num_fewshot is not None and shots != 0:  # lm-eval never overrides a YAML num_fewshot: 0
+            task.set_config(key="num_fewshot", value=num_fewshot)
+        elif shots is None:
+            task.set_config(key="num_fewshot", value=0)
+        task.set_fewshot_seed(seed=seed)
+    return loaded
+
+
+def sequence_length_needed(lm, instance) -> int:
+    """Tokens in the longest sequence one lm-eval request makes the model read or write, as lm-eval's
+    HFLM encodes it: a generative prompt plus its generation budget, or a scored context plus its
+    continuation (the loglikelihood prefix token standing in for an empty context). 0 for rolling
+    loglikelihood, which lm-eval cuts into windows of its ``max_length``."""
+    if instance.request_type == "generate_until":
+        context, gen_kwargs = instance.args
+        return len(lm.tok_encode(context)) + int(gen_kwargs.get("max_gen_toks", lm.max_gen_toks))
+    if instance.request_type == "loglikelihood":
+        context, continuation = instance.args
+        if not context:
+            return 1 + len(lm.tok_encode(continuation))
+        context_tokens, continuation_tokens = lm._encode_pair(context, continuation)
+        return len(context_tokens) + len(continuation_tokens)
+    return 0
+
+
+def check_context(lm, tasks: dict, context_length: int, *, limit=None) -> dict[str, int]:
+    """Refuse an evaluation that would run past the sequence length the model was trained on.
+
+    ``lm`` reads ``lm.max_length == context_length - 1`` positions (a training sequence of L tokens
+    gives L - 1 predictions). A generative request needs its prompt plus its generation budget to fit
+    in ``context_length - 1`` tokens (lm-eval would cut the prompt from the left otherwise), a scored
+    one its context plus continuation in ``context_length`` tokens. Builds every request of ``tasks``
+    (configured as by :func:`configured_tasks`; ``limit`` documents as lm-eval counts them) and raises
+    :class:`ContextLengthError` naming each task that does not fit, with its numbers. Returns the
+    longest sequence of each task (0 for rolling loglikelihood).
+    """
+    from lm_eval.evaluator_utils import get_sample_size
+
+    longest, problems = {}, []
+    for name, task in tasks.items():
+        task.build_all_requests(limit=get_sample_size(task, limit), rank=0, world_size=1)
+        kinds = {i.request_type for i in task.instances}
+        lengths = [sequence_length_needed(lm, i) for i in task.instances]
+        longest[name] = max(lengths, default=0)
+        allowed = context_length - 1 if "generate_until" in kinds else context_length
+        over = sum(n > allowed for n in lengths)
+        if over:
+            if "generate_until" in kinds:
+                budgets = {int(i.args[1].get("max_gen_toks", lm.max_gen_toks)) for i in task.instances}
+                what = f"prompt + max_gen_toks {max(budgets)}"
+                fits = f"; max_gen_toks up to {max(budgets) - (longest[name] - allowed)} would fit"
+            else:
+                what, fits = "context + continuation", ""
+            problems.append(
+                f"{name}: {over} of {len(lengths)} requests need more than {allowed} tokens "
+                f"(longest {what} = {longest[name]} tokens{fits})"
+            )
+        log.info(
+            "%s: longest sequence %d tokens, %d of %d requests over %d",
+            name,
+            longest[name],
+            over,
+            len(lengths),
+            allowed,
+        )
+    if problems:
+        raise ContextLengthError(
+            f"evaluation would run past the {context_length} tokens the model was trained on "
+            f"(sequence_length): " + "; ".join(problems) + ". Use fewer shots (evaluation.task_options or "
+            "evaluation.local_tasks: num_fewshot), a smaller max_gen_toks, or train on longer sequences."
+        )
+    return longest
+
+
+def task_samples(raw_samples: dict, configs: dict, metrics: dict[str, str]) -> tuple[dict, dict]:
+    """Per-document values of each task's metric (``metrics``: task -> ``"<metric>,<filter>"``) from
+    lm-eval's logged samples, in document order, and the aggregation lm-eval applies to them."""
+    from lm_eval.api.registry import AGGREGATION_REGISTRY, get_metric_aggregation
+
+    values, aggregations = {}, {}
+    for task, key in metrics.items():
+        if task not in raw_samples:
+            continue
+        metric, _, filter_name = key.partition(",")
+        entries = sorted(
+            (s for s in raw_samples[task] if s["filter"] == (filter_name or "none")), key=lambda s: s["doc_id"]
+        )
+        if not entries or metric not in entries[0]:
+            log.warning("task %s: no per-document %r in lm-eval's samples", task, key)
+            continue
+        values[task] = [_sample_value(s[metric]) for s in entries]
+        named = [m.get("aggregation") for m in configs.get(task, {}).get("metric_list", []) if m["metric"] == metric]
+        if named and isinstance(named[0], str):
+            aggregations[task] = named[0]
+        else:
+            function = get_metric_aggregation(metric)
+            aggregations[task] = next(n for n, f in AGGREGATION_REGISTRY.items() if f is function)
+    return values, aggregations
+
+
+def _sample_value(value):
+    if isinstance(value, (list, tuple)):
+        return [float(v) for v in value]
+    return float(value)
+
+
+def aggregate_samples(aggregation: str, values: list) -> float:
+    """lm-eval's ``aggregation`` (a name from ``sample_aggregation``) of per-document ``values``."""
+    from lm_eval.api.registry import get_aggregation
+
+    return get_aggregation(aggregation)([tuple(v) if isinstance(v, list) else v for v in values])
 
 
 def compact_results(raw: dict, *, model: str, limit, seed: int) -> dict:
@@ -246,44 +390,54 @@ def evaluate_model(
     tasks: list[str],
     out_json: Path,
     *,
+    context_length: int,
     include_path: Path | None = None,
     batch_size: int = 16,
     limit: int | None = None,
     device: str = "cpu",
     seed: int = 1234,
     dtype: str = "float32",
-    max_length: int | None = None,
     bootstrap_iters: int = 1000,
     task_options: dict | None = None,
+    metrics: dict[str, str] | None = None,
 ) -> dict:
     """Evaluate ``model`` on lm-eval ``tasks`` and write the compact JSON to ``out_json``.
 
-    ``task_options`` maps a task to ``{"num_fewshot": n, "max_gen_toks": m}`` (both optional).
-    Tasks sharing the same options run in one ``simple_evaluate`` call, with ``num_fewshot=n``
-    and ``gen_kwargs="max_gen_toks=m"`` where set (tasks without options: lm-eval's defaults);
-    the model is loaded once and every call starts from the same seeds.  Inputs are validated
-    before the model is loaded: a missing/invalid local model directory, a missing
-    ``include_path``, an unknown task or options for a task not in ``tasks`` raise immediately.
-    All four lm-eval seeds are set to ``seed``; per-sample logs are not kept.
-    ``bootstrap_iters`` only affects bootstrapped standard errors (0 skips all stderr
-    computation).  Returns the compact dict that was written.
+    ``context_length`` is the sequence length the model was trained on (the config's
+    ``sequence_length``): lm-eval reads at most ``context_length - 1`` positions, and the run refuses
+    to start when a request would not fit (:func:`check_context`). ``task_options`` maps a task to
+    ``{"num_fewshot": n, "max_gen_toks": m}`` (both optional). Tasks sharing the same options run in
+    one lm-eval ``evaluate`` call, configured by :func:`configured_tasks` as ``simple_evaluate``
+    would with ``num_fewshot=n`` and ``max_gen_toks=m`` (tasks without options: lm-eval's
+    defaults); the model is loaded once and every call starts from the same seeds. ``metrics``
+    (task -> ``"<metric>,<filter>"``) selects the per-document values kept under ``samples``.
+    Inputs are validated before the model is loaded: a missing/invalid local model directory, a
+    missing ``include_path``, an unknown task or options for a task not in ``tasks`` raise
+    immediately; a request past ``context_length`` raises before any is run. All four lm-eval
+    seeds are set to ``seed``. ``bootstrap_iters`` only affects bootstrapped standard errors (0
+    skips all stderr computation). Returns the compact dict that
+    was written.
     """
-    import lm_eval
+    import lm_eval.evaluator
+    import numpy as np
+    import torch
 
     model_name = os.fspath(model)
     pretrained = check_model(model_name)
     tasks = list(tasks)
     if not tasks:
         raise ValueError("no lm-eval tasks given")
+    if context_length < 2:
+        raise ValueError(f"context_length must be at least 2, got {context_length}")
     groups = option_groups(tasks, task_options)
     t0 = time.perf_counter()
     task_manager = make_task_manager(include_path)
     check_tasks(task_manager, tasks, include_path)
 
-    from lm_eval.models.huggingface import HFLM
+    from slm.hflm import RowStopHFLM
 
     log.info(
-        "lm-eval %s: model %s, tasks %s, limit %s, batch %s, device %s, dtype %s, seed %s",
+        "lm-eval %s: model %s, tasks %s, limit %s, batch %s, device %s, dtype %s, seed %s, context %s",
         _lm_eval_version(),
         model_name,
         tasks,
@@ -292,34 +446,39 @@ def evaluate_model(
         device,
         dtype,
         seed,
+        context_length,
     )
-    extra = {"max_length": int(max_length)} if max_length is not None else {}
-    # Loaded once for all option groups (simple_evaluate(model="hf") would reload it per call).
-    lm = HFLM(pretrained=pretrained, dtype=dtype, device=device, batch_size=batch_size, **extra)
+    # Loaded once for all option groups.
+    lm = RowStopHFLM(
+        pretrained=pretrained, dtype=dtype, device=device, batch_size=batch_size, max_length=context_length - 1
+    )
     lm_eval_log_lines()  # lm-eval's request progress bars as log lines when not on a terminal
+    loaded = {
+        options: configured_tasks(task_manager, group, num_fewshot=options[0], max_gen_toks=options[1], seed=seed)
+        for options, group in groups.items()
+    }
+    for task_dict in loaded.values():
+        check_context(lm, task_dict["tasks"], context_length, limit=limit)
     raws = []
-    for (num_fewshot, max_gen_toks), group in groups.items():
-        log.info("tasks %s: num_fewshot %s, max_gen_toks %s", group, num_fewshot, max_gen_toks)
-        raw = lm_eval.simple_evaluate(
-            model=lm,
-            tasks=group,
-            num_fewshot=num_fewshot,
-            # lm-eval applies gen_kwargs to generate_until tasks only, over their YAML's values
-            gen_kwargs=f"max_gen_toks={max_gen_toks}" if max_gen_toks is not None else None,
-            batch_size=batch_size,
-            limit=limit,
-            bootstrap_iters=bootstrap_iters,
-            log_samples=False,
-            task_manager=task_manager,
-            random_seed=seed,
-            numpy_random_seed=seed,
-            torch_random_seed=seed,
-            fewshot_random_seed=seed,
+    for (num_fewshot, max_gen_toks), task_dict in loaded.items():
+        log.info(
+            "tasks %s: num_fewshot %s, max_gen_toks %s", groups[num_fewshot, max_gen_toks], num_fewshot, max_gen_toks
+        )
+        # lm-eval's evaluate, as simple_evaluate calls it (which also collects environment details
+        # by running pip and other programs, seconds per call)
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        for task in task_dict["tasks"].values():
+            task.set_fewshot_seed(seed=seed)  # the check drew few-shot examples already
+        raw = lm_eval.evaluator.evaluate(
+            lm=lm, task_dict=task_dict, limit=limit, bootstrap_iters=bootstrap_iters, log_samples=bool(metrics)
         )
         if raw is None:  # only non-zero ranks get None
-            raise RuntimeError("lm_eval.simple_evaluate returned no results (non-zero rank?)")
+            raise RuntimeError("lm_eval's evaluate returned no results (non-zero rank?)")
         raws.append(raw)
-    result = compact_results(merge_raw(raws), model=model_name, limit=limit, seed=seed)
+    merged = merge_raw(raws)
+    result = compact_results(merged, model=model_name, limit=limit, seed=seed)
     missing = [t for t in tasks if t not in result["tasks"]]
     if missing:  # a tag expands to its member tasks and has no entry of its own
         log.warning("no result entry named %s (tags?); got %s", missing, sorted(result["tasks"]))
@@ -329,8 +488,19 @@ def evaluate_model(
         if "num_fewshot" in options and shots is not None and shots != options["num_fewshot"]:
             # lm-eval never overrides a task YAML's explicit num_fewshot: 0
             log.warning("%s ran %s-shot, not the %s asked for", task, shots, options["num_fewshot"])
+    samples, aggregations = task_samples(merged.get("samples", {}), merged.get("configs", {}), metrics or {})
     wall = time.perf_counter() - t0
-    result.update({"task_options": used, "dtype": dtype, "batch_size": batch_size, "wall_seconds": round(wall, 3)})
+    result.update(
+        {
+            "task_options": used,
+            "samples": samples,
+            "sample_aggregation": aggregations,
+            "context_length": context_length,
+            "dtype": dtype,
+            "batch_size": batch_size,
+            "wall_seconds": round(wall, 3),
+        }
+    )
     out_json = Path(out_json)
     atomic_write_json(out_json, result)
     for task in tasks:

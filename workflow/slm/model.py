@@ -1,4 +1,16 @@
-"""Models: initialise the small Llama base, load any causal LM (local directory or hub id), per-token losses."""
+"""Models: initialise the small Llama base, load any causal LM (local directory or hub id), the numeric
+policy every model-running stage shares, and the one per-token loss.
+
+Precision policy (one place, used by scoring, training, dynamics and the benchmark):
+
+- ``fp32``: fp32 parameters and fp32 compute everywhere.
+- ``bf16``: bf16 parameters for compute. Inference paths (scoring, dynamics, benchmark) cast the
+  weights to bf16 (:func:`load_for_inference`); training keeps fp32 master weights and computes with
+  bf16 copies (FSDP2's ``MixedPrecisionPolicy(param_dtype=bf16, reduce_dtype=fp32)``, see
+  :func:`fsdp_mixed_precision`), with no autocast. Either way the forward pass sees the same bf16
+  weights, so the reference loss and the current loss of a token come from the same arithmetic.
+- In both, cross-entropy is taken from fp32 logits (:func:`per_token_losses`).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +18,16 @@ import logging
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 from slm.io import atomic_path
 from slm.model_card import init_card
 
 log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16}
+# fp32 logits kept alive at once by per_token_losses (one chunk of tokens x the vocabulary).
+LOGITS_CHUNK_BYTES = 128 * 2**20
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -32,16 +47,24 @@ def init_model(
     max_position_embeddings: int,
     seed: int,
     tie_word_embeddings: bool = True,
+    num_kv_heads: int | None = None,
+    vocab_size: int | None = None,
 ) -> int:
-    """Write a randomly initialised Llama with the tokenizer's vocabulary; return its parameter count."""
+    """Write a randomly initialised Llama with the tokenizer's vocabulary; return its parameter count.
+
+    ``num_kv_heads`` (default ``num_heads``) < ``num_heads`` gives grouped-query attention. A
+    ``vocab_size`` above the tokenizer's gives a model of a larger model's shape (for benchmarks).
+    """
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+    if vocab_size is not None and vocab_size < len(tokenizer):
+        raise ValueError(f"vocab_size {vocab_size} is smaller than the tokenizer's vocabulary ({len(tokenizer)})")
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
+        vocab_size=vocab_size or len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=intermediate_size,
         num_hidden_layers=num_layers,
         num_attention_heads=num_heads,
-        num_key_value_heads=num_heads,
+        num_key_value_heads=num_kv_heads or num_heads,
         max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=tie_word_embeddings,
         bos_token_id=tokenizer.bos_token_id,
@@ -55,8 +78,9 @@ def init_model(
         "hidden_size": hidden_size,
         "num_layers": num_layers,
         "num_heads": num_heads,
+        "num_kv_heads": config.num_key_value_heads,
         "intermediate_size": intermediate_size,
-        "vocab_size": len(tokenizer),
+        "vocab_size": config.vocab_size,
     }
     save_model(model, tokenizer, out_dir, extra_files={"README.md": init_card(n_params, architecture)})
     log.info("initialised Llama with %d parameters in %s", n_params, out_dir)
@@ -81,13 +105,105 @@ def load_model(name_or_path: str | Path, device: torch.device | str = "cpu", dty
     return model.to(device), tokenizer
 
 
-def token_losses(logits: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-    """Per-token cross-entropy aligned with the tokens: ``out[:, t] = -log p(x_t | x_<t)``.
+def compute_dtype(precision: str) -> torch.dtype:
+    """The dtype of the parameters the forward and backward passes compute with."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    return PRECISIONS[precision]
 
-    Position 0 of each sequence has no context and gets NaN. Computed in float32.
+
+def fsdp_mixed_precision(precision: str):
+    """FSDP2's policy for training at ``precision``: compute with parameters in :func:`compute_dtype`,
+    reduce gradients in fp32 (the sharded master weights stay fp32)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    return MixedPrecisionPolicy(param_dtype=compute_dtype(precision), reduce_dtype=torch.float32)
+
+
+def load_for_inference(name_or_path: str | Path, device: torch.device | str, precision: str):
+    """A model for scoring-like passes (eval mode, weights cast to :func:`compute_dtype`), and its tokenizer."""
+    model, tokenizer = load_model(name_or_path, device, compute_dtype(precision))
+    model.eval()
+    return model, tokenizer
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """``-log softmax(hidden @ weight.T)[target]`` per row, in chunks of rows, never holding more than one
+    chunk's logits. Logits are computed in the inputs' dtype and cast to fp32 (as ``lm_head(h).float()``
+    would); the backward recomputes each chunk's logits instead of storing them, and scales every row
+    by its own upstream gradient."""
+
+    @staticmethod
+    def forward(ctx, hidden, weight, targets, chunk):
+        losses = torch.empty(len(targets), dtype=torch.float32, device=hidden.device)
+        logsumexp = torch.empty_like(losses)
+        for start in range(0, len(targets), chunk):
+            rows = slice(start, start + chunk)
+            logits = (hidden[rows] @ weight.T).float()
+            logsumexp[rows] = torch.logsumexp(logits, dim=-1)
+            losses[rows] = logsumexp[rows] - logits.gather(1, targets[rows, None]).squeeze(1)
+        ctx.save_for_backward(hidden, weight, targets, logsumexp)
+        ctx.chunk = chunk
+        return losses
+
+    @staticmethod
+    def backward(ctx, grad_losses):
+        hidden, weight, targets, logsumexp = ctx.saved_tensors
+        need_hidden, need_weight = ctx.needs_input_grad[:2]
+        grad_hidden = torch.empty_like(hidden) if need_hidden else None
+        # Summed over chunks in fp32, rounded to the weight's dtype once.
+        grad_weight = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_weight else None
+        for start in range(0, len(targets), ctx.chunk):
+            rows = slice(start, start + ctx.chunk)
+            # d loss / d logits = softmax - onehot(target), times this row's upstream gradient (in place:
+            # one chunk of fp32 logits at a time).
+            grad_logits = (hidden[rows] @ weight.T).float()
+            grad_logits.sub_(logsumexp[rows, None]).exp_()
+            grad_logits[torch.arange(len(grad_logits), device=grad_logits.device), targets[rows]] -= 1.0
+            grad_logits = grad_logits.mul_(grad_losses[rows, None]).to(weight.dtype)
+            if need_hidden:
+                grad_hidden[rows] = grad_logits @ weight
+            if need_weight:
+                grad_weight += grad_logits.T @ hidden[rows]
+        return grad_hidden, grad_weight.to(weight.dtype) if need_weight else None, None, None
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor, weight: torch.Tensor, input_ids: torch.Tensor, chunk_tokens: int | None = None
+) -> torch.Tensor:
+    """Per-token losses from final hidden states ``[batch, length, hidden]`` and an output projection
+    ``weight`` ``[vocab, hidden]``, aligned with ``input_ids``: ``out[:, t] = -log p(x_t | x_<t)``, NaN at
+    position 0 (no context). fp32 logits are built ``chunk_tokens`` rows at a time (default: what fits
+    in :data:`LOGITS_CHUNK_BYTES`), in the forward and again in the backward."""
+    batch, length = input_ids.shape
+    if chunk_tokens is None:
+        chunk_tokens = max(1, LOGITS_CHUNK_BYTES // (4 * weight.shape[0]))
+    if chunk_tokens < 1:
+        raise ValueError(f"chunk_tokens must be positive, got {chunk_tokens}")
+    with torch.autocast(hidden.device.type, enabled=False):
+        losses = _LinearCrossEntropy.apply(
+            hidden[:, :-1].reshape(-1, hidden.shape[-1]), weight, input_ids[:, 1:].reshape(-1), chunk_tokens
+        )
+    return torch.cat([losses.new_full((batch, 1), float("nan")), losses.view(batch, length - 1)], dim=1)
+
+
+def per_token_losses(model, input_ids: torch.Tensor, chunk_tokens: int | None = None) -> torch.Tensor:
+    """The per-token loss of every stage: ``out[:, t] = -log p(x_t | x_<t)`` under ``model``, NaN at position 0.
+
+    ``model`` is a transformers causal LM with a decoder body (``get_decoder()``) and a bias-free linear
+    output layer (``get_output_embeddings()``, tied to the input embeddings or not). The body gives the
+    final hidden states; :func:`linear_cross_entropy` turns them into losses without ever holding the
+    whole batch's logits. Differentiable with respect to the model's parameters for any per-token
+    upstream gradient (e.g. selection weights divided by k).
+
+    It calls the decoder and reads the head's weight directly, not ``model.forward``: under FSDP2, call
+    it from a forward of the root FSDP module (e.g. a method registered with
+    ``torch.distributed.fsdp.register_fsdp_forward_method``) so that the root's parameters are gathered.
     """
-    batch, length, vocab = logits.shape
-    ce = F.cross_entropy(
-        logits[:, :-1].reshape(-1, vocab).float(), input_ids[:, 1:].reshape(-1), reduction="none"
-    ).view(batch, length - 1)
-    return torch.cat([ce.new_full((batch, 1), float("nan")), ce], dim=1)
+    head = model.get_output_embeddings()
+    if not isinstance(head, torch.nn.Linear) or head.bias is not None:
+        raise ValueError(f"per-token losses need a bias-free linear output layer, got {head!r}")
+    if getattr(model.config, "final_logit_softcapping", None) or getattr(model.config, "logit_scale", None):
+        raise ValueError(f"{type(model).__name__} rescales its logits; per_token_losses does not")
+    hidden = model.get_decoder()(input_ids=input_ids, use_cache=False).last_hidden_state
+    return linear_cross_entropy(hidden, head.weight, input_ids, chunk_tokens)

@@ -11,7 +11,7 @@ import torch
 
 from slm.data.packed import PackedShard
 from slm.io import atomic_path, atomic_write_json, read_json, sha256_file
-from slm.model import load_model, resolve_device, token_losses
+from slm.model import load_for_inference, per_token_losses, resolve_device
 from slm.progress import progress
 
 log = logging.getLogger(__name__)
@@ -42,9 +42,7 @@ def score_shard(
 ) -> dict:
     shard = PackedShard.open(shard_dir)
     dev = resolve_device(device)
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-    model, _ = load_model(model_dir, dev, dtype)
-    model.eval()
+    model, _ = load_for_inference(model_dir, dev, precision)
     seq_len = shard.seq_len
     n_seq = shard.n_sequences
     scores = np.empty(shard.index["n_tokens"], dtype=np.float16)
@@ -54,7 +52,7 @@ def score_shard(
             rows = range(first, min(first + batch_size, n_seq))
             block = np.asarray(shard.tokens[rows.start * seq_len : rows.stop * seq_len], dtype=np.int64)
             ids = torch.from_numpy(block).view(len(rows), seq_len).to(dev)
-            losses = token_losses(model(input_ids=ids).logits, ids)
+            losses = per_token_losses(model, ids)
             scores[rows.start * seq_len : rows.stop * seq_len] = losses.reshape(-1).cpu().numpy()
             bar.update(len(rows) * seq_len)
     elapsed = time.perf_counter() - start
@@ -67,6 +65,7 @@ def score_shard(
         "reference_fingerprint": model_fingerprint(model_dir),
         "alignment": ALIGNMENT,
         "dtype": "float16",
+        "precision": precision,
         "mean_loss": float(np.nanmean(scores.astype(np.float32))),
         "tokens_per_second": len(scores) / elapsed,
     }

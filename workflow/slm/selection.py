@@ -3,6 +3,9 @@
 The paper ranks the tokens of the whole batch by excess loss (current minus reference) and keeps the
 top k%. Ties are broken deterministically by position (earlier token first). The alternatives below
 (per-sequence ranking, whole documents, soft weights) are the ablations users asked about.
+
+Device-clean: every tensor is made on the input's device and nothing is read back to the host (the
+counts that fix k stay on the device), so a selection runs on an accelerator without synchronising.
 """
 
 from __future__ import annotations
@@ -21,13 +24,23 @@ def n_selected(n_valid: int, ratio: float) -> int:
     return min(n_valid, max(1, round(ratio * n_valid))) if n_valid else 0
 
 
-def _first_k(keys: torch.Tensor, valid: torch.Tensor, k: int) -> torch.Tensor:
-    """Mask of the ``k`` valid entries with the smallest keys (a stable sort: ties by position)."""
-    ranked = torch.where(valid, keys, torch.full_like(keys, float("inf")))
-    order = torch.sort(ranked, stable=True).indices[:k]
-    mask = torch.zeros_like(valid)
-    mask[order] = True
-    return mask
+def _k(n_valid: torch.Tensor, ratio: float) -> torch.Tensor:
+    """:func:`n_selected` on a device tensor of counts (same float64 product, same round-half-to-even),
+    so that no count has to be read back to the host."""
+    k = torch.round(n_valid.double() * ratio).long()
+    return torch.where(n_valid > 0, torch.minimum(k.clamp(min=1), n_valid), torch.zeros_like(n_valid))
+
+
+def _first_k(keys: torch.Tensor, valid: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Mask of the ``k`` valid entries with the smallest keys along the last dimension (``k`` broadcasts
+    over the leading ones). A stable sort ranks ties by position; invalid entries rank last."""
+    inf = torch.inf if keys.is_floating_point() else torch.iinfo(keys.dtype).max
+    ranked = torch.where(valid, keys, torch.full_like(keys, inf))
+    order = torch.sort(ranked, dim=-1, stable=True).indices
+    rank = torch.empty_like(order).scatter_(
+        -1, order, torch.arange(order.shape[-1], device=order.device).expand_as(order)
+    )
+    return valid & (rank < k)
 
 
 def document_ids(tokens: torch.Tensor, eos_id: int) -> torch.Tensor:
@@ -54,27 +67,30 @@ def select_tokens(
     """
     if unit not in UNITS:
         raise ValueError(f"selection unit must be one of {UNITS}, got {unit!r}")
+    if not 0.0 < ratio <= 1.0:
+        raise ValueError(f"selection ratio must be in (0, 1], got {ratio}")
     if ratio == 1.0:
         return valid.clone()
     scores = scores.detach().float()
     if unit == "sequence":
-        return torch.stack([_first_k(-s, v, n_selected(int(v.sum()), ratio)) for s, v in zip(scores, valid)])
+        return _first_k(-scores, valid, _k(valid.sum(dim=1, keepdim=True), ratio))
     flat_scores, flat_valid = scores.reshape(-1), valid.reshape(-1)
-    k = n_selected(int(flat_valid.sum()), ratio)
+    k = _k(flat_valid.sum(), ratio)
     if unit == "batch":
         return _first_k(-flat_scores, flat_valid, k).view_as(valid)
     if doc_ids is None:
         raise ValueError("document-level selection needs the document ids of the tokens")
     docs = doc_ids.reshape(-1)
-    n_docs = int(docs.max()) + 1
-    counts = torch.zeros(n_docs).index_add_(0, docs, flat_valid.float())
-    sums = torch.zeros(n_docs).index_add_(0, docs, torch.where(flat_valid, flat_scores, 0.0))
+    # Room for one document per token, so the number of documents need not be read from the device;
+    # unused slots have no valid token and rank last.
+    n_slots = docs.numel()
+    counts = flat_scores.new_zeros(n_slots).index_add_(0, docs, flat_valid.float())
+    sums = flat_scores.new_zeros(n_slots).index_add_(0, docs, torch.where(flat_valid, flat_scores, 0.0))
     means = torch.where(counts > 0, sums / counts.clamp(min=1), torch.full_like(sums, float("-inf")))
-    doc_rank = torch.empty(n_docs, dtype=torch.long)
-    doc_rank[torch.sort(means, descending=True, stable=True).indices] = torch.arange(n_docs)
-    # Rank tokens by their document's rank, then by position within the batch.
-    keys = (doc_rank[docs] * docs.numel() + torch.arange(docs.numel())).double()
-    return _first_k(keys, flat_valid, k).view_as(valid)
+    order = torch.sort(means, descending=True, stable=True).indices
+    doc_rank = torch.empty_like(order).scatter_(0, order, torch.arange(n_slots, device=order.device))
+    # Tokens rank by their document's rank, then (the stable sort) by position within the batch.
+    return _first_k(doc_rank[docs], flat_valid, k).view_as(valid)
 
 
 def soft_weights(scores: torch.Tensor, valid: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -84,7 +100,7 @@ def soft_weights(scores: torch.Tensor, valid: torch.Tensor, temperature: float) 
         raise ValueError(f"temperature must be positive, got {temperature}")
     scores = scores.detach().float()
     logits = torch.where(valid, scores / temperature, torch.full_like(scores, float("-inf")))
-    weights = torch.softmax(logits.reshape(-1), 0).view_as(scores) * int(valid.sum())
+    weights = torch.softmax(logits.reshape(-1), 0).view_as(scores) * valid.sum()
     return torch.where(valid, weights, torch.zeros_like(weights))
 
 
@@ -100,5 +116,7 @@ def token_scores(
         # Low reference loss = what the reference model finds learnable and clean.
         return -reference
     if score_fn == "random":
-        return torch.rand(current.shape, generator=generator)
+        # Drawn on the CPU from ``generator`` (a CPU generator) and moved: for a given generator state
+        # the same tensor on every device and every rank.
+        return torch.rand(current.shape, generator=generator).to(current.device)
     raise ValueError(f"score function must be one of {SCORE_FUNCTIONS}, got {score_fn!r}")

@@ -11,6 +11,11 @@ cannot run a tool between two generations, so this module does it with transform
    programs (integer assignments with ``+ - *`` and ``print``), never ``exec``;
 3. its output is appended in an ``output`` block and generation continues to the answer line;
    ``The answer is N`` is compared with the gold answer (exact match).
+
+Every problem is kept in the output with its program, the tool's output, the answer line and, when
+wrong, where it went wrong (:func:`program_error`). Nothing runs past ``context_length``, the
+sequence length the model was trained on: a prompt plus its generation budget that does not fit is
+refused (:class:`slm.evaluate.ContextLengthError`), never cut.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from pathlib import Path
 import torch
 
 from slm.data.generate import ANSWER_RE, TOOL_CLOSE, TOOL_OPEN, TOOL_OUTPUT_OPEN, Problem, parse_steps
+from slm.evaluate import ContextLengthError
 from slm.io import atomic_write_json
 from slm.model import load_model, resolve_device
 from slm.progress import progress
@@ -110,18 +116,71 @@ def fewshot_prefix(fewshot_jsonl: str | Path, num_fewshot: int) -> str:
     return "".join(shots)
 
 
-def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, stop: str, max_length: int) -> list[str]:
-    """Greedy continuations of ``prompts`` (left-padded batch), each cut at its first ``stop``.
+# Where a tool-integrated solution went wrong, first match wins (see program_error).
+ERRORS = (
+    "correct",
+    "answer line",
+    "tool error",
+    "other program",
+    "steps",
+    "operator",
+    "operand from the question",
+    "operand not in the question",
+    "operator and operand",
+)
+PROGRAM_STEP_RE = re.compile(r"x = (x|\d+) ([+*-]) (\d+)")
 
-    A prompt longer than the model's positions allow is cut from the left, as lm-eval does.
+
+def program_error(problem: dict, program: str, ran: bool, output: str, predicted: str | None) -> str:
+    """Where a generated solution of ``problem`` (``question``, ``solution``, ``answer``) went wrong.
+
+    ``correct``: the answer is right. ``answer line``: the program printed the right number, the
+    answer line says another. ``tool error``: the tool refused the program. ``other program``: it ran
+    but is not a chain of ``x = ...`` steps as taught. Otherwise the program's steps are compared with
+    the gold solution's: ``steps`` (another number of steps), ``operator`` (only operators differ),
+    ``operand from the question`` / ``operand not in the question`` (only operands differ; whether
+    every wrong operand is a number the question states), ``operator and operand``.
     """
-    budget = max_length - max_new_tokens
-    enc = tokenizer(
-        prompts, return_tensors="pt", padding=True, add_special_tokens=False, truncation=True, max_length=budget
-    )
-    if enc.input_ids.shape[1] == budget and enc.attention_mask[:, 0].any():
-        log.warning("prompts cut from the left to %d tokens to fit the model's %d positions", budget, max_length)
-    enc = enc.to(model.device)
+    if predicted == problem["answer"]:
+        return "correct"
+    if ran and output.strip() == problem["answer"]:
+        return "answer line"
+    if not ran:
+        return "tool error"
+    lines = [line.strip() for line in program.strip().splitlines()]
+    steps = [PROGRAM_STEP_RE.fullmatch(line) for line in lines if line != "print(x)"]
+    if not steps or not all(steps) or lines[-1] != "print(x)":
+        return "other program"
+    gold = parse_steps(problem["solution"])
+    if len(steps) != len(gold):
+        return "steps"
+    wrong_operator = any(m.group(2) != op for m, (_a, op, _b, _c) in zip(steps, gold))
+    wanted = [(str(a) if i == 0 else "x", str(b)) for i, (a, _op, b, _c) in enumerate(gold)]
+    written = [(m.group(1), m.group(3)) for m in steps]
+    wrong = [w for pair, want in zip(written, wanted) for w, g in zip(pair, want) if w != g]
+    if wrong and wrong_operator:
+        return "operator and operand"
+    if wrong_operator:
+        return "operator"
+    stated = set(re.findall(r"\d+", problem["question"]))
+    return "operand from the question" if set(wrong) <= stated else "operand not in the question"
+
+
+def _encode(tokenizer, prompts: list[str], budget: int, context_length: int, what: str):
+    """Left-padded batch of ``prompts``; refuses any that leaves no room for ``budget`` new tokens."""
+    enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    longest = int(enc.attention_mask.sum(1).max())
+    if longest + budget > context_length:
+        raise ContextLengthError(
+            f"tool-integrated evaluation: a {what} prompt of {longest} tokens + {budget} new tokens "
+            f"exceeds the {context_length} tokens the model was trained on (sequence_length)"
+        )
+    return enc
+
+
+def _generate(model, tokenizer, prompts: list[str], max_new_tokens: int, stop: str, context_length: int, what: str):
+    """Greedy continuations of ``prompts`` (left-padded batch), each cut at its first ``stop``."""
+    enc = _encode(tokenizer, prompts, max_new_tokens, context_length, what).to(model.device)
     with torch.inference_mode():
         out = model.generate(
             **enc,
@@ -141,6 +200,7 @@ def evaluate_tir(
     fewshot_jsonl: str | Path,
     out_json: str | Path,
     *,
+    context_length: int,
     num_fewshot: int = 0,
     max_program_tokens: int = 64,
     max_answer_tokens: int = 16,
@@ -148,53 +208,59 @@ def evaluate_tir(
     limit: int | None = None,
     device: str = "auto",
 ) -> dict:
-    """Tool-integrated accuracy of ``model_dir`` on the held-out problems; writes ``out_json``."""
+    """Tool-integrated accuracy of ``model_dir`` on the held-out problems; writes ``out_json``.
+
+    Every prompt is checked against ``context_length`` before anything is generated; the answer
+    prompts (which hold the generated program and the tool's output) before the answers are.
+    """
     problems = [json.loads(line) for line in Path(eval_jsonl).read_text(encoding="utf-8").splitlines() if line]
     problems = problems[:limit] if limit else problems
     prefix = fewshot_prefix(fewshot_jsonl, num_fewshot)
     model, tokenizer = load_model(model_dir, resolve_device(device))
     model.eval()
-    tokenizer.padding_side = tokenizer.truncation_side = "left"
-    max_length = model.config.max_position_embeddings
+    tokenizer.padding_side = "left"
+    prompts = [f"{prefix}Question: {p['question']}\nAnswer: {TOOL_OPEN}" for p in problems]
+    _encode(tokenizer, prompts, max_program_tokens + max_answer_tokens, context_length, "program")
     start = time.perf_counter()
-    correct = ran = 0
     samples = []
     bar = progress(len(problems), f"evaluate-tir {model_dir}", "problem")
     for first in range(0, len(problems), batch_size):
-        batch = problems[first : first + batch_size]
-        prompts = [f"{prefix}Question: {p['question']}\nAnswer: {TOOL_OPEN}" for p in batch]
-        programs = _generate(model, tokenizer, prompts, max_program_tokens, TOOL_CLOSE, max_length)
+        batch, batch_prompts = problems[first : first + batch_size], prompts[first : first + batch_size]
+        programs = _generate(model, tokenizer, batch_prompts, max_program_tokens, TOOL_CLOSE, context_length, "program")
         outputs = [tool_output(program) for program in programs]
         continued = [
             f"{prompt}{program}{TOOL_CLOSE}\n{TOOL_OUTPUT_OPEN}{output}\n{TOOL_CLOSE}\n"
-            for prompt, program, (output, _ok) in zip(prompts, programs, outputs)
+            for prompt, program, (output, _ok) in zip(batch_prompts, programs, outputs)
         ]
-        answers = _generate(model, tokenizer, continued, max_answer_tokens, "\n", max_length)
-        for p, program, (output, ok), answer in zip(batch, programs, outputs, answers):
+        answers = _generate(model, tokenizer, continued, max_answer_tokens, "\n", context_length, "answer")
+        for p, program, (output, ran), answer in zip(batch, programs, outputs, answers):
             predicted = answer_of(answer)
-            correct += predicted == p["answer"]
-            ran += ok
-            if len(samples) < 20:
-                samples.append(
-                    {
-                        "question": p["question"],
-                        "program": program,
-                        "output": output,
-                        "answer_line": answer,
-                        "predicted": predicted,
-                        "gold": p["answer"],
-                    }
-                )
-        bar.set_postfix_str(f"accuracy {correct / (first + len(batch)):.3f}", refresh=False)
+            samples.append(
+                {
+                    "question": p["question"],
+                    "gold": p["answer"],
+                    "program": program,
+                    "output": output,
+                    "tool_ran": ran,
+                    "answer_line": answer,
+                    "predicted": predicted,
+                    "correct": predicted == p["answer"],
+                    "error": program_error(p, program, ran, output, predicted),
+                }
+            )
+        accuracy = sum(s["correct"] for s in samples) / len(samples)
+        bar.set_postfix_str(f"accuracy {accuracy:.3f}", refresh=False)
         bar.update(len(batch))
     bar.close()
     result = {
         "model": str(model_dir),
         "n": len(problems),
-        "accuracy": correct / len(problems),
-        "tool_ran": ran / len(problems),
+        "accuracy": sum(s["correct"] for s in samples) / len(problems),
+        "tool_ran": sum(s["tool_ran"] for s in samples) / len(problems),
+        "errors": {e: sum(s["error"] == e for s in samples) / len(problems) for e in ERRORS},
         "num_fewshot": num_fewshot,
         "max_program_tokens": max_program_tokens,
+        "context_length": context_length,
         "wall_seconds": round(time.perf_counter() - start, 3),
         "samples": samples,
     }
@@ -211,39 +277,77 @@ def evaluate_tir(
 
 
 TIR_COLUMN = "arith_tir (%)"
+SEEDS_COLUMN = "per fine-tuning seed"
 TOOL_RAN_COLUMN = "tool ran (%)"
 
 
 def tir_table(
-    evals: dict[str, str | Path],
+    evals: dict[str, list[str | Path]],
     out_stem: str | Path,
     *,
+    seeds: list[int],
     delta: list[str] | None = None,
     provenance: dict | None = None,
 ):
-    """Table 2 beside the paper: one row per fine-tuned run (accuracy with the tool, share of programs
-    the tool ran), the SLM − CLM row when ``delta`` names both, then the paper's rows."""
+    """Table 2 beside the paper, and where the solutions went wrong.
+
+    ``evals`` maps each fine-tuned model (a run, or ``base`` / ``reference``, the controls) to its
+    tool-integrated evaluations, one per fine-tuning seed of ``seeds``, in that order. One row per
+    model: the accuracy with the tool (mean over fine-tuning seeds), each seed's accuracy, the share
+    of programs the tool ran; the SLM − CLM row when ``delta`` names both (differences paired by
+    fine-tuning seed); then the paper's rows (``<out_stem>.{md,csv,tex}``). ``<out_stem>_errors.{md,csv}``:
+    per model, the share of problems in each :data:`ERRORS` category (mean over seeds).
+    """
     import pandas as pd
 
+    from slm.io import atomic_write_text
     from slm.reported import side_by_side
     from slm.tables import DELTA_ROW
 
-    results = {run: json.loads(Path(path).read_text(encoding="utf-8")) for run, path in evals.items()}
+    results = {
+        model: [json.loads(Path(path).read_text(encoding="utf-8")) for path in paths] for model, paths in evals.items()
+    }
+    for model, runs in results.items():
+        if len(runs) != len(seeds):
+            raise ValueError(f"tir_table: {len(runs)} evaluations of {model} for {len(seeds)} seeds {seeds}")
+    label = {model: f"{model} + TIR fine-tuning" for model in results}
+    accuracy = {model: [100 * r["accuracy"] for r in runs] for model, runs in results.items()}
+    if delta and len(delta) == 2:
+        accuracy[DELTA_ROW] = [a - b for a, b in zip(accuracy[delta[0]], accuracy[delta[1]])]
+        label[DELTA_ROW] = DELTA_ROW
     measured = pd.DataFrame(
         {
-            TIR_COLUMN: [100 * r["accuracy"] for r in results.values()],
-            TOOL_RAN_COLUMN: [100 * r["tool_ran"] for r in results.values()],
+            TIR_COLUMN: [round(sum(v) / len(v), 1) for v in accuracy.values()],
+            SEEDS_COLUMN: [" / ".join(f"{x:.1f}" for x in v) for v in accuracy.values()],
+            TOOL_RAN_COLUMN: [
+                round(100 * sum(r["tool_ran"] for r in results[m]) / len(seeds), 1) if m in results else None
+                for m in accuracy
+            ],
         },
-        index=[f"{run} + TIR fine-tuning" for run in results],
+        index=[label[m] for m in accuracy],
     )
-    if delta and len(delta) == 2:
-        slm, clm = (f"{run} + TIR fine-tuning" for run in delta)
-        measured.loc[DELTA_ROW] = measured.loc[slm] - measured.loc[clm]
-    measured = measured.round(1)
+    errors = pd.DataFrame(
+        {
+            error: [round(100 * sum(r["errors"][error] for r in runs) / len(runs), 1) for runs in results.values()]
+            for error in ERRORS
+        },
+        index=[label[m] for m in results],
+    )
+    errors.index.name = "model"
     out_stem = Path(out_stem)
+    errors_stem = out_stem.with_name(out_stem.name + "_errors")
+    atomic_write_text(errors_stem.with_suffix(".csv"), errors.to_csv())
+    atomic_write_text(
+        errors_stem.with_suffix(".md"),
+        errors.to_markdown(floatfmt=".1f")
+        + "\n\n% of the held-out problems by where the tool-integrated solution went wrong (slm.tir.program_error; "
+        f"mean over fine-tuning seeds {seeds}).\n",
+    )
+    n = {model: runs[0]["n"] for model, runs in results.items()}
     provenance = {
         **(provenance or {}),
-        "problems per model": ", ".join(f"{run}: {r['n']}" for run, r in results.items()),
+        "fine-tuning seeds": ", ".join(map(str, seeds)),
+        "problems per model": ", ".join(f"{model}: {count}" for model, count in n.items()),
     }
     return side_by_side(
         measured,

@@ -23,7 +23,7 @@ import torch
 
 from slm.data.packed import PackedCorpus
 from slm.io import atomic_path
-from slm.model import load_model, resolve_device, save_model, token_losses
+from slm.model import PRECISIONS, load_model, per_token_losses, resolve_device, save_model
 from slm.model_card import training_card
 from slm.progress import progress
 from slm.score import open_scores
@@ -124,6 +124,8 @@ class TrainConfig:
             bad("scores", f"ratio {self.ratio} with score_fn {self.score_fn!r} needs reference score shards")
         if self.scores and len(self.scores) != len(self.data):
             bad("scores", f"{len(self.scores)} score shards for {len(self.data)} token shards")
+        if self.precision not in PRECISIONS:
+            bad("precision", f"must be one of {sorted(PRECISIONS)}, got {self.precision!r}")
         if self.checkpoints and not self.checkpoint_dir:
             bad("checkpoint_dir", "needed when checkpoints are requested")
 
@@ -211,7 +213,6 @@ class Trainer:
         self.sampler = BatchSampler(len(self.corpus), cfg.batch_size, cfg.seed)
         self.eos_id = self.corpus.shards[0].index["eos_id"]
         self.device = resolve_device(cfg.device)
-        self.autocast_dtype = torch.bfloat16 if cfg.precision == "bf16" else None
         kind_names = self.corpus.kind_names
         self.kind_names = kind_names
         self.counters = {
@@ -224,9 +225,9 @@ class Trainer:
 
     # -- one optimizer step ------------------------------------------------------------------
     def _forward_losses(self, ids: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            logits = self.model(input_ids=ids).logits
-        return token_losses(logits, ids)
+        # No autocast: with precision bf16, FSDP2's MixedPrecisionPolicy (slm.model.fsdp_mixed_precision)
+        # gives the forward bf16 parameters, the weights the scorer computes with.
+        return per_token_losses(self.model, ids)
 
     def _weights(self, scores: torch.Tensor, valid: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """Per-token loss weights: 0/1 for hard selection, softmax weights for soft reweighting."""
