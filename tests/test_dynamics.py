@@ -28,6 +28,7 @@ from slm.score import score_shard
 from slm.selection import n_selected
 
 HH, LH, HL, LL = (CATEGORIES.index(c) for c in ("H->H", "L->H", "H->L", "L->L"))
+THRESHOLD = 0.2  # the paper's
 N_SEQ = 12
 SEED = 3
 
@@ -48,9 +49,9 @@ def test_classify_known_trajectories():
     expected = [HL, LH, LL, HH, LL, HH, HH, LH, HL]
     losses = np.array(list(rows.values())).T  # [n_points, n_tokens]
     # mean final loss = (1 + 5 + .5 + 6 + .5 + 7 + 4.19 + 3.21 + 2.79) / 9 ~ 3.35
-    assert classify(losses).tolist() == expected
+    assert classify(losses, threshold=THRESHOLD).tolist() == expected
     # With a mean cut-off below the flat-low tokens they become H->H; trends are unaffected.
-    forced = classify(losses, mean_loss=0.1)
+    forced = classify(losses, threshold=THRESHOLD, mean_loss=0.1)
     assert forced.tolist() == [HL, LH, HH, HH, HH, HH, HH, LH, HL]
     # A larger threshold turns the weak trends into flat tokens.
     assert classify(losses, threshold=0.5)[-3:].tolist() == [HH, LL, LL]
@@ -58,7 +59,7 @@ def test_classify_known_trajectories():
 
 def test_classify_leaves_non_finite_tokens_unclassified_and_ignores_them_in_the_mean():
     losses = np.array([[1.0, 1.0, np.nan, 4.0], [1.0, 1.0, 2.0, np.inf], [1.0, 3.0, 2.0, 4.0]])
-    out = classify(losses)
+    out = classify(losses, threshold=THRESHOLD)
     assert out.tolist() == [LL, LH, -1, -1]
 
 
@@ -77,7 +78,9 @@ def test_fitted_delta_matches_polyfit_and_is_affine_invariant():
     # Normalising tokens seen changes nothing; unevenly spaced x differs from the index.
     np.testing.assert_allclose(fitted_delta(losses, (x - x[0]) / (x[-1] - x[0])), delta, rtol=1e-9, atol=1e-12)
     assert not np.allclose(idx_delta, delta)
-    np.testing.assert_array_equal(classify(losses, x), classify(losses, x / 1e9))
+    np.testing.assert_array_equal(
+        classify(losses, x, threshold=THRESHOLD), classify(losses, x / 1e9, threshold=THRESHOLD)
+    )
     with pytest.raises(ValueError, match="n_points >= 2"):
         fitted_delta(losses[:1])
 
@@ -189,7 +192,9 @@ def test_a_failing_model_leaves_nothing_behind(base_model, shards, tmp_path):
     out = out_dir / "losses.npz"
     out.write_bytes(b"old")
     with pytest.raises(FileNotFoundError, match="missing-model"):
-        checkpoint_losses([str(base_model), str(tmp_path / "missing-model")], shards[0], out, max_sequences=4, seed=0)
+        checkpoint_losses(
+            [str(base_model), str(tmp_path / "missing-model")], shards[0], out, max_sequences=4, seed=0, batch_size=4
+        )
     assert out.read_bytes() == b"old"
     assert sorted(p.name for p in out_dir.iterdir()) == ["losses.npz"]
 
@@ -215,7 +220,7 @@ def test_tokens_seen_of_the_starting_model_is_zero_when_the_run_started_from_it(
 @pytest.fixture(scope="module")
 def summary(npz, tmp_path_factory):
     d = tmp_path_factory.mktemp("dyn-summary")
-    shares = dynamics_summary(npz, d / "shares.csv", d / "curves.csv")
+    shares = dynamics_summary(npz, d / "shares.csv", d / "curves.csv", threshold=THRESHOLD)
     return shares, d / "shares.csv", d / "curves.csv"
 
 
@@ -223,7 +228,7 @@ def test_summary_shares_sum_to_100_and_match_a_direct_count(npz, summary):
     shares, shares_csv, curves_csv = summary
     data = load_dynamics(npz)
     valid = data["valid"]
-    cats = classify(data["losses"][:, valid])
+    cats = classify(data["losses"][:, valid], threshold=THRESHOLD)
     on_disk = pd.read_csv(shares_csv)
     pd.testing.assert_frame_equal(on_disk, shares, check_dtype=False)
     for _, block in on_disk.groupby("kind"):
@@ -268,8 +273,21 @@ _SPAN = re.compile(r'<span class="tok ([^"]+)" title="[^"]*">(.*?)</span>', re.S
 def test_html_shows_tokens_in_order_with_categories_and_the_selection(npz, tokenizer, tokenizer_dir, tmp_path):
     out = tmp_path / "view.html"
     n_show, ratio = 3, 0.3
-    html_view(npz, out, tokenizer_dir=tokenizer_dir, n_sequences=n_show, ratio=ratio)
+    html_view(
+        npz,
+        out,
+        tokenizer_dir=tokenizer_dir,
+        threshold=THRESHOLD,
+        n_sequences=n_show,
+        ratio=ratio,
+        ratio_of="slm",
+        run="clm",
+        source="results/dynamics/clm/losses.npz",
+    )
     page = out.read_text(encoding="utf-8")
+    # the header names the file given as the source (the final path), the heading whose losses rank
+    assert "results/dynamics/clm/losses.npz" in page and str(npz) not in page
+    assert "under clm&#39;s final model (the selection ratio of slm)" in page
     assert "white-space: pre-wrap" in page and "<style>" in page
     data = load_dynamics(npz)
     shown = n_show * SEQ_LEN
@@ -280,15 +298,17 @@ def test_html_shows_tokens_in_order_with_categories_and_the_selection(npz, token
     legend = categories_part.split('<div class="legend">')[1].split("</div>")[0]
     assert all(html.escape(c) in legend for c in CATEGORIES)
     spans = _SPAN.findall(categories_part)
-    assert [s[1] for s in spans] == [html.escape(t) for t in texts]
+    assert [html.unescape(s[1]) for s in spans] == texts
+    assert not any("<" in s[1] for s in spans)  # escaped
+    assert all(seq.startswith('<span class="tok') for seq in page.split('<div class="seq">')[1:])
     valid = data["valid"]
     cats = np.full(valid.shape, -1)
-    cats[valid] = classify(data["losses"][:, valid])
+    cats[valid] = classify(data["losses"][:, valid], threshold=THRESHOLD)
     assert [s[0] for s in spans] == [f"c{c}" if c >= 0 else "noloss" for c in cats[:shown]]
     # Selection under the final checkpoint: the top `ratio` of the shown loss-bearing tokens by excess
     # loss, ties by position.
     sel_spans = _SPAN.findall(selection_part)
-    assert [s[1] for s in sel_spans] == [html.escape(t) for t in texts]
+    assert [html.unescape(s[1]) for s in sel_spans] == texts
     ok = valid[:shown] & np.isfinite(data["reference"][:shown])
     k = n_selected(int(ok.sum()), ratio)
     marks = [s[0] for s in sel_spans]
@@ -303,10 +323,10 @@ def test_html_shows_tokens_in_order_with_categories_and_the_selection(npz, token
 
 def test_html_without_reference_refuses_a_selection_view(base_model, shards, tokenizer_dir, tmp_path):
     npz = tmp_path / "noref.npz"
-    checkpoint_losses([str(base_model), str(base_model)], shards[0], npz, max_sequences=2, seed=0)
+    checkpoint_losses([str(base_model), str(base_model)], shards[0], npz, max_sequences=2, seed=0, batch_size=2)
     with pytest.raises(ValueError, match="no reference losses"):
-        html_view(npz, tmp_path / "v.html", tokenizer_dir=tokenizer_dir, ratio=0.5)
-    html_view(npz, tmp_path / "v.html", tokenizer_dir=tokenizer_dir, n_sequences=1)
+        html_view(npz, tmp_path / "v.html", tokenizer_dir=tokenizer_dir, threshold=THRESHOLD, ratio=0.5)
+    html_view(npz, tmp_path / "v.html", tokenizer_dir=tokenizer_dir, threshold=THRESHOLD, n_sequences=1)
     page = (tmp_path / "v.html").read_text(encoding="utf-8")
     assert 'id="selection"' not in page and len(_SPAN.findall(page)) == SEQ_LEN
 

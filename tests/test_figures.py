@@ -11,7 +11,6 @@ import pytest
 from matplotlib.image import imread
 
 from slm.figures import (
-    GAIN_COLUMNS,
     FigureResult,
     figure1_accuracy_vs_tokens,
     figure5_gains,
@@ -23,6 +22,7 @@ from slm.figures import (
     make_figures,
 )
 from slm.reported import reported_table
+from slm.tables import GAIN_COLUMNS, accuracy_curve, ratio_ablation, read_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,7 +83,8 @@ def write_checkpoints(
 
 def test_figure1_averages_the_given_tasks(tmp_path):
     csv = write_checkpoints(tmp_path / "checkpoints.csv")
-    res = figure1_accuracy_vs_tokens(csv, ["t1", "t2"], tmp_path / "fig" / "figure1.png")
+    curve = accuracy_curve(read_checkpoints(csv), ["t1", "t2"])
+    res = figure1_accuracy_vs_tokens(curve, tmp_path / "fig" / "figure1.png")
     assert isinstance(res, FigureResult)
     assert res.png == tmp_path / "fig" / "figure1.png"
     assert_png(res.png)
@@ -103,7 +104,9 @@ def test_figure1_averages_the_given_tasks(tmp_path):
 
 def test_figure1_selected_tokens_axis(tmp_path):
     csv = write_checkpoints(tmp_path / "checkpoints.csv", duplicate_final=False)
-    res = figure1_accuracy_vs_tokens(csv, ["t3"], tmp_path / "f1.png", x="tokens_selected")
+    res = figure1_accuracy_vs_tokens(
+        accuracy_curve(read_checkpoints(csv), ["t3"], x="tokens_selected"), tmp_path / "f1.png"
+    )
     assert_png(res.png)
     slm = res.data[res.data["run"] == "slm"]
     assert slm["x"].tolist() == [600, 1200, 1800]
@@ -111,20 +114,22 @@ def test_figure1_selected_tokens_axis(tmp_path):
     assert "tokens trained on (selected)" in res.caption and "repeated" not in res.caption
 
 
-def test_figure1_errors(tmp_path):
-    csv = write_checkpoints(tmp_path / "c.csv", drop=("slm", 2000, "t2"))
+def test_figure1_data_errors(tmp_path):
+    table = read_checkpoints(write_checkpoints(tmp_path / "c.csv", drop=("slm", 2000, "t2")))
     with pytest.raises(ValueError, match=r"run 'slm' at tokens_seen=2000 lacks tasks \['t2'\]"):
-        figure1_accuracy_vs_tokens(csv, ["t1", "t2"], tmp_path / "f.png")
-    with pytest.raises(ValueError, match=r"tasks \['t9'\] not in checkpoints table"):
-        figure1_accuracy_vs_tokens(csv, ["t1", "t9"], tmp_path / "f.png")
+        accuracy_curve(table, ["t1", "t2"])
+    with pytest.raises(ValueError, match=r"tasks \['t9'\] not in checkpoints table .*c.csv"):
+        accuracy_curve(table, ["t1", "t9"])
     with pytest.raises(ValueError, match="x must be one of"):
-        figure1_accuracy_vs_tokens(csv, ["t1"], tmp_path / "f.png", x="steps")
-    ppl = write_checkpoints(tmp_path / "p.csv", metric="bits_per_byte,none")
+        accuracy_curve(table, ["t1"], x="steps")
+    ppl = read_checkpoints(write_checkpoints(tmp_path / "p.csv", metric="bits_per_byte,none"))
     with pytest.raises(ValueError, match="perplexity-like"):
-        figure1_accuracy_vs_tokens(ppl, ["t1"], tmp_path / "f.png")
+        accuracy_curve(ppl, ["t1"])
     with pytest.raises(FileNotFoundError, match="nowhere.csv"):
-        figure1_accuracy_vs_tokens(tmp_path / "nowhere.csv", ["t1"], tmp_path / "f.png")
-    assert not (tmp_path / "f.png").exists()
+        read_checkpoints(tmp_path / "nowhere.csv")
+    (tmp_path / "short.csv").write_text("run,task\nslm,t1\n")
+    with pytest.raises(ValueError, match=r"missing columns \['tokens_seen'"):
+        read_checkpoints(tmp_path / "short.csv")
 
 
 # --------------------------------------------------------------------------- Figure 6
@@ -275,172 +280,85 @@ def test_figure7(tmp_path):
 # --------------------------------------------------------------------------- Figure 9
 def test_figure9(tmp_path):
     rows = [
-        {"ratio": r, "task": t, "value": v}
-        for r, vals in {0.4: (0.10, 0.50), 0.6: (0.14, 0.55), 0.8: (0.12, 0.52), 1.0: (0.08, 0.50)}.items()
+        {"run": run, "tokens_seen": 100, "tokens_selected": 60, "task": t, "metric": "acc,none", "value": v}
+        for run, vals in {"a": (0.10, 0.50), "b": (0.14, 0.55), "c": (0.12, 0.52), "clm": (0.08, 0.50)}.items()
         for t, v in zip(("arith_gen", "arith_mc"), vals)
     ]
-    rows.append({"ratio": 0.6, "task": "arith_gen", "value": 0.16})  # a second seed: averaged
-    res = figure9_ratio_ablation(
-        pd.DataFrame(rows), tmp_path / "figure9.png", source="results/eval/*/final.json", values_in="fraction"
-    )
-    assert_png(res.png)
-    measured = res.data[res.data["source"] == "measured"]
+    rows.append({**rows[2], "run": "b2", "value": 0.16})  # a second run at ratio 0.6: averaged
+    rows.append({**rows[0], "tokens_seen": 50, "value": 0.9})  # a checkpoint: only the last point counts
+    ratio_runs = {"a": 0.4, "b": 0.6, "b2": 0.6, "c": 0.8, "clm": 1.0}
+    measured = ratio_ablation(pd.DataFrame(rows), ratio_runs, ["arith_gen", "arith_mc"])
     gen = measured[measured["task"] == "arith_gen"].set_index("ratio")["value"]
     assert gen.to_dict() == pytest.approx({0.4: 10.0, 0.6: 15.0, 0.8: 12.0, 1.0: 8.0})
+    res = figure9_ratio_ablation(measured, tmp_path / "figure9.png", source="results/tables/checkpoints.csv")
+    assert_png(res.png)
+    assert res.data[res.data["source"] == "measured"]["value"].tolist() == measured["value"].tolist()
     paper = res.data[res.data["source"] == "paper"]
     expected = reported_table("figure9_selection_ratio")
     assert len(paper) == 2 * len(expected)
     gsm = paper[paper["task"] == "GSM8K"].set_index("ratio")["value"]
     assert gsm.to_dict() == pytest.approx(dict(zip(expected["ratio"], expected["GSM8K"])))
-    assert "results/eval/*/final.json" in res.caption and "arith_gen and arith_mc" in res.caption
+    assert "results/tables/checkpoints.csv" in res.caption and "arith_gen and arith_mc" in res.caption
     assert "1B model after 5B tokens" in res.caption and "figure9_selection_ratio" in res.caption
     assert "approximate" in res.caption
 
 
 def test_figure9_errors(tmp_path):
+    table = pd.DataFrame({"run": ["x"], "tokens_seen": [1], "task": ["a"], "value": [1.0]})
     with pytest.raises(ValueError, match=r"ratios must be in \(0, 1\], got \[1.5\]"):
-        figure9_ratio_ablation(pd.DataFrame({"ratio": [1.5], "task": ["a"], "value": [1.0]}), tmp_path / "f.png")
-    with pytest.raises(ValueError, match="values_in"):
-        figure9_ratio_ablation(
-            pd.DataFrame({"ratio": [0.5], "task": ["a"], "value": [1.0]}), tmp_path / "f.png", values_in="pct"
-        )
+        ratio_ablation(table, {"x": 1.5}, ["a"])
     with pytest.raises(ValueError, match=r"lack columns \['task'\]"):
         figure9_ratio_ablation(pd.DataFrame({"ratio": [0.5], "value": [1.0]}), tmp_path / "f.png")
 
 
 # --------------------------------------------------------------------------- Figure 5
-SLM, CLM = "slm: SLM (ratio 0.6)", "clm: CLM"
-# task header -> (CLM, SLM) in results.csv's display units; t_err is lower-is-better by config,
-# t_ppl by its metric (perplexity-like)
-RESULTS = {
-    "t_gen [exact_match,strict-match]": (20.0, 26.5),
-    "t_mc [acc,none]": (40.0, 38.2),
-    "t_err [acc,none]": (30.0, 21.0),
-    "t_ppl [bits_per_byte,none]": (1.3, 1.25),
-}
-
-
-def write_results(path: Path) -> Path:
-    """A results.csv as slm.tables.results_table writes it: models, Δ row, AVG and token columns."""
-    rows = {
-        "Base": {c: 0.0 for c in RESULTS},
-        CLM: {c: v[0] for c, v in RESULTS.items()},
-        SLM: {c: v[1] for c, v in RESULTS.items()},
-        "Δ (SLM − CLM)": {c: v[1] - v[0] for c, v in RESULTS.items()},
-    }
-    df = pd.DataFrame.from_dict(rows, orient="index")
-    # AVG over the accuracy tasks (t_err is lower-is-better in these tests); the Δ row's is the
-    # difference of the unrounded averages, so it may differ from the rounded rows' difference.
-    df["AVG"] = df[["t_gen [exact_match,strict-match]", "t_mc [acc,none]"]].mean(axis=1).round(1)
-    df.loc["Δ (SLM − CLM)", "AVG"] = 2.34
-    df["Train tokens"], df["Seen tokens"] = [None, 1000, 600, "-40%"], 1000
-    df.index.name = "Model"
-    df.to_csv(path)
-    return path
-
-
-def expected_gains() -> dict[str, float]:
-    """Independently: SLM − CLM, and CLM − SLM for the lower-is-better t_err and t_ppl."""
-    gains = {}
-    for header, (clm, slm) in RESULTS.items():
-        task = header.split(" ")[0]
-        gains[task] = clm - slm if task in ("t_err", "t_ppl") else slm - clm
-    return gains
+def gains(mapped: bool) -> pd.DataFrame:
+    """A gains table as slm.tables.gains_table writes it (the average row last)."""
+    rows = [
+        (
+            "t_gen",
+            "exact_match,strict-match",
+            False,
+            20.0,
+            26.5,
+            6.4,
+            "GSM8K" if mapped else None,
+            28.2 if mapped else None,
+        ),
+        ("t_mc", "acc,none", False, 40.0, 38.2, -1.8, None, None),
+        ("t_ppl", "bits_per_byte,none", True, 1.3, 1.25, 0.05, None, None),
+        ("average", "mean of 2 accuracy tasks", False, 30.0, 32.4, 2.3, None, None),
+    ]
+    return pd.DataFrame(rows, columns=GAIN_COLUMNS)
 
 
 def test_figure5_gains_without_paper_columns(tmp_path):
-    csv = write_results(tmp_path / "results.csv")
-    res = figure5_gains(
-        csv, (SLM, CLM), tmp_path / "fig" / "figure5.png", tmp_path / "tables" / "figure5", lower_is_better=["t_err"]
-    )
+    res = figure5_gains(gains(False), tmp_path / "fig" / "figure5.png", slm="slm", clm="clm", source="g.csv")
     assert_png(res.png)
-    data = res.data
-    assert tuple(data.columns) == GAIN_COLUMNS
-    assert data["task"].tolist() == ["t_gen", "t_mc", "t_err", "t_ppl", "average"]
-    gains = expected_gains()
-    assert data.set_index("task")["gain"].drop("average").to_dict() == pytest.approx(gains)
-    assert data.set_index("task")["lower_is_better"].to_dict() == {
-        "t_gen": False,
-        "t_mc": False,
-        "t_err": True,
-        "t_ppl": True,
-        "average": False,
-    }
-    average = data.iloc[-1]
-    assert average["gain"] == 2.34  # the Δ row's, computed before rounding
-    assert average["clm"] == pytest.approx(30.0) and average["slm"] == pytest.approx(32.4, abs=0.05)
-    assert data["paper_gain"].isna().all()
-
-    back = pd.read_csv(tmp_path / "tables" / "figure5.csv")
-    assert back["task"].tolist() == data["task"].tolist()
-    assert back["gain"].tolist() == pytest.approx(data["gain"].tolist())
-    md = (tmp_path / "tables" / "figure5.md").read_text()
-    header = md.splitlines()[0]
-    assert [c.strip() for c in header.strip("|").split("|")] == ["Task", "Metric", "CLM", "SLM", "Gain"]
-    assert "|   +6.5 |" in md and "t_err, t_ppl (lower is better)" in md and CLM in md
-    tex = (tmp_path / "tables" / "figure5.tex").read_text()
-    assert "\\begin{tabular}{llrrr}" in tex and "t\\_ppl" in tex
-    assert str(csv) in res.caption and "general-1b.yaml" in res.caption and "no paper bars" in res.caption
-    assert "t_err and t_ppl (lower is better)" in res.caption
+    assert res.data["gain"].tolist() == [6.4, -1.8, 0.05, 2.3]
+    assert "slm over clm from g.csv" in res.caption and "t_ppl (lower is better)" in res.caption
+    assert "mean over the 2 accuracy tasks" in res.caption
+    assert "general-1b.yaml" in res.caption and "no paper bars" in res.caption
 
 
 def test_figure5_gains_beside_the_paper(tmp_path):
-    csv = write_results(tmp_path / "results.csv")
-    mapping = {"t_gen": "GSM8K", "t_mc": "MMLU"}
-    res = figure5_gains(csv, (SLM, CLM), tmp_path / "figure5.png", tmp_path / "figure5", mapping=mapping)
+    res = figure5_gains(gains(True), tmp_path / "figure5.png", slm="slm", clm="clm")
     assert_png(res.png)
-    paper = reported_table("figure5_general_gain_over_ct").iloc[0]
-    data = res.data.set_index("task")
-    assert data.loc["t_gen", "paper_gain"] == paper["GSM8K"] and data.loc["t_mc", "paper_gain"] == paper["MMLU"]
-    assert data.loc["t_gen", "paper_benchmark"] == "GSM8K"
-    assert data.loc[["t_err", "t_ppl"], "paper_gain"].isna().all()
-    # t_err is an accuracy metric: only the explicit lower_is_better list makes it CLM − SLM; here it
-    # is averaged, and unmapped, so the average has no paper gain
-    assert data.loc["t_err", "gain"] == pytest.approx(-9.0)
-    assert math.isnan(data.loc["average", "paper_gain"])
-    md = (tmp_path / "figure5.md").read_text()
-    assert "Paper gain" in md.splitlines()[0] and "+28.2" in md
     assert "Second bar" in res.caption and "figure5_general_gain_over_ct" in res.caption
-
-    # every averaged task mapped: the average row has the paper's mean over the same tasks
-    res = figure5_gains(
-        csv, (SLM, CLM), tmp_path / "figure5.png", tmp_path / "figure5", mapping={**mapping, "t_err": "ARC-C"}
-    )
-    expected = (paper["GSM8K"] + paper["MMLU"] + paper["ARC-C"]) / 3
-    assert res.data.iloc[-1]["paper_gain"] == pytest.approx(expected, abs=0.05)
-
-
-def test_figure5_errors(tmp_path):
-    csv = write_results(tmp_path / "results.csv")
-    out = (tmp_path / "f.png", tmp_path / "f")
-    with pytest.raises(ValueError, match=r"runs \['slm: SLM'\] are not rows of .*results.csv"):
-        figure5_gains(csv, ("slm: SLM", CLM), *out)
-    with pytest.raises(ValueError, match=r"mapped tasks \['mmlu'\] are not columns of .*results.csv"):
-        figure5_gains(csv, (SLM, CLM), *out, mapping={"mmlu": "MMLU"})
-    with pytest.raises(ValueError, match=r"\['GSM-8K'\] are not benchmarks"):
-        figure5_gains(csv, (SLM, CLM), *out, mapping={"t_gen": "GSM-8K"})
-    with pytest.raises(FileNotFoundError, match="nowhere.csv"):
-        figure5_gains(tmp_path / "nowhere.csv", (SLM, CLM), *out)
-    assert not (tmp_path / "f.png").exists() and not (tmp_path / "f.md").exists()
 
 
 def test_make_figures_draws_figure5_with_a_delta(tmp_path):
     checkpoints = write_checkpoints(tmp_path / "checkpoints.csv")
     common = {"accuracy_tasks": ["t1", "t2"], "loss_task": None, "ratio_runs": {"slm": 0.6, "clm": 1.0}}
     captions = make_figures(checkpoints, tmp_path / "figures", **common)
-    assert "figure5.png" not in captions  # no results table, no delta: as before
+    assert "figure5.png" not in captions  # no gains table, no delta
+    gains(False).to_csv(tmp_path / "figure5.csv", index=False)
     captions = make_figures(
-        checkpoints,
-        tmp_path / "figures",
-        **common,
-        results_csv=write_results(tmp_path / "results.csv"),
-        delta=[SLM, CLM],
-        table_stem=tmp_path / "tables" / "figure5",
-        lower_is_better=["t_err"],
+        checkpoints, tmp_path / "figures", **common, delta=["slm", "clm"], figure5_csv=tmp_path / "figure5.csv"
     )
     assert set(captions) == {"figure1.png", "figure9.png", "figure5.png"}
     assert_png(tmp_path / "figures" / "figure5.png")
-    assert {p.name for p in (tmp_path / "tables").iterdir()} == {"figure5.md", "figure5.csv", "figure5.tex"}
+    assert str(tmp_path / "figure5.csv") in captions["figure5.png"]
 
 
 def test_general_config_maps_its_tasks_to_figure5():
@@ -453,12 +371,3 @@ def test_general_config_maps_its_tasks_to_figure5():
     assert set(mapping.values()) <= set(benchmarks) and len(set(mapping.values())) == len(mapping)
     suite = yaml.safe_load((REPO / "workflow" / "tasks" / "suites.yaml").read_text())["general"]
     assert all(suite[bench]["task"] == task for task, bench in mapping.items())
-
-
-def test_figure5_takes_the_unrounded_difference_from_the_delta_row(tmp_path):
-    csv = write_results(tmp_path / "results.csv")
-    table = pd.read_csv(csv, index_col=0)
-    table.loc["Δ (SLM − CLM)", "t_gen [exact_match,strict-match]"] = 6.44  # rows read 20.0 and 26.5
-    table.to_csv(csv)
-    res = figure5_gains(csv, (SLM, CLM), tmp_path / "figure5.png", tmp_path / "figure5")
-    assert res.data.set_index("task").at["t_gen", "gain"] == 6.4

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from slm.config import ConfigError
 from slm.data.generate import (
     ANSWER_RE,
     BOILERPLATE,
@@ -16,9 +17,11 @@ from slm.data.generate import (
     MAX_MUL,
     MAX_RESULT,
     STEP_RE,
+    GeneratorParams,
     generate_all,
     parse_steps,
 )
+from slm.schema import config_schema
 
 PARAMS = dict(
     seed=7,
@@ -136,6 +139,19 @@ def test_files_and_manifest(data):
         assert chars[kind] > 0, kind
     # nothing temporary left behind
     assert not [p for p in data.rglob("*") if "tmp" in p.name]
+
+
+# sha256 over the generated files of PARAMS (relative path, then bytes; sorted by path), as generated
+# before the word lists moved to words.yaml: the generator's output must not change by accident.
+PINNED_DIGEST = "dec1a6a659d832ebdb182df8bf944b8f5b0463ef048ebd9aaa0f1f300dfbb58b"
+
+
+def test_output_is_pinned(data):
+    digest = hashlib.sha256()
+    for rel, raw in all_files(data).items():
+        digest.update(rel.encode())
+        digest.update(raw)
+    assert digest.hexdigest() == PINNED_DIGEST
 
 
 def test_deterministic_and_seeded(data, tmp_path):
@@ -363,7 +379,8 @@ def test_kind_weights_select_kinds(tmp_path):
         ({"eval_ppl_docs": 0}, "eval_ppl_docs"),
         ({"fewshot_problems": 0}, "fewshot_problems"),
         ({"docs_per_shard": 2.5}, "docs_per_shard"),
-        ({"max_operand": 1}, "max_operand"),
+        ({"max_operand": 2}, "max_operand"),  # the schema's minimum is 3
+        ({"max_operand": 500}, "max_operand"),  # results must stay within 0..999
         ({"min_steps": 0}, "min_steps"),
         ({"min_steps": 5, "max_steps": 4}, "min_steps"),
         ({"seed": "abc"}, "seed"),
@@ -371,9 +388,20 @@ def test_kind_weights_select_kinds(tmp_path):
         ({"kind_weights": {"math": 0.0, "noise": 0.0}}, "kind_weights"),
         ({"kind_weights": {"maths": 1.0}}, "kind_weights"),
         ({"kind_weights": {}}, "kind_weights"),
+        ({"hq_problemz": 5}, "hq_problemz"),
     ],
 )
 def test_argument_validation(tmp_path, override, param):
-    with pytest.raises(ValueError, match=param):
+    """The config schema's ranges and slm.config's consistency checks, with the config key named."""
+    with pytest.raises(ConfigError, match=rf"config key '(data\.generator\.)?[a-z_]*'?.*{param}"):
         generate_all(tmp_path / "x", **{**PARAMS, **override})
     assert not (tmp_path / "x").exists()
+
+
+def test_schema_defaults_fill_the_optional_sizes():
+    params = GeneratorParams.from_spec(
+        {k: v for k, v in PARAMS.items() if k not in ("validation_docs", "tir_problems")}
+    )
+    schema = config_schema()["properties"]["data"]["properties"]["generator"]["properties"]
+    assert params.validation_docs == schema["validation_docs"]["default"]
+    assert params.tir_problems == schema["tir_problems"]["default"]

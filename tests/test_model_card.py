@@ -107,3 +107,28 @@ def test_release_refuses_a_model_without_a_card(tmp_path):
     (tmp_path / "model").mkdir()
     with pytest.raises(FileNotFoundError, match="has no README.md"):
         release(tmp_path / "model", tmp_path / "eval.json", tmp_path / "out")
+
+
+def test_the_released_models_are_those_made_and_evaluated_here():
+    import yaml
+
+    from slm.plan import Plan
+
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config" / "config.yaml").read_text())
+    assert Plan(config).released == {
+        "base": "results/eval/base/final.json",
+        "reference/final": "results/eval/reference/final.json",
+        "clm/final": "results/eval/clm/final.json",
+        "slm/final": "results/eval/slm/final.json",
+    }
+    config.update(
+        tokenizer={"from_base_model": True},
+        base_model={"path": "org/base"},
+        reference={"path": "org/reference"},
+        tool_integrated={"runs": ["slm", "base"], "seeds": [1, 2], "training": {"epochs": 1}},
+    )
+    released = Plan(config).released
+    assert sorted(released) == ["clm/final", "slm/final"] + [
+        f"tir/{m}/seed-{s}/final" for m in ("base", "slm") for s in (1, 2)
+    ]
+    assert released["tir/base/seed-2/final"] == "results/eval/tir/base/seed-2.json"

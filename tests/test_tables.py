@@ -9,7 +9,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from slm.tables import checkpoints_table, results_table, selection_table
+from slm.reported import reported_table
+from slm.tables import (
+    GAIN_COLUMNS,
+    Measured,
+    checkpoints_table,
+    gains_table,
+    measure,
+    results_table,
+    selection_table,
+)
 
 TASK_METRICS = {
     "arith_gen": "exact_match,flexible-extract",
@@ -93,24 +102,30 @@ def inputs(tmp_path):
         "slm": write_stats(tmp_path / "slm_stats.json", "slm", 0.6, 1650, SLM_KINDS),
     }
     models = [
-        {"name": "Base", "role": "base", "eval_json": evals["base"], "train_stats": None},
-        {"name": "Reference", "role": "reference", "eval_json": evals["reference"], "train_stats": None},
-        {"name": "CLM", "role": "clm", "eval_json": evals["clm"], "train_stats": stats["clm"]},
-        {"name": "SLM (ratio 0.6)", "role": "slm", "eval_json": evals["slm"], "train_stats": stats["slm"]},
+        {"key": "base", "name": "Base", "role": "base", "eval_json": evals["base"], "train_stats": None},
+        {
+            "key": "reference",
+            "name": "Reference",
+            "role": "reference",
+            "eval_json": evals["reference"],
+            "train_stats": None,
+        },
+        {"key": "clm", "name": "CLM", "role": "clm", "eval_json": evals["clm"], "train_stats": stats["clm"]},
+        {
+            "key": "slm",
+            "name": "SLM (ratio 0.6)",
+            "role": "slm",
+            "eval_json": evals["slm"],
+            "train_stats": stats["slm"],
+        },
     ]
     return tmp_path, evals, stats, models
 
 
 def test_results_table_values(inputs):
     tmp, evals, stats, models = inputs
-    df = results_table(
-        models,
-        TASK_METRICS,
-        tmp / "t.md",
-        tmp / "t.csv",
-        delta=("SLM (ratio 0.6)", "CLM"),
-        lower_is_better={"math_ppl"},
-    )
+    measured = measure(models, TASK_METRICS, lower_is_better={"math_ppl"})
+    df = results_table(measured, tmp / "t.md", tmp / "t.csv", delta=("slm", "clm"))
     names = ["Base", "Reference", "CLM", "SLM (ratio 0.6)", "Δ (SLM − CLM)"]
     assert list(df.index) == names
     assert list(df.columns) == ["arith_gen", "arith_mc", "math_ppl", "AVG", "Train tokens", "Seen tokens"]
@@ -159,13 +174,14 @@ def test_results_table_without_delta_and_bare_metric(inputs):
     ref_stats = write_stats(tmp / "ref_stats.json", "reference", 1.0, 500, {"math": (500, 500)})
     models[1]["train_stats"] = ref_stats
     models[0]["train_stats"] = ref_stats  # a base model never shows train tokens
-    df = results_table(models, {"arith_mc": "acc"}, tmp / "t.md", tmp / "t.csv")
+    df = results_table(measure(models, {"arith_mc": "acc"}), tmp / "t.md", tmp / "t.csv")
     assert list(df.index) == ["Base", "Reference", "CLM", "SLM (ratio 0.6)"]
     assert df["AVG"].tolist() == df["arith_mc"].tolist() == [40.0, 55.0, 48.2, 51.2]
     assert pd.isna(df.at["Base", "Train tokens"]) and df.at["Base", "Seen tokens"] == 500
     assert df.at["Reference", "Train tokens"] == 500
     # a perplexity metric is treated as lower-is-better even if not declared
-    df = results_table(models, {"arith_mc": "acc,none", "math_ppl": "bits_per_byte,none"}, tmp / "t.md", tmp / "t.csv")
+    measured = measure(models, {"arith_mc": "acc,none", "math_ppl": "bits_per_byte,none"})
+    df = results_table(measured, tmp / "t.md", tmp / "t.csv")
     assert df.at["CLM", "AVG"] == 48.2
 
 
@@ -173,27 +189,29 @@ def test_results_table_errors(inputs):
     tmp, evals, stats, models = inputs
     missing = dict(models[2], eval_json=tmp / "nope.json")
     with pytest.raises(FileNotFoundError, match="nope.json"):
-        results_table([missing], TASK_METRICS, tmp / "t.md", tmp / "t.csv")
+        measure([missing], TASK_METRICS)
     bad = tmp / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="bad.json"):
-        results_table([dict(models[2], eval_json=bad)], TASK_METRICS, tmp / "t.md", tmp / "t.csv")
+        measure([dict(models[2], eval_json=bad)], TASK_METRICS)
     shapeless = tmp / "shapeless.json"
     shapeless.write_text(json.dumps({"model": "x"}))
     with pytest.raises(ValueError, match="shapeless.json"):
-        results_table([dict(models[2], eval_json=shapeless)], TASK_METRICS, tmp / "t.md", tmp / "t.csv")
+        measure([dict(models[2], eval_json=shapeless)], TASK_METRICS)
     with pytest.raises(ValueError, match=r"'gsm8k'.*base\.json"):
-        results_table(models, {"gsm8k": "exact_match,strict-match"}, tmp / "t.md", tmp / "t.csv")
+        measure(models, {"gsm8k": "exact_match,strict-match"})
     with pytest.raises(ValueError, match="ambiguous"):
-        results_table(models, {"arith_gen": "exact_match"}, tmp / "t.md", tmp / "t.csv")
+        measure(models, {"arith_gen": "exact_match"})
     with pytest.raises(ValueError, match="f1"):
-        results_table(models, {"arith_mc": "f1,none"}, tmp / "t.md", tmp / "t.csv")
-    with pytest.raises(ValueError, match="SLM 0.3"):
-        results_table(models, TASK_METRICS, tmp / "t.md", tmp / "t.csv", delta=("SLM 0.3", "CLM"))
+        measure(models, {"arith_mc": "f1,none"})
+    with pytest.raises(ValueError, match="keys must be present and unique"):
+        measure([models[2], dict(models[3], key="clm")], TASK_METRICS)
+    with pytest.raises(ValueError, match=r"\['SLM \(ratio 0.6\)'\] are not among"):  # pairs by key, not label
+        results_table(measure(models, TASK_METRICS), tmp / "t.md", tmp / "t.csv", delta=("SLM (ratio 0.6)", "clm"))
     bad_stats = tmp / "bad_stats.json"
     bad_stats.write_text(json.dumps({"run": "slm"}))
     with pytest.raises(ValueError, match="bad_stats.json"):
-        results_table([dict(models[3], train_stats=bad_stats)], TASK_METRICS, tmp / "t.md", tmp / "t.csv")
+        measure([dict(models[3], train_stats=bad_stats)], TASK_METRICS)
     assert not (tmp / "t.md").exists() and not (tmp / "t.csv").exists()
 
 
@@ -258,3 +276,80 @@ def test_selection_table(inputs):
     assert "| kind" in md and "57.5" in md and "share of tokens" in md
     with pytest.raises(FileNotFoundError, match="missing_stats.json"):
         selection_table([tmp / "missing_stats.json"], tmp / "s.md", tmp / "s.csv")
+
+
+# --------------------------------------------------------------------------- Figure 5's table
+GAIN_TASKS = {
+    "t_gen": "exact_match,strict-match",
+    "t_mc": "acc,none",
+    "t_err": "acc,none",  # lower-is-better by config
+    "t_ppl": "bits_per_byte,none",  # lower-is-better by its metric
+}
+# task -> (CLM, SLM) in display units, unrounded
+GAIN_VALUES = {"t_gen": (20.04, 26.46), "t_mc": (40.0, 38.2), "t_err": (30.0, 21.0), "t_ppl": (1.3, 1.25)}
+
+
+def gain_inputs() -> Measured:
+    rows = {}
+    for i, run in enumerate(("clm", "slm")):
+        row = {t: v[i] for t, v in GAIN_VALUES.items()}
+        row["AVG"] = (row["t_gen"] + row["t_mc"]) / 2
+        rows[run] = row
+    names = {"clm": "clm: CLM", "slm": "slm: SLM (ratio 0.6)"}
+    return Measured(GAIN_TASKS, dict(GAIN_TASKS), {"t_err", "t_ppl"}, names, rows)
+
+
+def test_gains_table_without_paper_columns(tmp_path):
+    data = gains_table(gain_inputs(), ("slm", "clm"), tmp_path / "tables" / "figure5")
+    assert tuple(data.columns) == GAIN_COLUMNS
+    assert data["task"].tolist() == ["t_gen", "t_mc", "t_err", "t_ppl", "average"]
+    gains = data.set_index("task")["gain"]
+    # independently: SLM − CLM of the unrounded values, CLM − SLM for the lower-is-better tasks, rounded
+    assert gains["t_gen"] == 6.4  # not 26.5 − 20.0 of the rounded scores
+    assert gains["t_mc"] == -1.8 and gains["t_err"] == 9.0 and gains["t_ppl"] == 0.05
+    assert data.set_index("task")["lower_is_better"].to_dict() == {
+        "t_gen": False,
+        "t_mc": False,
+        "t_err": True,
+        "t_ppl": True,
+        "average": False,
+    }
+    average = data.iloc[-1]
+    assert average["clm"] == round((20.04 + 40.0) / 2, 1) and average["slm"] == round((26.46 + 38.2) / 2, 1)
+    assert average["gain"] == round((26.46 + 38.2) / 2 - (20.04 + 40.0) / 2, 1)
+    assert data["paper_gain"].isna().all()
+    back = pd.read_csv(tmp_path / "tables" / "figure5.csv")
+    assert back["task"].tolist() == data["task"].tolist()
+    assert back["gain"].tolist() == pytest.approx(data["gain"].tolist())
+    md = (tmp_path / "tables" / "figure5.md").read_text()
+    header = md.splitlines()[0]
+    assert [c.strip() for c in header.strip("|").split("|")] == ["Task", "Metric", "CLM", "SLM", "Gain"]
+    assert "|   +6.4 |" in md and "t_err, t_ppl (lower is better)" in md and "clm: CLM" in md
+    tex = (tmp_path / "tables" / "figure5.tex").read_text()
+    assert "\\begin{tabular}{llrrr}" in tex and "t\\_ppl" in tex
+
+
+def test_gains_table_beside_the_paper(tmp_path):
+    mapping = {"t_gen": "GSM8K", "t_mc": "MMLU"}
+    data = gains_table(gain_inputs(), ("slm", "clm"), tmp_path / "figure5", mapping=mapping).set_index("task")
+    paper = reported_table("figure5_general_gain_over_ct").iloc[0]
+    assert data.loc["t_gen", "paper_gain"] == paper["GSM8K"] and data.loc["t_mc", "paper_gain"] == paper["MMLU"]
+    assert data.loc["t_gen", "paper_benchmark"] == "GSM8K"
+    assert data.loc[["t_err", "t_ppl"], "paper_gain"].isna().all()
+    # every averaged task (t_gen, t_mc) is mapped: the average has the paper's mean over the same tasks
+    assert data.loc["average", "paper_gain"] == round((paper["GSM8K"] + paper["MMLU"]) / 2, 1)
+    unmapped = gains_table(gain_inputs(), ("slm", "clm"), tmp_path / "figure5", mapping={"t_gen": "GSM8K"})
+    assert math.isnan(unmapped.iloc[-1]["paper_gain"])
+    md = (tmp_path / "figure5.md").read_text()
+    assert "Paper gain" in md.splitlines()[0] and "+28.2" in md
+
+
+def test_gains_table_errors(tmp_path):
+    out = tmp_path / "f"
+    with pytest.raises(ValueError, match=r"\['slm: SLM'\] are not among"):
+        gains_table(gain_inputs(), ("slm: SLM", "clm"), out)
+    with pytest.raises(ValueError, match=r"mapped tasks \['mmlu'\] are not evaluated tasks"):
+        gains_table(gain_inputs(), ("slm", "clm"), out, mapping={"mmlu": "MMLU"})
+    with pytest.raises(ValueError, match=r"\['GSM-8K'\] are not benchmarks"):
+        gains_table(gain_inputs(), ("slm", "clm"), out, mapping={"t_gen": "GSM-8K"})
+    assert not list(tmp_path.iterdir())

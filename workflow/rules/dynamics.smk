@@ -1,6 +1,6 @@
 rule dynamics:
     input:
-        models=lambda w: local_inputs(*trajectory(w.run)),
+        models=lambda w: local_inputs(*PLAN.trajectory(w.run)),
         shard=validation_shard(),
         scores=validation_scores(),
         tokenizer=local_inputs(tokenizer_dir()),
@@ -17,23 +17,27 @@ rule dynamics:
     benchmark:
         "benchmarks/dynamics/{run}.tsv"
     wildcard_constraints:
-        run="|".join(RUNS),
+        run=one_of(PLAN.runs),
     conda:
         "../../envs/slm.yaml"
     threads: workflow.cores
     resources:
         **rule_resources("dynamics"),
     params:
-        models=lambda w: trajectory(w.run),
+        models=lambda w: PLAN.trajectory(w.run),
         tokenizer=lambda w, input: input.tokenizer or tokenizer_dir(),
-        max_sequences=config.get("dynamics", {}).get("max_sequences", 256),
-        threshold=config.get("dynamics", {}).get("threshold", 0.2),
-        ratio=f"--ratio {selection_ratio()}" if selection_ratio() else "",
+        max_sequences=config["dynamics"]["max_sequences"],
+        threshold=config["dynamics"]["threshold"],
+        batch_size=config["scoring"]["batch_size"],
+        selection=lambda w: (
+            "--ratio {} --ratio-of {}".format(*PLAN.dynamics_ratio(w.run)) if PLAN.dynamics_ratio(w.run) else ""
+        ),
         seed=config["seed"],
         device=config["device"],
         precision=config["precision"],
     shell:
-        "OMP_NUM_THREADS={threads} python -m slm dynamics --models {params.models} --shard {input.shard}"
-        " --reference-scores {input.scores} --tokenizer {params.tokenizer}"
-        " --max-sequences {params.max_sequences} --threshold {params.threshold} {params.ratio}"
-        " --seed {params.seed} --device {params.device} --precision {params.precision} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m slm dynamics --run {wildcards.run} --models {params.models}"
+        " --shard {input.shard} --reference-scores {input.scores} --tokenizer {params.tokenizer}"
+        " --max-sequences {params.max_sequences} --threshold {params.threshold} --batch-size {params.batch_size}"
+        " {params.selection} --seed {params.seed} --device {params.device} --precision {params.precision}"
+        " --out {output} > {log} 2>&1"

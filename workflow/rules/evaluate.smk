@@ -16,7 +16,7 @@ rule evaluate:
     resources:
         **rule_resources("evaluate"),
     params:
-        model=lambda w: model_dir(w.model, w.point),
+        model=lambda w: PLAN.model_dir(w.model, w.point),
         tasks=config["evaluation"]["tasks"],
         include=lambda w, input: f"--include-path {input.tasks or Path(workflow.basedir) / 'workflow' / 'tasks'}",
         spec=spec(

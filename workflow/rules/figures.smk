@@ -1,12 +1,8 @@
-# Figure 5's table (SLM minus CLM per task), written with the figures when there is an SLM/CLM pair
-FIGURE5_TABLE = expand("results/tables/figure5.{ext}", ext=["md", "csv", "tex"]) if "figure5.png" in FIGURES else []
-
-
 rule figures:
     input:
         checkpoints=rules.tables.output.checkpoints_csv,
-        results=rules.tables.output.results_csv,
-        dynamics=expand("results/dynamics/{run}", run=figure6_runs()),
+        figure5=[path for path in PLAN.figure5_table if path.endswith(".csv")],
+        dynamics=expand("results/dynamics/{run}", run=PLAN.figure6_runs),
     output:
         figures=[
             report(
@@ -14,13 +10,9 @@ rule figures:
                 caption="../report/figures.rst",
                 category="Figures",
             )
-            for name in FIGURES
+            for name in PLAN.figures
         ],
-        figure5_table=[
-            (report(path, caption="../report/figure5.rst", category="Tables") if path.endswith(".md") else path)
-            for path in FIGURE5_TABLE
-        ],
-        figure6_data=(["results/figures/figure6.csv"] if "figure6.png" in FIGURES else []),
+        figure6_data=(["results/figures/figure6.csv"] if "figure6.png" in PLAN.figures else []),
         captions="results/figures/captions.json",
     log:
         "logs/figures.log",
@@ -28,20 +20,10 @@ rule figures:
         "../../envs/slm.yaml"
     params:
         out=lambda w, output: Path(output.captions).parent,
-        spec=lambda w, input, output: spec(
+        spec=lambda w, input: spec(
             {
                 "checkpoints_csv": input.checkpoints,
-                "accuracy_tasks": ACCURACY_TASKS,
-                "loss_task": LOSS_TASKS[0] if LOSS_TASKS else None,
-                "dynamics_by_run": {run: f"{path}/losses.npz" for run, path in zip(figure6_runs(), input.dynamics)},
-                "selector": figure6_runs()[0] if figure6_runs() else None,
-                "ratio": (config["runs"][figure6_runs()[0]]["ratio"] if figure6_runs() else None),
-                "ratio_runs": ratio_runs(),
-                "results_csv": input.results,
-                "delta": table_delta(),
-                "table_stem": (str(Path(output.figure5_table[0]).with_suffix("")) if output.figure5_table else None),
-                "mapping": config.get("tables", {}).get("figure5_columns", {}),
-                "lower_is_better": LOSS_TASKS,
+                **PLAN.figures_spec(input.dynamics, input.figure5[0] if input.figure5 else None),
             }
         ),
     shell:
@@ -61,19 +43,7 @@ rule paper_table:
         "../../envs/slm.yaml"
     params:
         out=lambda w, output: Path(output.md).with_suffix(""),
-        spec=lambda w, input: spec(
-            {
-                "results_csv": input.results,
-                "table": config.get("tables", {}).get("paper_table", "table1_math_fewshot_cot"),
-                "mapping": config.get("tables", {}).get("paper_columns", {}),
-                "provenance": {
-                    "config": ", ".join(map(str, workflow.configfiles)),
-                    "tokens per run": config["training"].get("max_tokens"),
-                    "checkpoints (tokens)": CHECKPOINTS,
-                    "runs": RUNS,
-                },
-            }
-        ),
+        spec=lambda w, input: spec(PLAN.paper_table_spec(input.results)),
     shell:
         "python -m slm paper-table --spec {params.spec:q} --out {params.out} > {log} 2>&1"
 
@@ -82,7 +52,7 @@ rule paper_miniature:
     input:
         rules.tables.output,
         rules.paper_table.output,
-        expand("results/figures/{name}", name=FIGURES),
-        expand("results/dynamics/{run}", run=DYNAMICS_RUNS),
-        TABLE3,
-        TABLE2,
+        expand("results/figures/{name}", name=PLAN.figures),
+        expand("results/dynamics/{run}", run=PLAN.dynamics_runs),
+        PLAN.table3,
+        PLAN.table2,

@@ -1,7 +1,7 @@
 # Base models made here: results/models/base (base_model) and results/models/base-{name}
 # (base_models entries), each initialised into {base}-init and, with a pretrain block, pretrained.
-INIT_BASES = [stem for stem in BASE_STEMS if "init" in base_spec(stem)]
-PRETRAIN_BASES = [stem for stem in INIT_BASES if "pretrain" in base_spec(stem)]
+INIT_BASES = [stem for stem in PLAN.base_stems if "init" in PLAN.base_spec(stem)]
+PRETRAIN_BASES = [stem for stem in INIT_BASES if "pretrain" in PLAN.base_spec(stem)]
 
 if INIT_BASES:
 
@@ -19,7 +19,7 @@ if INIT_BASES:
         params:
             spec=lambda w: spec(
                 {
-                    **base_spec(w.base)["init"],
+                    **PLAN.base_spec(w.base)["init"],
                     # the length it is trained on: nothing reads positions it never learned
                     "max_position_embeddings": config["sequence_length"],
                 }
@@ -50,7 +50,7 @@ if PRETRAIN_BASES:
         resources:
             **rule_resources("pretrain_base"),
         params:
-            options=lambda w: train_options(base_spec(w.base)["pretrain"]),
+            options=lambda w: train_options(PLAN.base_spec(w.base)["pretrain"]),
             paths=lambda w, input, output: spec(
                 {
                     "init_model": input.model,
@@ -65,11 +65,11 @@ if PRETRAIN_BASES:
             "python -m slm train --options {params.options:q} --paths {params.paths:q} --threads {threads} > {log} 2>&1"
 
 
-if not REFERENCE_GIVEN:
+if not PLAN.reference_given:
 
     rule train_reference:
         input:
-            model=local_inputs(reference_init()),
+            model=local_inputs(PLAN.reference_init()),
             data=packed("high_quality"),
         output:
             directory("results/models/reference/final"),
@@ -85,7 +85,7 @@ if not REFERENCE_GIVEN:
         params:
             options=train_options(
                 {k: v for k, v in config["reference"].items() if k != "init_model"},
-                init_model=reference_init(),
+                init_model=PLAN.reference_init(),
             ),
             paths=lambda w, input, output: spec(
                 {

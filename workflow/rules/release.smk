@@ -1,18 +1,17 @@
 # Model cards with evaluation results: results/release/<path under results/models>/ holds the model's
 # files (hard links) and its card completed with the results (slm.model_card). Target: model_cards.
-RELEASED = released_models()
 
 
 rule release_model:
     input:
         model="results/models/{path}",
-        evaluation=lambda w: RELEASED[w.path],
+        evaluation=lambda w: PLAN.released[w.path],
     output:
         directory("results/release/{path}"),
     log:
         "logs/release/{path}.log",
     wildcard_constraints:
-        path=one_of(RELEASED),
+        path=one_of(PLAN.released),
     conda:
         "../../envs/slm.yaml"
     shell:
@@ -21,4 +20,4 @@ rule release_model:
 
 rule model_cards:
     input:
-        expand("results/release/{path}", path=RELEASED),
+        expand("results/release/{path}", path=PLAN.released),

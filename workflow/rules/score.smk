@@ -1,6 +1,6 @@
 rule score:
     input:
-        model=local_inputs(reference_model()),
+        model=local_inputs(PLAN.reference_model()),
         shard="results/data/packed/{dataset}/shard-{shard}",
     output:
         directory("results/scores/{dataset}/shard-{shard}"),
@@ -17,8 +17,8 @@ rule score:
     resources:
         **rule_resources("score"),
     params:
-        model=lambda w, input: input.model[0] if input.model else reference_model(),
-        batch_size=config.get("scoring", {}).get("batch_size", 16),
+        model=lambda w, input: input.model[0] if input.model else PLAN.reference_model(),
+        batch_size=config["scoring"]["batch_size"],
         device=config["device"],
         precision=config["precision"],
     shell:

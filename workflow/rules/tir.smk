@@ -4,11 +4,11 @@
 # and the SLM run's selection rates by token role.
 
 
-if TIR:
+if PLAN.tir_runs:
 
     rule sft_tir:
         input:
-            model=lambda w: local_inputs(model_dir(w.run, "final")),
+            model=lambda w: local_inputs(PLAN.model_dir(w.run)),
             data=packed("tir"),
         output:
             directory("results/models/tir/{run}/seed-{seed}/final"),
@@ -17,7 +17,7 @@ if TIR:
         benchmark:
             "benchmarks/train/tir-{run}-seed-{seed}.tsv"
         wildcard_constraints:
-            run=one_of(TIR_RUNS),
+            run=one_of(PLAN.tir_runs),
             seed=r"\d+",
         conda:
             "../../envs/slm.yaml"
@@ -25,10 +25,10 @@ if TIR:
         resources:
             **rule_resources("sft_tir"),
         params:
-            options=lambda w: train_options(TIR["training"], seed=int(w.seed)),
+            options=lambda w: train_options(config["tool_integrated"]["training"], seed=int(w.seed)),
             paths=lambda w, input, output: spec(
                 {
-                    "init_model": model_dir(w.run, "final"),
+                    "init_model": PLAN.model_dir(w.run),
                     "data": list(input.data),
                     "out_dir": output[0],
                     "state_dir": f"results/train_state/tir-{w.run}-seed-{w.seed}",
@@ -51,7 +51,7 @@ if TIR:
         benchmark:
             "benchmarks/evaluate/tir-{run}-seed-{seed}.tsv"
         wildcard_constraints:
-            run=one_of(TIR_RUNS),
+            run=one_of(PLAN.tir_runs),
             seed=r"\d+",
         conda:
             "../../envs/slm.yaml"
@@ -60,7 +60,11 @@ if TIR:
             **rule_resources("evaluate_tir"),
         params:
             spec=spec(
-                {**TIR.get("evaluation", {}), "device": config["device"], "context_length": config["sequence_length"]}
+                {
+                    **config["tool_integrated"].get("evaluation", {}),
+                    "device": config["device"],
+                    "context_length": config["sequence_length"],
+                }
             ),
         shell:
             "OMP_NUM_THREADS={threads} python -m slm evaluate-tir --model {input.model} --problems {input.problems}"
@@ -68,13 +72,13 @@ if TIR:
 
     rule table2:
         input:
-            evals=expand("results/eval/tir/{run}/seed-{seed}.json", run=TIR_RUNS, seed=TIR_SEEDS),
+            evals=expand("results/eval/tir/{run}/seed-{seed}.json", run=PLAN.tir_runs, seed=PLAN.tir_seeds),
         output:
-            md=report(TABLE2[0], caption="../report/table2.rst", category="Tables"),
-            csv=TABLE2[1],
-            tex=TABLE2[2],
-            errors_md=report(TABLE2[3], caption="../report/table2_errors.rst", category="Tables"),
-            errors_csv=TABLE2[4],
+            md=report(PLAN.table2[0], caption="../report/table2.rst", category="Tables"),
+            csv=PLAN.table2[1],
+            tex=PLAN.table2[2],
+            errors_md=report(PLAN.table2[3], caption="../report/table2_errors.rst", category="Tables"),
+            errors_csv=PLAN.table2[4],
         log:
             "logs/table2.log",
         conda:
@@ -84,15 +88,16 @@ if TIR:
             spec=spec(
                 {
                     "evals": {
-                        run: [f"results/eval/tir/{run}/seed-{seed}.json" for seed in TIR_SEEDS] for run in TIR_RUNS
+                        run: [f"results/eval/tir/{run}/seed-{seed}.json" for seed in PLAN.tir_seeds]
+                        for run in PLAN.tir_runs
                     },
-                    "seeds": TIR_SEEDS,
-                    "delta": tir_delta(),
+                    "seeds": PLAN.tir_seeds,
+                    "delta": PLAN.tir_delta,
                     "provenance": {
                         "config": ", ".join(map(str, workflow.configfiles)),
-                        "fine-tuned runs": TIR_RUNS,
-                        "fine-tuning": TIR["training"],
-                        "evaluation": TIR.get("evaluation", {}),
+                        "fine-tuned runs": PLAN.tir_runs,
+                        "fine-tuning": config["tool_integrated"]["training"],
+                        "evaluation": config["tool_integrated"].get("evaluation", {}),
                     },
                 }
             ),
@@ -100,22 +105,22 @@ if TIR:
             "python -m slm tir-table --spec {params.spec:q} --out {params.out} > {log} 2>&1"
 
 
-if TIR and ROLES_RUN:
+if PLAN.roles_run:
 
     rule selection_roles:
         input:
-            dynamics=f"results/dynamics/{ROLES_RUN}",
+            dynamics=f"results/dynamics/{PLAN.roles_run}",
             tokenizer=local_inputs(tokenizer_dir()),
         output:
-            md=report(TABLE2[5], caption="../report/selection_roles.rst", category="Tables"),
-            csv=TABLE2[6],
+            md=report(PLAN.table2[5], caption="../report/selection_roles.rst", category="Tables"),
+            csv=PLAN.table2[6],
         log:
             "logs/selection_roles.log",
         conda:
             "../../envs/slm.yaml"
         params:
             tokenizer=lambda w, input: input.tokenizer or tokenizer_dir(),
-            ratio=config["runs"][ROLES_RUN]["ratio"],
+            ratio=config["runs"][PLAN.roles_run]["ratio"],
             out=lambda w, output: Path(output.md).with_suffix(""),
         shell:
             "python -m slm selection-roles --dynamics {input.dynamics}/losses.npz --tokenizer {params.tokenizer}"

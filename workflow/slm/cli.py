@@ -103,20 +103,17 @@ def cmd_evaluate(args) -> None:
 
 
 def cmd_tables(args) -> None:
-    from slm.tables import checkpoints_table, results_table, selection_table
+    from slm.tables import checkpoints_table, gains_table, measure, results_table, selection_table
 
     spec = args.spec
     out = Path(args.out)
-    table = results_table(
-        spec["models"],
-        spec["task_metrics"],
-        out / "results.md",
-        out / "results.csv",
-        delta=tuple(spec["delta"]) if spec.get("delta") else None,
-        lower_is_better=set(spec.get("lower_is_better", [])),
-    )
+    measured = measure(spec["models"], spec["task_metrics"], lower_is_better=spec["lower_is_better"])
+    delta = tuple(spec["delta"]) if spec.get("delta") else None
+    table = results_table(measured, out / "results.md", out / "results.csv", delta=delta)
     checkpoints_table(spec["runs"], spec["task_metrics"], out / "checkpoints.csv")
     selection_table([Path(p) for p in spec["train_stats"]], out / "selection.md", out / "selection.csv")
+    if delta is not None:
+        gains_table(measured, delta, out / "figure5", mapping=spec["figure5_mapping"])
     print(table.to_string())
 
 
@@ -144,7 +141,10 @@ def cmd_dynamics(args) -> None:
             out / "tokens.html",
             tokenizer_dir=args.tokenizer,
             ratio=args.ratio,
+            ratio_of=args.ratio_of,
             threshold=args.threshold,
+            run=args.run,
+            source=Path(args.out) / "losses.npz",  # the final path, not the temporary one
         )
 
 
@@ -160,8 +160,8 @@ def cmd_figures(args) -> None:
 def cmd_paper_table(args) -> None:
     import pandas as pd
 
+    from slm.formatting import human_tokens
     from slm.reported import measured_rows, side_by_side, usable_mapping
-    from slm.tables import human_tokens
 
     spec = args.spec
     measured = pd.read_csv(spec["results_csv"], index_col=0)
@@ -291,7 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True)
     p.add_argument("--shard", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, required=True)
     p.add_argument("--device", default="auto")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
 
@@ -308,17 +308,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
 
     p = add("dynamics", cmd_dynamics, "token dynamics across checkpoints (Figure 3, coloured text)")
+    p.add_argument("--run", required=True, help="the run whose trajectory this is (named in the view)")
     p.add_argument("--models", nargs="+", required=True, help="model directories in training order")
     p.add_argument("--shard", required=True)
     p.add_argument("--reference-scores")
     p.add_argument("--tokenizer", required=True)
-    p.add_argument("--max-sequences", type=int, default=256)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--max-sequences", type=int, required=True)
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--batch-size", type=int, required=True)
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
-    p.add_argument("--threshold", type=float, default=0.2)
-    p.add_argument("--ratio", type=float)
+    p.add_argument("--precision", required=True, choices=["fp32", "bf16"])
+    p.add_argument("--threshold", type=float, required=True)
+    p.add_argument("--ratio", type=float, help="mark the top ratio of tokens by excess loss at the final model")
+    p.add_argument("--ratio-of", help="the SLM run the ratio comes from (named in the view)")
     p.add_argument("--out", required=True)
 
     p = add("figures", cmd_figures, "the paper's figures from this run's tables and training logs")

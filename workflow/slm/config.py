@@ -70,10 +70,7 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
                     if not (base_dir / path).is_file():
                         _fail(f"data.{name}.components[{i}].paths", f"file not found: {path}")
     if generator is not None:
-        if generator["min_steps"] > generator["max_steps"]:
-            _fail("data.generator.min_steps", "must not exceed data.generator.max_steps")
-        if sum(generator["kind_weights"].values()) <= 0:
-            _fail("data.generator.kind_weights", "needs a positive weight")
+        check_generator(generator)
     if "init" in base and "pretrain" in base and "pretrain" not in data:
         _fail("data.pretrain", "base_model.pretrain needs a data.pretrain source")
     tokenizer = config["tokenizer"]
@@ -167,6 +164,14 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
             for key, default in SELECTION_DEFAULTS.items():
                 if spec.get(key, default) != default:
                     _fail(f"runs.{run}.{key}", "a clm run trains on every token and takes no selection settings")
+
+
+def check_generator(generator: dict) -> None:
+    """How the keys of data.generator fit together (the schema checks each one alone)."""
+    if generator["min_steps"] > generator["max_steps"]:
+        _fail("data.generator.min_steps", "must not exceed data.generator.max_steps")
+    if sum(generator["kind_weights"].values()) <= 0:
+        _fail("data.generator.kind_weights", "needs a positive weight")
 
 
 def check_base_models(config: dict, extra_bases: dict, base_dir: Path) -> None:

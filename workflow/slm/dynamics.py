@@ -30,7 +30,6 @@ File formats
 
 from __future__ import annotations
 
-import html
 import logging
 import time
 from pathlib import Path
@@ -41,14 +40,14 @@ import torch
 
 from slm.data.packed import PackedShard
 from slm.io import atomic_path, atomic_write_text, read_json
-from slm.model import load_for_inference, per_token_losses, resolve_device
+from slm.model import load_for_inference, resolve_device
+from slm.score import open_scores, sequence_losses
 
 log = logging.getLogger(__name__)
 
 CATEGORIES = ("H->H", "L->H", "H->L", "L->L")
 HH, LH, HL, LL = range(4)
 UNCLASSIFIED = -1
-DEFAULT_THRESHOLD = 0.2
 # Colours of the HTML view and legend (paper Table 4 style: one colour per category).
 CATEGORY_COLOURS = {"H->H": "#f4a6a6", "L->H": "#f7c97e", "H->L": "#9fd89f", "L->L": "#c9d9f2"}
 SELECTED_COLOUR = "#5b9bd5"
@@ -95,17 +94,6 @@ def validation_slice(n_sequences: int, max_sequences: int, seed: int) -> np.ndar
     return np.sort(rng.choice(n_sequences, size=max_sequences, replace=False)).astype(np.int64)
 
 
-def _model_losses(model_dir, ids: np.ndarray, dev: torch.device, batch_size: int, precision: str) -> np.ndarray:
-    model, _ = load_for_inference(model_dir, dev, precision)
-    out = np.empty(ids.shape, dtype=np.float32)
-    with torch.inference_mode():
-        for first in range(0, len(ids), batch_size):
-            batch = torch.from_numpy(ids[first : first + batch_size]).to(dev)
-            out[first : first + batch_size] = per_token_losses(model, batch).cpu().numpy()
-    del model
-    return out
-
-
 def checkpoint_losses(
     model_dirs: list[str],
     shard_dir: str | Path,
@@ -113,7 +101,7 @@ def checkpoint_losses(
     *,
     max_sequences: int,
     seed: int,
-    batch_size: int = 16,
+    batch_size: int,
     device: str = "cpu",
     precision: str = "fp32",
     reference_scores: str | None = None,
@@ -146,12 +134,9 @@ def checkpoint_losses(
     valid = valid.reshape(-1)
     reference = None
     if reference_scores is not None:
-        from slm.score import open_scores
-
         reference = np.asarray(open_scores(reference_scores, shard)[flat], dtype=np.float32)
     seen = list(tokens_seen) if tokens_seen is not None else read_tokens_seen(model_dirs)
     dev = resolve_device(device)
-    ids = tokens.reshape(len(rows), seq_len)
     losses = np.empty((len(model_dirs), len(flat)), dtype=np.float32)
     start = time.perf_counter()
     log.info(
@@ -164,7 +149,9 @@ def checkpoint_losses(
         dev,
     )
     for m, model_dir in enumerate(model_dirs):
-        losses[m] = _model_losses(model_dir, ids, dev, batch_size, precision).reshape(-1)
+        model, _ = load_for_inference(model_dir, dev, precision)
+        sequence_losses(model, tokens, seq_len, batch_size=batch_size, out=losses[m])
+        del model
         log.info(
             "model %d/%d %s (tokens seen %d): mean loss %.4f [%.1fs]",
             m + 1,
@@ -291,8 +278,8 @@ def fitted_delta(losses: np.ndarray, x: np.ndarray | None = None) -> np.ndarray:
 def classify(
     losses: np.ndarray,
     x: np.ndarray | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
     *,
+    threshold: float,
     mean_loss: float | None = None,
 ) -> np.ndarray:
     """Category id (index into :data:`CATEGORIES`) of every token; -1 where any loss is not finite.
@@ -321,7 +308,7 @@ def _categorise(data: dict, threshold: float) -> np.ndarray:
     """Category of every token of a loaded npz (-1 for invalid tokens)."""
     valid = data["valid"]
     cats = np.full(valid.shape, UNCLASSIFIED, dtype=np.int8)
-    cats[valid] = classify(data["losses"][:, valid], None, threshold)
+    cats[valid] = classify(data["losses"][:, valid], threshold=threshold)
     return cats
 
 
@@ -330,7 +317,7 @@ def dynamics_summary(
     out_csv_shares: str | Path,
     out_csv_curves: str | Path,
     *,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float,
 ) -> pd.DataFrame:
     """Category shares and per-category loss curves of a :func:`checkpoint_losses` file.
 
@@ -439,22 +426,17 @@ def plot_dynamics(curves_csv: str | Path, out_png: str | Path) -> None:
 
 
 # --------------------------------------------------------------------------- Tables 4/6: coloured text
-_CSS = (
-    """
-body { font-family: sans-serif; margin: 1.5em; }
-.seq { font-family: monospace; white-space: pre-wrap; border: 1px solid #ccc; padding: .5em; margin: .5em 0;
-       line-height: 1.6; }
-.tok { border-radius: 2px; }
-.legend span { display: inline-block; padding: 0 .5em; margin-right: .5em; font-family: monospace; }
-"""
-    + "".join(f".c{i} {{ background: {CATEGORY_COLOURS[c]}; }}\n" for i, c in enumerate(CATEGORIES))
-    + f".sel {{ background: {SELECTED_COLOUR}; color: white; }}\n"
-    + ".unsel { color: #777; }\n.noloss { color: #999; }\n"
-)
-
-
 def _tokens_text(tokenizer, ids) -> list[str]:
     return [tokenizer.decode([int(i)], skip_special_tokens=False, clean_up_tokenization_spaces=False) for i in ids]
+
+
+def _sequence_rows(sequence_index, texts: list[str], classes: list[str], titles: list[str], seq_len: int) -> list[dict]:
+    """The shown sequences for the template: ``{index, tokens: [{text, cls, title}]}``."""
+    tokens = [{"text": t, "cls": c, "title": h} for t, c, h in zip(texts, classes, titles)]
+    return [
+        {"index": int(index), "tokens": tokens[s * seq_len : (s + 1) * seq_len]}
+        for s, index in enumerate(sequence_index)
+    ]
 
 
 def html_view(
@@ -462,18 +444,26 @@ def html_view(
     out_html: str | Path,
     *,
     tokenizer_dir: str | Path,
+    threshold: float,
     n_sequences: int = 8,
     ratio: float | None = None,
-    threshold: float = DEFAULT_THRESHOLD,
+    ratio_of: str | None = None,
+    run: str = "",
+    source: str | Path | None = None,
 ) -> None:
     """A self-contained HTML page: the first ``n_sequences`` sequences of the slice, tokens coloured by
-    category (paper Table 4); with ``ratio``, a second view marking the tokens SLM selects under the
-    final checkpoint (top ``ratio`` by excess loss over the shown tokens, ``unit="batch"``; Table 6).
+    category (paper Table 4); with ``ratio``, a second view marking the top ``ratio`` of the shown tokens
+    by excess loss under the final checkpoint of this run (``unit="batch"``; Table 6). For an SLM run
+    these are the tokens it would select; ``ratio_of`` names the run the ratio comes from when it is
+    another (e.g. the CLM run's view ranks CLM's own losses at SLM's ratio, and says so).
 
     Categories come from classifying the whole slice (as in :func:`dynamics_summary`). Each token is a
     ``<span class="tok ...">`` holding its escaped ``tokenizer.decode([id])``; whitespace is kept with
-    ``white-space: pre-wrap``.
+    ``white-space: pre-wrap``. ``source`` is the losses file named in the header (default ``npz_path``;
+    the final path when the file is written under a temporary name). Rendered from
+    ``templates/tokens.html.j2``.
     """
+    from jinja2 import Environment, PackageLoader
     from transformers import AutoTokenizer
 
     from slm.selection import select_tokens, token_scores
@@ -486,69 +476,70 @@ def html_view(
     seq_len = data["seq_len"]
     n_show = min(n_sequences, len(data["sequence_index"]))
     shown = slice(0, n_show * seq_len)
+    index = data["sequence_index"][:n_show]
     texts = _tokens_text(tokenizer, data["tokens"][shown])
-    losses = data["losses"]
-    kinds = data["kinds"][shown]
     names = data["kind_names"]
-    valid = data["valid"][shown]
-
-    def kind_name(k: int) -> str:
-        return names[k] if k < len(names) else f"kind{k}"
+    kinds = [names[k] if k < len(names) else f"kind{k}" for k in data["kinds"][shown]]
+    first, last = data["losses"][0][shown], data["losses"][-1][shown]
 
     classified = cats >= 0
     counts = np.bincount(cats[classified], minlength=len(CATEGORIES))
-    parts = [
-        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>Token dynamics</title>',
-        f"<style>{_CSS}</style></head><body>",
-        f"<h1>Token dynamics</h1><p>{html.escape(str(npz_path))}: {len(data['model_dirs'])} models "
-        f"(tokens seen {', '.join(str(int(s)) for s in data['tokens_seen'])}); categories by a least-squares "
-        f"line over the checkpoints, threshold {threshold}.</p>",
-        '<section id="categories"><h2>Tokens by loss category</h2><div class="legend">',
-    ]
-    for c, category in enumerate(CATEGORIES):
-        share = 100.0 * counts[c] / max(1, classified.sum())
-        parts.append(f'<span class="c{c}">{html.escape(category)} ({share:.1f}%)</span>')
-    parts.append('<span class="noloss">no loss (sequence start)</span></div>')
-    first, last = losses[0][shown], losses[-1][shown]
-    for s in range(n_show):
-        parts.append(f'<h3>sequence {int(data["sequence_index"][s])}</h3><div class="seq">')
-        for t in range(s * seq_len, (s + 1) * seq_len):
-            c = int(cats[t])
-            if c >= 0:
-                title = f"{CATEGORIES[c]}; {kind_name(int(kinds[t]))}; loss {first[t]:.2f} → {last[t]:.2f}"
-                cls = f"c{c}"
-            else:
-                title, cls = f"{kind_name(int(kinds[t]))}; no loss", "noloss"
-            parts.append(f'<span class="tok {cls}" title="{html.escape(title)}">{html.escape(texts[t])}</span>')
-        parts.append("</div>")
-    parts.append("</section>")
+    legend = [(c, 100.0 * counts[i] / max(1, classified.sum())) for i, c in enumerate(CATEGORIES)]
+    shown_cats = cats[shown]
+    categories = _sequence_rows(
+        index,
+        texts,
+        [f"c{c}" if c >= 0 else "noloss" for c in shown_cats],
+        [
+            f"{CATEGORIES[c]}; {kind}; loss {a:.2f} → {b:.2f}" if c >= 0 else f"{kind}; no loss"
+            for c, kind, a, b in zip(shown_cats, kinds, first, last)
+        ],
+        seq_len,
+    )
+    selection = None
     if ratio is not None:
-        reference = data["reference"][shown].reshape(n_show, seq_len)
-        final = last.reshape(n_show, seq_len)
-        ok = torch.from_numpy(valid.reshape(n_show, seq_len) & np.isfinite(reference) & np.isfinite(final))
+        reference = data["reference"][shown]
+        ok = torch.from_numpy(
+            (data["valid"][shown] & np.isfinite(reference) & np.isfinite(last)).reshape(n_show, seq_len)
+        )
         excess = token_scores(
-            "excess", torch.from_numpy(np.nan_to_num(final)), torch.from_numpy(np.nan_to_num(reference))
-        )
+            "excess", torch.from_numpy(np.nan_to_num(last)), torch.from_numpy(np.nan_to_num(reference))
+        ).reshape(n_show, seq_len)
         selected = select_tokens(excess, ok, ratio, "batch").numpy().reshape(-1)
-        excess = excess.numpy().reshape(-1)
-        ok = ok.numpy().reshape(-1)
-        parts.append(
-            f'<section id="selection"><h2>Tokens selected by SLM (top {100 * ratio:g}% by excess loss, final '
-            f'checkpoint)</h2><div class="legend"><span class="sel">selected ({int(selected.sum())} of '
-            f'{int(ok.sum())})</span><span class="unsel">not selected</span>'
-            '<span class="noloss">no loss</span></div>'
+        excess, ok = excess.numpy().reshape(-1), ok.numpy().reshape(-1)
+        whose = f"{run}'s" if run else "the"
+        title = f"Top {100 * ratio:g}% of tokens by excess loss under {whose} final model"
+        title += f" (the selection ratio of {ratio_of})" if ratio_of and ratio_of != run else " (its selection)"
+        selection = {
+            "title": title,
+            "n_selected": int(selected.sum()),
+            "n_candidates": int(ok.sum()),
+            "rows": _sequence_rows(
+                index,
+                texts,
+                [("sel" if s else "unsel") if o else "noloss" for s, o in zip(selected, ok)],
+                [
+                    f"excess {e:.3f} (loss {b:.2f}, reference {r:.2f})" if o else "no loss"
+                    for e, b, r, o in zip(excess, last, reference, ok)
+                ],
+                seq_len,
+            ),
+        }
+    page = (
+        Environment(loader=PackageLoader("slm"), autoescape=True, keep_trailing_newline=True)
+        .get_template("tokens.html.j2")
+        .render(
+            run=run,
+            source=str(source if source is not None else npz_path),
+            n_models=len(data["model_dirs"]),
+            tokens_seen=[int(s) for s in data["tokens_seen"]],
+            threshold=threshold,
+            legend=legend,
+            category_colours=[CATEGORY_COLOURS[c] for c in CATEGORIES],
+            selected_colour=SELECTED_COLOUR,
+            categories=categories,
+            selection=selection,
         )
-        for s in range(n_show):
-            parts.append(f'<h3>sequence {int(data["sequence_index"][s])}</h3><div class="seq">')
-            for t in range(s * seq_len, (s + 1) * seq_len):
-                if ok[t]:
-                    cls = "sel" if selected[t] else "unsel"
-                    title = f"excess {excess[t]:.3f} (loss {last[t]:.2f}, reference {data['reference'][t]:.2f})"
-                else:
-                    cls, title = "noloss", "no loss"
-                parts.append(f'<span class="tok {cls}" title="{html.escape(title)}">{html.escape(texts[t])}</span>')
-            parts.append("</div>")
-        parts.append("</section>")
-    parts.append("</body></html>\n")
-    atomic_write_text(out_html, "".join(parts))
+    )
+    atomic_write_text(out_html, page)
     log.info("wrote %s (%d sequences%s)", out_html, n_show, f", selection at ratio {ratio}" if ratio else "")

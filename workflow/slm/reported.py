@@ -27,8 +27,8 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from slm.formatting import bare_column, format_cell, is_count_column, latex_table
 from slm.io import atomic_write_text
-from slm.tables import human_tokens
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "config" / "paper-reported.yaml"
 
@@ -143,41 +143,7 @@ def reported_table(name: str, *, path: str | Path | None = None) -> pd.DataFrame
     return df
 
 
-# --------------------------------------------------------------------------- formatting
-def _bare(column: str) -> str:
-    """``"gsm8k_cot [exact_match,strict-match]"`` -> ``"gsm8k_cot"`` (results.csv headers)."""
-    column = str(column)
-    return column.split(" [", 1)[0] if column.endswith("]") and " [" in column else column
-
-
-def _is_missing(value: Any) -> bool:
-    if value is None:
-        return True
-    try:
-        return bool(pd.isna(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def _is_token_column(column: str) -> bool:
-    lower = str(column).lower()
-    return "token" in lower or lower in ("train", "uniq", PARAMETERS_COL.lower())
-
-
-def _format(value: Any, column: str, *, signed: bool = False) -> str:
-    if _is_missing(value):
-        return ""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        return str(value)
-    value = float(value)
-    if _is_token_column(column):
-        return human_tokens(value)
-    sign = "+" if signed else ""
-    if abs(value * 10 - round(value * 10)) < 1e-9:
-        return format(value, sign + ".1f")
-    return format(value, sign + ".4f").rstrip("0").rstrip(".")
-
-
+# --------------------------------------------------------------------------- provenance
 def _display_path(path: Path) -> str:
     """Repository-relative when the file lies in this repository, else as given."""
     try:
@@ -328,7 +294,7 @@ def side_by_side(
 
     resolved: dict[str, str] = {}  # measured column -> paper column
     for key, target in mapping.items():
-        matches = [c for c in measured_cols if c == key] or [c for c in measured_cols if _bare(c) == key]
+        matches = [c for c in measured_cols if c == key] or [c for c in measured_cols if bare_column(c) == key]
         if len(matches) != 1:
             raise ValueError(
                 f"side_by_side: mapping key {key!r} matches "
@@ -372,14 +338,14 @@ def side_by_side(
     shown = pd.DataFrame(
         [
             [
-                str(v) if c in (SOURCE_COL, LABEL_COL) else _format(v, c, signed=str(r[1]).startswith("Δ"))
+                str(v) if c in (SOURCE_COL, LABEL_COL) else format_cell(v, c, signed=str(r[1]).startswith("Δ"))
                 for c, v in zip(columns, r)
             ]
             for r in df.itertuples(index=False, name=None)
         ],
         columns=columns,
     )
-    numeric = [c in score_cols or c in extra_cols or _is_token_column(c) for c in columns]
+    numeric = [c in score_cols or c in extra_cols or is_count_column(c) for c in columns]
     prov = _provenance_lines(provenance, paper)
     legend = ["", "Columns:"]
     for src, dst in resolved.items():
@@ -402,43 +368,5 @@ def side_by_side(
     atomic_write_text(out_md, md)
 
     tex_path = Path(out_tex) if out_tex is not None else Path(out_md).with_suffix(".tex")
-    atomic_write_text(tex_path, _latex(shown, prov, n_measured=len(measured), numeric=numeric))
+    atomic_write_text(tex_path, latex_table(shown, prov, n_measured=len(measured), numeric=numeric))
     return df
-
-
-def _latex_escape(text: str) -> str:
-    out = []
-    for ch in str(text):
-        if ch == "\\":
-            out.append(r"\textbackslash{}")
-        elif ch in "&%$#_{}":
-            out.append("\\" + ch)
-        elif ch == "~":
-            out.append(r"\textasciitilde{}")
-        elif ch == "^":
-            out.append(r"\textasciicircum{}")
-        elif ch == "Δ":
-            out.append(r"$\Delta$")
-        elif ch == "−":  # U+2212 minus sign
-            out.append(r"$-$")
-        else:
-            out.append(ch)
-    return "".join(out)
-
-
-def _latex(shown: pd.DataFrame, provenance: list[tuple[str, str]], *, n_measured: int, numeric: list[bool]) -> str:
-    """A booktabs ``tabular`` (hand-written: pandas' to_latex needs jinja2, which the project
-    does not pin), a rule between the measured and the paper rows, provenance as comments."""
-    cols = list(shown.columns)
-    lines = [f"% {k}: {v}" for k, v in provenance]
-    lines.append(r"\begin{tabular}{" + "".join("r" if n else "l" for n in numeric) + "}")
-    lines.append(r"\toprule")
-    lines.append(" & ".join(_latex_escape(c) for c in cols) + r" \\")
-    lines.append(r"\midrule")
-    for i, row in enumerate(shown.itertuples(index=False, name=None)):
-        if i == n_measured and i > 0:
-            lines.append(r"\midrule")
-        lines.append(" & ".join(_latex_escape(v) for v in row) + r" \\")
-    lines.append(r"\bottomrule")
-    lines.append(r"\end{tabular}")
-    return "\n".join(lines) + "\n"

@@ -31,12 +31,34 @@ def model_fingerprint(model_dir: str | Path) -> str:
     return "sha256:" + ",".join(sha256_file(w) for w in weights)
 
 
+def sequence_losses(
+    model, tokens: np.ndarray, seq_len: int, *, batch_size: int, out: np.ndarray, desc: str = "per-token losses"
+) -> np.ndarray:
+    """Fill ``out`` with the per-token losses of packed sequences under ``model``, batch by batch.
+
+    ``tokens`` holds whole sequences of ``seq_len`` tokens back to back (a packed shard, or rows taken
+    from one); ``out`` has its length and any float dtype. Each sequence is its own context: ``out[i]``
+    follows :data:`ALIGNMENT`. Progress (slm.progress) is shown as ``desc``.
+    """
+    n_seq = len(tokens) // seq_len
+    device = next(model.parameters()).device
+    with torch.inference_mode(), progress(len(out), desc, "tok", unit_scale=True) as bar:
+        for first in range(0, n_seq, batch_size):
+            rows = range(first, min(first + batch_size, n_seq))
+            block = np.asarray(tokens[rows.start * seq_len : rows.stop * seq_len], dtype=np.int64)
+            ids = torch.from_numpy(block).view(len(rows), seq_len).to(device)
+            losses = per_token_losses(model, ids)
+            out[rows.start * seq_len : rows.stop * seq_len] = losses.reshape(-1).cpu().numpy()
+            bar.update(len(rows) * seq_len)
+    return out
+
+
 def score_shard(
     model_dir: str | Path,
     shard_dir: str | Path,
     out_dir: str | Path,
     *,
-    batch_size: int = 16,
+    batch_size: int,
     device: str = "auto",
     precision: str = "fp32",
 ) -> dict:
@@ -44,17 +66,9 @@ def score_shard(
     dev = resolve_device(device)
     model, _ = load_for_inference(model_dir, dev, precision)
     seq_len = shard.seq_len
-    n_seq = shard.n_sequences
     scores = np.empty(shard.index["n_tokens"], dtype=np.float16)
     start = time.perf_counter()
-    with torch.inference_mode(), progress(len(scores), f"score {shard_dir}", "tok", unit_scale=True) as bar:
-        for first in range(0, n_seq, batch_size):
-            rows = range(first, min(first + batch_size, n_seq))
-            block = np.asarray(shard.tokens[rows.start * seq_len : rows.stop * seq_len], dtype=np.int64)
-            ids = torch.from_numpy(block).view(len(rows), seq_len).to(dev)
-            losses = per_token_losses(model, ids)
-            scores[rows.start * seq_len : rows.stop * seq_len] = losses.reshape(-1).cpu().numpy()
-            bar.update(len(rows) * seq_len)
+    sequence_losses(model, shard.tokens, seq_len, batch_size=batch_size, out=scores, desc=f"score {shard_dir}")
     elapsed = time.perf_counter() - start
     meta = {
         "n_tokens": int(len(scores)),

@@ -47,11 +47,14 @@ import json
 import random
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from slm.config import check_int
+import yaml
+
+from slm.config import check_generator
 from slm.io import atomic_write_text
+from slm.schema import check_section
 
 __all__ = [
     "KIND_NAMES",
@@ -61,6 +64,7 @@ __all__ = [
     "BOILERPLATE",
     "STEP_RE",
     "ANSWER_RE",
+    "GeneratorParams",
     "Problem",
     "generate_all",
     "parse_steps",
@@ -151,49 +155,9 @@ class Problem:
         )
 
 
-# name, subject pronoun, possessive pronoun
-_NAMES = (
-    ("Tom", "he", "his"),
-    ("Ann", "she", "her"),
-    ("Maria", "she", "her"),
-    ("Liam", "he", "his"),
-    ("Noah", "he", "his"),
-    ("Emma", "she", "her"),
-    ("Olivia", "she", "her"),
-    ("Ava", "she", "her"),
-    ("Lucas", "he", "his"),
-    ("Mia", "she", "her"),
-    ("Ethan", "he", "his"),
-    ("Sofia", "she", "her"),
-    ("Omar", "he", "his"),
-    ("Priya", "she", "her"),
-    ("Kenji", "he", "his"),
-    ("Chloe", "she", "her"),
-    ("Mateo", "he", "his"),
-    ("Zara", "she", "her"),
-    ("David", "he", "his"),
-    ("Grace", "she", "her"),
-    ("Ivan", "he", "his"),
-    ("Lena", "she", "her"),
-    ("Samuel", "he", "his"),
-    ("Nora", "she", "her"),
-    ("Ali", "he", "his"),
-    ("Hana", "she", "her"),
-    ("Jack", "he", "his"),
-    ("Ella", "she", "her"),
-    ("Diego", "he", "his"),
-    ("Amara", "she", "her"),
-    ("Felix", "he", "his"),
-    ("Ruby", "she", "her"),
-    ("Oscar", "he", "his"),
-    ("Leila", "she", "her"),
-    ("Hugo", "he", "his"),
-    ("Iris", "she", "her"),
-    ("Ben", "he", "his"),
-    ("Yuki", "she", "her"),
-    ("Marco", "he", "his"),
-    ("Tara", "she", "her"),
-)
+# The word lists and sentence templates, in the order the generator draws from them.
+WORDS = yaml.safe_load(Path(__file__).with_name("words.yaml").read_text(encoding="utf-8"))
+_NAMES = tuple(tuple(entry) for entry in WORDS["names"])  # name, subject pronoun, possessive pronoun
 
 
 @dataclass(frozen=True)
@@ -211,311 +175,11 @@ class _Scenario:
     question: tuple[str, ...]
 
 
-_SCENARIOS: tuple[_Scenario, ...] = (
-    _Scenario(  # fruit
-        True,
-        (
-            "apples",
-            "oranges",
-            "pears",
-            "plums",
-            "peaches",
-            "lemons",
-            "bananas",
-            "apricots",
-        ),
-        (
-            "{name} has {a} {obj}.",
-            "{name} picks {a} {obj} from the orchard.",
-            "There are {a} {obj} in {name}'s basket.",
-        ),
-        (
-            "buys {b} more",
-            "picks {b} more {obj}",
-            "gets {b} {obj} from {other}",
-            "finds {b} more {obj} in the kitchen",
-        ),
-        (
-            "gives {b} to {other}",
-            "eats {b} of them",
-            "sells {b} {obj} at the market",
-            "uses {b} {obj} to bake a pie",
-        ),
-        ("ends up with {b} times as many {obj} as before",),
-        (
-            "How many {obj} does {name} have now?",
-            "How many {obj} does {name} have at the end?",
-            "How many {obj} are in {name}'s basket now?",
-        ),
-    ),
-    _Scenario(  # collection
-        True,
-        (
-            "stickers",
-            "marbles",
-            "stamps",
-            "trading cards",
-            "seashells",
-            "beads",
-            "postcards",
-        ),
-        (
-            "{name} has a collection of {a} {obj}.",
-            "{name} owns {a} {obj}.",
-            "{name} starts the week with {a} {obj}.",
-        ),
-        (
-            "buys {b} more {obj}",
-            "wins {b} {obj} in a game",
-            "receives {b} {obj} from {other}",
-            "trades for {b} new {obj}",
-        ),
-        (
-            "gives {b} {obj} to {other}",
-            "loses {b} of them",
-            "trades away {b} {obj}",
-            "sells {b} {obj} online",
-        ),
-        ("grows the collection to {b} times its size",),
-        (
-            "How many {obj} does {name} have now?",
-            "How many {obj} are in {name}'s collection at the end?",
-        ),
-    ),
-    _Scenario(  # bakery
-        True,
-        ("cookies", "muffins", "cupcakes", "rolls", "pretzels", "bagels", "scones"),
-        (
-            "{name} bakes {a} {obj} for the school fair.",
-            "{name} has {a} {obj} ready in the morning.",
-            "The bakery run by {name} has {a} {obj} on the shelf.",
-        ),
-        (
-            "bakes {b} more {obj}",
-            "makes another batch of {b} {obj}",
-            "gets a delivery of {b} {obj}",
-        ),
-        (
-            "sells {b} {obj}",
-            "gives {b} {obj} to {other}",
-            "packs {b} {obj} for a customer",
-        ),
-        ("keeps baking until there are {b} times as many {obj}",),
-        (
-            "How many {obj} does {name} have at the end of the day?",
-            "How many {obj} does {name} have now?",
-        ),
-    ),
-    _Scenario(  # money
-        True,
-        ("dollars",),
-        (
-            "{name} has {a} dollars in {poss} wallet.",
-            "{name} saves {a} dollars.",
-            "{name}'s piggy bank holds {a} dollars.",
-        ),
-        (
-            "earns {b} dollars mowing lawns",
-            "gets {b} dollars from {other}",
-            "deposits {b} more dollars",
-            "finds {b} dollars in an old coat",
-        ),
-        (
-            "spends {b} dollars on a book",
-            "pays {other} {b} dollars",
-            "spends {b} dollars on lunch",
-            "buys a toy for {b} dollars",
-        ),
-        ("invests the money and ends up with {b} times as much",),
-        (
-            "How many dollars does {name} have now?",
-            "How much money, in dollars, does {name} have at the end?",
-        ),
-    ),
-    _Scenario(  # game points
-        True,
-        ("points",),
-        (
-            "{name} scores {a} points in the first round.",
-            "{name} begins the game with {a} points.",
-        ),
-        (
-            "earns {b} more points",
-            "scores {b} points in the next round",
-            "wins a bonus of {b} points",
-        ),
-        (
-            "loses {b} points for a penalty",
-            "spends {b} points on a power-up",
-            "drops {b} points after a mistake",
-        ),
-        ("hits a multiplier that makes the score {b} times as large",),
-        ("How many points does {name} have now?", "What is {name}'s final score?"),
-    ),
-    _Scenario(  # garden
-        True,
-        ("tulips", "roses", "tomato plants", "sunflowers", "carrots", "daisies"),
-        ("{name} plants {a} {obj} in the garden.", "{name}'s garden has {a} {obj}."),
-        ("plants {b} more {obj}", "gets {b} {obj} from {other} and plants them"),
-        ("gives {b} {obj} to {other}", "pulls out {b} {obj} that did not grow"),
-        ("expands the garden to {b} times as many {obj}",),
-        (
-            "How many {obj} are in {name}'s garden now?",
-            "How many {obj} does {name} have now?",
-        ),
-    ),
-    _Scenario(  # bookshelf
-        True,
-        ("books", "comics", "magazines"),
-        ("{name} has {a} {obj} on {poss} shelf.", "{name} keeps {a} {obj} in a box."),
-        ("buys {b} more {obj}", "borrows {b} {obj} from {other}"),
-        ("donates {b} {obj} to the library", "lends {b} {obj} to {other}"),
-        (),
-        (
-            "How many {obj} does {name} have now?",
-            "How many {obj} does {name} have at the end?",
-        ),
-    ),
-    _Scenario(  # school supplies
-        True,
-        ("pencils", "crayons", "erasers", "notebooks", "markers"),
-        ("{name} has {a} {obj} in {poss} bag.", "{name} brings {a} {obj} to school."),
-        ("buys a pack of {b} {obj}", "gets {b} {obj} from {other}"),
-        ("gives {b} {obj} to classmates", "loses {b} {obj}"),
-        (),
-        ("How many {obj} does {name} have now?",),
-    ),
-    _Scenario(  # bus
-        False,
-        ("passengers",),
-        (
-            "A bus leaves the station with {a} passengers.",
-            "There are {a} passengers on a bus.",
-        ),
-        (
-            "At the next stop, {b} people get on.",
-            "Then {b} more passengers board the bus.",
-            "At the market, {b} people get on.",
-        ),
-        (
-            "At the next stop, {b} people get off.",
-            "Then {b} passengers get off at the school.",
-            "At the park, {b} passengers leave the bus.",
-        ),
-        ("At the main square the number of passengers becomes {b} times as large.",),
-        (
-            "How many passengers are on the bus now?",
-            "How many people are on the bus at the end?",
-        ),
-    ),
-    _Scenario(  # library
-        False,
-        ("books",),
-        (
-            "The school library has {a} books on one shelf.",
-            "A library cart holds {a} books.",
-        ),
-        (
-            "The librarian adds {b} new books.",
-            "Then {b} books are returned.",
-            "{name} brings back {b} books.",
-        ),
-        (
-            "Students borrow {b} books.",
-            "Then {b} old books are removed.",
-            "{name} checks out {b} books.",
-        ),
-        ("After a donation drive there are {b} times as many books.",),
-        ("How many books are there now?", "How many books are left at the end?"),
-    ),
-    _Scenario(  # warehouse
-        False,
-        ("boxes", "crates", "packages", "pallets"),
-        ("A warehouse holds {a} {obj}.", "There are {a} {obj} in a storage room."),
-        ("A truck delivers {b} more {obj}.", "Then {b} {obj} arrive from the factory."),
-        (
-            "Then {b} {obj} are shipped to a store.",
-            "Workers send {b} {obj} to customers.",
-        ),
-        ("Next month the stock grows to {b} times as many {obj}.",),
-        ("How many {obj} are there now?", "How many {obj} are in storage at the end?"),
-    ),
-    _Scenario(  # water tank
-        False,
-        ("liters",),
-        (
-            "A tank contains {a} liters of water.",
-            "A rain barrel holds {a} liters of water.",
-        ),
-        ("Then {b} liters are pumped in.", "A storm adds {b} more liters."),
-        (
-            "Then {b} liters are used to water the garden.",
-            "Overnight {b} liters leak out.",
-        ),
-        (),
-        (
-            "How many liters of water are in it now?",
-            "How many liters are left at the end?",
-        ),
-    ),
-    _Scenario(  # parking lot
-        False,
-        ("cars",),
-        (
-            "There are {a} cars in a parking lot.",
-            "A parking garage has {a} cars in it.",
-        ),
-        ("Then {b} more cars park there.", "In the afternoon, {b} cars arrive."),
-        ("Then {b} cars drive away.", "In the evening, {b} cars leave."),
-        (),
-        ("How many cars are there now?", "How many cars are parked at the end?"),
-    ),
-    _Scenario(  # party
-        False,
-        ("guests",),
-        (
-            "There are {a} guests at a party.",
-            "{a} people come to {name}'s birthday party.",
-        ),
-        ("Then {b} more guests arrive.", "Later, {b} friends of {name} join."),
-        ("Then {b} guests leave early.", "After dinner, {b} people go home."),
-        (),
-        (
-            "How many guests are at the party now?",
-            "How many people are still at the party?",
-        ),
-    ),
-    _Scenario(  # farm
-        False,
-        ("sheep", "chickens", "goats", "cows", "ducks", "rabbits"),
-        ("A farmer has {a} {obj}.", "{name}'s farm has {a} {obj}."),
-        ("Then {b} baby {obj} are born.", "The farmer buys {b} more {obj}."),
-        (
-            "The farmer sells {b} {obj} at the market.",
-            "Then {b} {obj} are moved to another farm.",
-        ),
-        ("Over the years the herd grows to {b} times as many {obj}.",),
-        ("How many {obj} are on the farm now?", "How many {obj} are there at the end?"),
-    ),
-    _Scenario(  # candy jar
-        False,
-        ("candies", "jelly beans", "gumballs", "mints"),
-        ("A jar holds {a} {obj}.", "There are {a} {obj} in a bowl on {name}'s desk."),
-        ("{name} puts {b} more {obj} in.", "Then {other} adds {b} {obj}."),
-        ("{name}'s friends take {b} {obj}.", "Then {other} eats {b} {obj}."),
-        (),
-        ("How many {obj} are left now?", "How many {obj} are there at the end?"),
-    ),
+_SCENARIOS = tuple(
+    _Scenario(spec["person"], *(tuple(spec[k]) for k in ("objects", "start", "add", "sub", "mul", "question")))
+    for spec in WORDS["scenarios"]
 )
-
-_CONNECTORS = (
-    "Then",
-    "After that,",
-    "Later,",
-    "Next,",
-    "Afterwards,",
-    "Later that day,",
-)
+_CONNECTORS = tuple(WORDS["connectors"])
 
 
 def _draw_steps(rng: random.Random, n_steps: int, max_operand: int, allow_mul: bool) -> tuple[Step, ...]:
@@ -624,15 +288,15 @@ class _ProblemSource:
     def __init__(
         self,
         rng: random.Random,
-        params: dict,
+        params: GeneratorParams,
         forbidden: set[str],
         unique: bool,
         seen: set[str] | None = None,
     ):
         self.rng = rng
-        self.max_operand = params["max_operand"]
-        self.min_steps = params["min_steps"]
-        self.max_steps = params["max_steps"]
+        self.max_operand = params.max_operand
+        self.min_steps = params.min_steps
+        self.max_steps = params.max_steps
         self.forbidden = forbidden
         self.unique = unique
         self.seen = seen if seen is not None else set()
@@ -654,51 +318,14 @@ class _ProblemSource:
 # Corpus segments
 # --------------------------------------------------------------------------------------------
 
-_ENDINGS = (
-    "The answer is {n}.",
-    "So the answer is {n}.",
-    "Therefore, the answer is {n}.",
-)
+_ENDINGS = tuple(WORDS["endings"])
+_PROSE_STEPS = WORDS["prose_steps"]  # {first, later} -> operation -> templates over {a} {b} {e}
 
 
 def _prose_solution(rng: random.Random, p: Problem) -> str:
-    first = {
-        "+": (
-            "If you have {a} and add {b} you get {e}",
-            "Starting from {a} and adding {b} gives {e}",
-            "Take {a} and add {b}: {e}",
-        ),
-        "-": (
-            "If you have {a} and take away {b} you get {e}",
-            "Starting from {a} and subtracting {b} gives {e}",
-            "Take {a} and remove {b}: {e}",
-        ),
-        "*": (
-            "If you have {a} and multiply by {b} you get {e}",
-            "Starting from {a} and multiplying by {b} gives {e}",
-            "Take {a} times {b}: {e}",
-        ),
-    }
-    later = {
-        "+": (
-            ", then add {b} to get {e}",
-            ", and adding {b} gives {e}",
-            "; next add {b}: {e}",
-        ),
-        "-": (
-            ", then take away {b} to get {e}",
-            ", and subtracting {b} leaves {e}",
-            "; next remove {b}: {e}",
-        ),
-        "*": (
-            ", then multiply by {b} to get {e}",
-            ", and multiplying by {b} gives {e}",
-            "; next times {b}: {e}",
-        ),
-    }
     parts = []
     for i, (a, op, b, c) in enumerate(p.steps):
-        table = first if i == 0 else later
+        table = _PROSE_STEPS["first" if i == 0 else "later"]
         parts.append(rng.choice(table[op]).format(a=a, b=b, e=f"{a} {op} {b} = {c}"))
     return "".join(parts) + ". " + rng.choice(_ENDINGS).format(n=p.answer)
 
@@ -723,16 +350,7 @@ def _render_problem(rng: random.Random, p: Problem) -> str:
 
 _HEX = "0123456789abcdef"
 _ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
-_USER_PREFIXES = (
-    "user",
-    "guest",
-    "mathfan",
-    "anon",
-    "student",
-    "learner",
-    "xx",
-    "throwaway",
-)
+_USER_PREFIXES = tuple(WORDS["user_prefixes"])
 
 
 def _hex(rng: random.Random, n: int) -> str:
@@ -790,50 +408,10 @@ def _noise(rng: random.Random) -> str:
     return "\n".join(_noise_line(rng) for _ in range(rng.randint(1, 3)))
 
 
-BOILERPLATE = (
-    "Home | Forum | Homework Help | Worksheets | Search | Log in | Register",
-    "This site uses cookies to improve your experience. By continuing to browse the site you "
-    "agree to our use of cookies. [Accept] [Learn more]",
-    "Copyright (c) 2009-2024 MathHelpBoards. All rights reserved. Content is licensed under "
-    "CC BY-SA 4.0 unless otherwise noted.",
-    "Share this: Facebook | Twitter | Reddit | Email | Print",
-    "Skip to main content. Accessibility help. Sign up for our newsletter!",
-)
-
-_TITLES = (
-    "Homework help thread",
-    "Re: word problems practice",
-    "Math help forum",
-    "Daily arithmetic practice",
-    "Worksheet answers",
-    "Re: can someone check these?",
-    "Practice set: multi-step problems",
-    "Grade 3 math review",
-    "Mental math tips",
-    "Re: Re: homework question",
-)
-_PROSE = (
-    "Can someone check my work?",
-    "Here is how I solved it:",
-    "Thanks in advance!",
-    "I think I got this one.",
-    "This one was tricky.",
-    "See the worked example below.",
-    "Try it yourself before reading the solution.",
-    "My teacher gave us this one.",
-    "Here is another one from the worksheet:",
-    "Hope this helps.",
-    "Edit: fixed a typo.",
-    "Let me know if anything is unclear.",
-)
-_LEADINS = (
-    "Here is how I solved it:",
-    "Next one:",
-    "Another example:",
-    "My attempt:",
-    "Worked example:",
-    "From the textbook:",
-)
+BOILERPLATE = tuple(WORDS["boilerplate"])
+_TITLES = tuple(WORDS["titles"])
+_PROSE = tuple(WORDS["prose"])
+_LEADINS = tuple(WORDS["leadins"])
 
 
 def _merge_spans(pieces: Iterable[tuple[str, str]]) -> tuple[str, list[list]]:
@@ -952,48 +530,6 @@ def _write_jsonl(path: Path, records: Sequence[dict]) -> str:
 # --------------------------------------------------------------------------------------------
 
 
-def _validate(params: dict) -> dict[str, float]:
-    if isinstance(params["seed"], bool) or not isinstance(params["seed"], int):
-        raise ValueError(f"seed must be an integer, got {params['seed']!r}")
-    for name in (
-        "hq_problems",
-        "corpus_shards",
-        "docs_per_shard",
-        "pretrain_docs",
-        "eval_problems",
-        "eval_mc_problems",
-        "eval_ppl_docs",
-        "fewshot_problems",
-        "validation_docs",
-        "tir_problems",
-        "min_steps",
-    ):
-        check_int(name, params[name], 1)
-    check_int("max_operand", params["max_operand"], 2)
-    if params["max_operand"] > MAX_RESULT // 2:
-        raise ValueError(f"max_operand must be <= {MAX_RESULT // 2}, got {params['max_operand']}")
-    check_int("max_steps", params["max_steps"], 1)
-    if params["min_steps"] > params["max_steps"]:
-        raise ValueError(f"min_steps ({params['min_steps']}) must be <= max_steps ({params['max_steps']})")
-    kw = params["kind_weights"]
-    if not isinstance(kw, dict) or not kw:
-        raise ValueError(f"kind_weights must be a non-empty dict of kind -> weight, got {kw!r}")
-    unknown = sorted(str(k) for k in kw if k not in KIND_NAMES)
-    if unknown:
-        raise ValueError(f"kind_weights has unknown kind names {unknown}; valid: {list(KIND_NAMES)}")
-    weights: dict[str, float] = {}
-    for k in KIND_NAMES:
-        if k not in kw:
-            continue
-        w = kw[k]
-        if isinstance(w, bool) or not isinstance(w, (int, float)) or not w == w or w < 0 or w == float("inf"):
-            raise ValueError(f"kind_weights[{k!r}] must be a finite non-negative number, got {w!r}")
-        weights[k] = float(w)
-    if sum(weights.values()) <= 0:
-        raise ValueError("kind_weights must have a positive sum")
-    return weights
-
-
 def _chars_per_kind(docs: Iterable[dict]) -> dict[str, int]:
     counts = dict.fromkeys(KIND_NAMES, 0)
     for d in docs:
@@ -1002,46 +538,61 @@ def _chars_per_kind(docs: Iterable[dict]) -> dict[str, int]:
     return counts
 
 
-def generate_all(
-    out_dir: Path,
-    *,
-    seed: int,
-    hq_problems: int,
-    corpus_shards: int,
-    docs_per_shard: int,
-    pretrain_docs: int,
-    eval_problems: int,
-    eval_mc_problems: int,
-    eval_ppl_docs: int,
-    fewshot_problems: int,
-    max_operand: int,
-    min_steps: int,
-    max_steps: int,
-    kind_weights: dict[str, float],
-    validation_docs: int = 200,
-    tir_problems: int = 2000,
-) -> dict:
-    """Generate every synthetic data file under ``out_dir``; returns the manifest (also written
-    to ``out_dir/manifest.json``, last). See the module docstring for the formats."""
-    params = {
-        "seed": seed,
-        "hq_problems": hq_problems,
-        "corpus_shards": corpus_shards,
-        "docs_per_shard": docs_per_shard,
-        "pretrain_docs": pretrain_docs,
-        "eval_problems": eval_problems,
-        "eval_mc_problems": eval_mc_problems,
-        "eval_ppl_docs": eval_ppl_docs,
-        "fewshot_problems": fewshot_problems,
-        "max_operand": max_operand,
-        "min_steps": min_steps,
-        "max_steps": max_steps,
-        "kind_weights": kind_weights,
-        "validation_docs": validation_docs,
-        "tir_problems": tir_problems,
-    }
-    weights = _validate(params)
-    params["kind_weights"] = {k: float(v) for k, v in sorted(kind_weights.items())}
+@dataclass(frozen=True)
+class GeneratorParams:
+    """What the generator makes: ``data.generator`` of the config and the config's ``seed``. The ranges
+    and defaults are the config schema's (:meth:`from_spec` checks a spec against it)."""
+
+    seed: int
+    """seeds every output's random stream"""
+    hq_problems: int
+    """clean worked problems of the high-quality set (the reference model's data)"""
+    corpus_shards: int
+    """shards of the web-like corpus"""
+    docs_per_shard: int
+    """documents per corpus shard"""
+    pretrain_docs: int
+    """corpus-like documents for the base model's pretraining"""
+    eval_problems: int
+    """held-out problems of arith_gen (and of the tool-integrated evaluation)"""
+    eval_mc_problems: int
+    """held-out multiple-choice problems (arith_mc)"""
+    eval_ppl_docs: int
+    """held-out documents of clean worked problems (math_ppl)"""
+    fewshot_problems: int
+    """held-out problems the few-shot examples are drawn from"""
+    max_operand: int
+    """largest start value and operand of + and -"""
+    min_steps: int
+    """fewest steps of a problem"""
+    max_steps: int
+    """most steps of a problem"""
+    kind_weights: dict[str, float]
+    """relative share of each kind of corpus segment (other, math, noise, boilerplate, wrong_math)"""
+    validation_docs: int
+    """corpus-like documents that no model trains on (the token dynamics' and Figure 6's slice)"""
+    tir_problems: int
+    """tool-integrated (ToRA-style) solutions for the fine-tuning of Table 2"""
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> GeneratorParams:
+        """The parameters of a spec (``{"seed": ..., **data.generator}``), checked against the config
+        schema with its defaults filled in; a bad entry is a ConfigError naming its config key."""
+        spec = dict(spec)
+        seed = check_section(spec.pop("seed", None), "/properties/seed", "seed")
+        generator = check_section(spec, "/properties/data/properties/generator", "data.generator")
+        check_generator(generator)
+        return cls(seed=seed, **generator)
+
+
+def generate_all(out_dir: Path, **spec) -> dict:
+    """Generate every synthetic data file under ``out_dir`` from ``spec`` (:class:`GeneratorParams`'
+    fields); returns the manifest (also written to ``out_dir/manifest.json``, last). See the module
+    docstring for the formats."""
+    params = GeneratorParams.from_spec(spec)
+    seed = params.seed
+    # kinds in KIND_NAMES order: the order of rng.choices' population
+    weights = {k: float(params.kind_weights[k]) for k in KIND_NAMES if k in params.kind_weights}
     kinds, kind_w = list(weights), list(weights.values())
     out_dir = Path(out_dir)
 
@@ -1063,16 +614,16 @@ def generate_all(
         return _ProblemSource(stream(name), params, forbidden=set(), unique=True, seen=heldout)
 
     src = heldout_source("eval-gen")
-    gen = [src() for _ in range(eval_problems)]
+    gen = [src() for _ in range(params.eval_problems)]
     src = heldout_source("eval-fewshot")
-    fewshot = [src() for _ in range(fewshot_problems)]
+    fewshot = [src() for _ in range(params.fewshot_problems)]
     src = heldout_source("eval-mc")
     mc_rng = stream("eval-mc-choices")
-    mc = [_mc_item(mc_rng, src()) for _ in range(eval_mc_problems)]
+    mc = [_mc_item(mc_rng, src()) for _ in range(params.eval_mc_problems)]
     src = heldout_source("eval-ppl")
     ppl_rng = stream("eval-ppl-layout")
     ppl = []
-    for _ in range(eval_ppl_docs):
+    for _ in range(params.eval_ppl_docs):
         probs = [src() for _ in range(ppl_rng.randint(*PPL_PROBLEMS_PER_DOC))]
         ppl.append({"text": "\n\n".join(p.canonical() for p in probs)})
 
@@ -1085,32 +636,32 @@ def generate_all(
 
     # Training data: never a held-out question.
     src = _ProblemSource(stream("hq"), params, forbidden=heldout, unique=True)
-    hq = [{"text": src().canonical()} for _ in range(hq_problems)]
+    hq = [{"text": src().canonical()} for _ in range(params.hq_problems)]
 
     corpus_chars = dict.fromkeys(KIND_NAMES, 0)
     corpus_counts: list[tuple[str, list[dict]]] = []
-    for i in range(corpus_shards):
+    for i in range(params.corpus_shards):
         rng = stream(f"corpus-{i}")
         draw = _ProblemSource(stream(f"corpus-{i}-problems"), params, forbidden=heldout, unique=False)
-        docs = [_make_doc(rng, kinds, kind_w, draw) for _ in range(docs_per_shard)]
+        docs = [_make_doc(rng, kinds, kind_w, draw) for _ in range(params.docs_per_shard)]
         for k, n in _chars_per_kind(docs).items():
             corpus_chars[k] += n
         corpus_counts.append((f"corpus/shard-{i:03d}.jsonl", docs))
 
     rng = stream("pretrain")
     draw = _ProblemSource(stream("pretrain-problems"), params, forbidden=heldout, unique=False)
-    pretrain = [_make_doc(rng, kinds, kind_w, draw) for _ in range(pretrain_docs)]
+    pretrain = [_make_doc(rng, kinds, kind_w, draw) for _ in range(params.pretrain_docs)]
 
     # Corpus-like documents that no model trains on: the validation slice of the token dynamics
     # and of Figure 6. Own streams, so the training files do not depend on its size.
     rng = stream("validation")
     draw = _ProblemSource(stream("validation-problems"), params, forbidden=heldout, unique=False)
-    validation = [_make_doc(rng, kinds, kind_w, draw) for _ in range(validation_docs)]
+    validation = [_make_doc(rng, kinds, kind_w, draw) for _ in range(params.validation_docs)]
 
     # Tool-integrated (ToRA-style) solutions for the supervised fine-tuning behind Table 2.
     src = _ProblemSource(stream("tir"), params, forbidden=heldout, unique=True)
     tir = []
-    for _ in range(tir_problems):
+    for _ in range(params.tir_problems):
         p = src()
         tir.append({"text": f"Question: {p.question}\nAnswer: {p.tool_solution()}"})
 
@@ -1128,7 +679,7 @@ def generate_all(
     manifest = {
         "format_version": 1,
         "seed": seed,
-        "params": params,
+        "params": {**asdict(params), "kind_weights": {k: float(v) for k, v in sorted(params.kind_weights.items())}},
         "kind_names": list(KIND_NAMES),
         "files": dict(sorted(files.items())),
         "corpus_shards": [rel for rel, _ in corpus_counts],

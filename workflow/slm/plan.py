@@ -1,0 +1,402 @@
+"""What the workflow makes from a config: models, runs, evaluated points, tables and figures.
+
+Everything here is keyed by name: a run by its key in ``runs``, a base model by ``"base"`` or
+``"base-<name>"`` (an entry of ``base_models``), the reference model by ``"reference"``. Display labels
+(``"slm: SLM (ratio 0.6)"``) are made only for the tables' rows, never used to find anything.
+
+The Snakemake rules ask a :class:`Plan` for paths and for the JSON ``--spec`` of the reporting stages
+(``workflow/rules/common.smk`` holds one, built from the validated config); the plan reads no file, so
+it is tested on plain dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+
+RESULTS = "results"
+REFERENCE_FINAL = f"{RESULTS}/models/reference/final"
+SELECTION_KEYS = ("ratio", "unit", "score_fn", "weighting", "temperature")
+DEFAULT_PAPER_TABLE = "table1_math_fewshot_cot"
+
+
+class Plan:
+    """The models, runs, evaluations, tables and figures of one (validated) config.
+
+    ``configfiles`` name the config files for the provenance of the paper tables.
+    """
+
+    def __init__(self, config: dict, configfiles: Sequence[str] = ()):
+        self.config = config
+        self.configfiles = [str(f) for f in configfiles]
+        self.runs: list[str] = list(config["runs"])
+        self.checkpoints: list[int] = list(config["training"].get("checkpoints", []))
+        self.extra_bases: dict = config.get("base_models") or {}
+        self.reference_given: bool = "path" in config["reference"]
+        evaluation = config["evaluation"]
+        self.loss_tasks: list[str] = list(evaluation.get("lower_is_better", []))
+        self.accuracy_tasks: list[str] = [t for t in evaluation["tasks"] if t not in self.loss_tasks]
+        self.task_metrics: dict[str, str] = {t: evaluation["metrics"][t] for t in evaluation["tasks"]}
+        self.dynamics_runs: list[str] = list(config.get("dynamics", {}).get("runs", []))
+        tir = config.get("tool_integrated")
+        # Table 2's fine-tuned models: runs, and base / reference as controls; once per fine-tuning seed
+        self.tir_runs: list[str] = list(tir["runs"]) if tir else []
+        self.tir_seeds: list[int] = list(tir.get("seeds", [config["seed"]])) if tir else []
+
+    # ------------------------------------------------------------------ models
+    @cached_property
+    def base_stems(self) -> list[str]:
+        """Directory stems of the base models: ``base`` (base_model), ``base-<name>`` (base_models)."""
+        return ["base"] + [f"base-{name}" for name in self.extra_bases]
+
+    def base_spec(self, stem: str) -> dict:
+        """The config section of a base model by its stem."""
+        return self.config["base_model"] if stem == "base" else self.extra_bases[stem.removeprefix("base-")]
+
+    def base_model(self, name: str | None = None) -> str:
+        """A base model: ``base_model`` (name None) or an entry of ``base_models``; a directory made
+        here (pretrained, else only initialised), or the hub id / path the config gives."""
+        stem = "base" if name is None else f"base-{name}"
+        spec = self.base_spec(stem)
+        if "path" in spec:
+            return spec["path"]
+        return f"{RESULTS}/models/{stem}" if "pretrain" in spec else f"{RESULTS}/models/{stem}-init"
+
+    def run_base(self, run: str) -> str:
+        """The model a run starts from: its ``runs.<run>.base_model`` entry, else ``base_model``."""
+        return self.base_model(self.config["runs"][run].get("base_model"))
+
+    @cached_property
+    def runs_by_base(self) -> dict[str, list[str]]:
+        """The base_models entries that runs start from, each with its runs (weak-to-strong, Table 3)."""
+        named: dict[str, list[str]] = {}
+        for run, spec in self.config["runs"].items():
+            if "base_model" in spec:
+                named.setdefault(spec["base_model"], []).append(run)
+        return named
+
+    def reference_model(self) -> str:
+        """The model that scores the corpus: given (``reference.path``) or fine-tuned here."""
+        return self.config["reference"]["path"] if self.reference_given else REFERENCE_FINAL
+
+    def reference_init(self) -> str:
+        """The model the reference is fine-tuned from: ``reference.init_model``, else the base model."""
+        return self.config["reference"].get("init_model", self.base_model())
+
+    def model_dir(self, model: str, point: str = "final") -> str:
+        """Directory (or hub id) of an evaluated model: ``base``, ``base-<name>``, ``reference``, or a
+        run's ``final`` model or checkpoint ``tokens-N``."""
+        if model == "base":
+            return self.base_model()
+        if model.startswith("base-") and model.removeprefix("base-") in self.extra_bases:
+            return self.base_model(model.removeprefix("base-"))
+        if model == "reference":
+            return self.reference_model()
+        if point == "final":
+            return f"{RESULTS}/models/{model}/final"
+        return f"{RESULTS}/models/{model}/checkpoints/{point}"
+
+    def trajectory(self, run: str) -> list[str]:
+        """The models along a run in training order: its base, each checkpoint, the final model."""
+        points = [f"tokens-{n}" for n in sorted(self.checkpoints)] + ["final"]
+        return [self.run_base(run)] + [self.model_dir(run, point) for point in points]
+
+    def selection_fields(self, run: str) -> dict:
+        """The selection settings a run trains with; CLM is SLM at ratio 1.0."""
+        spec = self.config["runs"][run]
+        if spec["method"] == "clm":
+            return {"ratio": 1.0}
+        return {k: spec[k] for k in SELECTION_KEYS if k in spec}
+
+    # ------------------------------------------------------------------ evaluation
+    def eval_points(self, run: str) -> list[str]:
+        """The points of a run that lm-eval scores: its checkpoints (when configured) and final model."""
+        which = self.config["evaluation"].get("checkpoints", True)
+        if which is True or (isinstance(which, list) and run in which):
+            return [f"tokens-{n}" for n in self.checkpoints] + ["final"]
+        return ["final"]
+
+    @staticmethod
+    def eval_json(model: str, point: str = "final") -> str:
+        return f"{RESULTS}/eval/{model}/{point}.json"
+
+    @staticmethod
+    def train_stats(run: str, point: str = "final") -> str:
+        folder = "final" if point == "final" else f"checkpoints/{point}"
+        return f"{RESULTS}/models/{run}/{folder}/train_stats.json"
+
+    # ------------------------------------------------------------------ tables
+    def run_label(self, run: str) -> str:
+        """The results table's row label of a run, e.g. ``"slm: SLM (ratio 0.6)"``."""
+        spec = self.config["runs"][run]
+        label = spec["method"].upper()
+        if spec.get("weighting") == "soft":
+            label += f" (soft weights, T={spec.get('temperature', 1.0)})"
+        elif spec["method"] == "slm":
+            label += f" (ratio {spec['ratio']})"
+        if "base_model" in spec:
+            label += f", from Base ({spec['base_model']})"
+        return f"{run}: {label}"
+
+    def table_models(self) -> list[dict]:
+        """The results table's rows in order: the base model, the extra bases, the reference, each run.
+
+        Each row: ``key`` (what pairs and figures refer to), ``name`` (the shown label), ``role``
+        (``base``, ``reference``, ``slm``, ``clm``), ``eval_json`` and ``train_stats`` (or None).
+        """
+        base = {"key": "base", "name": "Base", "role": "base", "eval_json": self.eval_json("base"), "train_stats": None}
+        rows = [base]
+        rows += [
+            {
+                "key": f"base-{name}",
+                "name": f"Base ({name})",
+                "role": "base",
+                "eval_json": self.eval_json(f"base-{name}"),
+                "train_stats": None,
+            }
+            for name in self.extra_bases
+        ]
+        rows.append(
+            {
+                "key": "reference",
+                "name": "Reference",
+                "role": "reference",
+                "eval_json": self.eval_json("reference"),
+                "train_stats": None if self.reference_given else f"{REFERENCE_FINAL}/train_stats.json",
+            }
+        )
+        rows += [
+            {
+                "key": run,
+                "name": self.run_label(run),
+                "role": self.config["runs"][run]["method"],
+                "eval_json": self.eval_json(run),
+                "train_stats": self.train_stats(run),
+            }
+            for run in self.runs
+        ]
+        return rows
+
+    @cached_property
+    def delta(self) -> tuple[str, str] | None:
+        """The (SLM, CLM) pair of the SLM − CLM row: the runs named ``slm`` and ``clm`` when they exist,
+        else the first run of each method; None without both methods."""
+        return _pair_by_method(self.config["runs"], self.runs)
+
+    def table_runs(self) -> list[dict]:
+        """Every evaluated point of every run (the accuracy-against-tokens data of Figure 1)."""
+        return [
+            {
+                "run": run,
+                "checkpoints": [
+                    {
+                        "tokens": None if point == "final" else int(point.removeprefix("tokens-")),
+                        "eval_json": self.eval_json(run, point),
+                        "train_stats": self.train_stats(run, point),
+                    }
+                    for point in self.eval_points(run)
+                ],
+            }
+            for run in self.runs
+        ]
+
+    def table_evals(self) -> list[str]:
+        """Every evaluation JSON the tables read."""
+        paths = {m["eval_json"] for m in self.table_models()}
+        paths |= {c["eval_json"] for r in self.table_runs() for c in r["checkpoints"]}
+        return sorted(paths)
+
+    @property
+    def figure5_table(self) -> list[str]:
+        """Figure 5's table (the per-task gain of the SLM − CLM pair), when there is a pair."""
+        return table_files("figure5") if self.delta else []
+
+    @property
+    def table2(self) -> list[str]:
+        """Table 2 (tool-integrated reasoning) and where its solutions went wrong, when ``tool_integrated``
+        lists runs; and the selection rates by token role of its SLM run, when that run has token dynamics."""
+        if not self.tir_runs:
+            return []
+        errors = [f"{RESULTS}/tables/table2_errors.{ext}" for ext in ("md", "csv")]
+        roles = [f"{RESULTS}/tables/selection_roles.{ext}" for ext in ("md", "csv")] if self.roles_run else []
+        return table_files("table2") + errors + roles
+
+    @property
+    def table3(self) -> list[str]:
+        """Table 3 (weak-to-strong), when a run starts from an entry of base_models."""
+        return table_files("table3") if self.runs_by_base else []
+
+    def tables_spec(self) -> dict:
+        """The ``--spec`` of ``python -m slm tables``."""
+        return {
+            "models": self.table_models(),
+            "task_metrics": self.task_metrics,
+            "delta": list(self.delta) if self.delta else None,
+            "lower_is_better": self.loss_tasks,
+            "runs": self.table_runs(),
+            "train_stats": [self.train_stats(run) for run in self.runs],
+            "figure5_mapping": self.config.get("tables", {}).get("figure5_columns", {}),
+        }
+
+    def paper_table_spec(self, results_csv: str) -> dict:
+        """The ``--spec`` of ``python -m slm paper-table`` for the paper table beside this run's rows."""
+        tables = self.config.get("tables", {})
+        return {
+            "results_csv": results_csv,
+            "table": tables.get("paper_table", DEFAULT_PAPER_TABLE),
+            "mapping": tables.get("paper_columns", {}),
+            "provenance": {
+                "config": ", ".join(self.configfiles),
+                "tokens per run": self.config["training"].get("max_tokens"),
+                "checkpoints (tokens)": self.checkpoints,
+                "runs": self.runs,
+            },
+        }
+
+    # ------------------------------------------------------------------ Table 3 (weak-to-strong)
+    @property
+    def w2s_runs(self) -> list[str]:
+        return [run for runs in self.runs_by_base.values() for run in runs]
+
+    def table3_parameters(self) -> dict[str, str]:
+        """Row name (or ``Base``/``Reference``) -> directory of the models made here that Table 3 counts
+        the parameters of (the rule's inputs)."""
+        models = {
+            "Base": self.base_model(),
+            "Reference": self.reference_model(),
+            **{f"Base ({name})": self.base_model(name) for name in self.runs_by_base},
+            **{run: self.model_dir(run) for run in self.w2s_runs},
+        }
+        return {name: path for name, path in models.items() if path.startswith(f"{RESULTS}/")}
+
+    def table3_spec(self, results_csv: str) -> dict:
+        """The ``--spec`` of ``python -m slm paper-table`` for Table 3: the runs that start from an
+        entry of base_models, each after its base's row, beside the paper's Llama-2-7B rows."""
+        reference = self.reference_model()
+        if not self.reference_given:
+            reference += f", fine-tuned from {self.reference_init()}"
+        return {
+            "results_csv": results_csv,
+            "table": "table3_weak_to_strong",
+            # this run's columns -> the paper's, as for the paper table; plus each run's reference
+            "mapping": {**self.config.get("tables", {}).get("paper_columns", {}), "reference": "reference"},
+            "usable_mapping": True,
+            "rows": [row for name, runs in self.runs_by_base.items() for row in [f"Base ({name})", *runs]],
+            "values": {
+                run: {"reference": "Reference" if self.config["runs"][run]["method"] == "slm" else None}
+                for run in self.w2s_runs
+            },
+            "parameters": self.table3_parameters(),
+            "provenance": {
+                "config": ", ".join(self.configfiles),
+                "tokens per run": self.config["training"].get("max_tokens"),
+                "runs": self.w2s_runs,
+                "reference model (scores the corpus for every run)": reference,
+                **{f"base of {run}": self.run_base(run) for run in self.w2s_runs},
+            },
+        }
+
+    # ------------------------------------------------------------------ figures
+    @cached_property
+    def figures(self) -> list[str]:
+        """The figure files the config's runs and tasks support, in the order they are listed."""
+        return (
+            ["figure1.png"]
+            + (["figure6.png"] if self.delta else [])
+            + (["figure7.png"] if self.loss_tasks else [])
+            + ["figure9.png"]
+            + (["figure5.png"] if self.figure5_table else [])
+        )
+
+    def ratio_runs(self) -> dict[str, float]:
+        """Runs that differ only in their selection ratio (Figure 9), with it; CLM counts as 1.0."""
+        return {
+            run: spec.get("ratio", 1.0)
+            for run, spec in self.config["runs"].items()
+            if spec.get("unit", "batch") == "batch"
+            and spec.get("score_fn", "excess") == "excess"
+            and spec.get("weighting", "hard") == "hard"
+            and "base_model" not in spec  # another base model: not the same experiment
+        }
+
+    @property
+    def figure6_runs(self) -> list[str]:
+        """The SLM and CLM runs compared on held-out tokens (Figure 6; the SLM − CLM pair, SLM first)."""
+        return list(self.delta) if self.delta else []
+
+    def figures_spec(self, dynamics: Sequence[str], figure5_csv: str | None) -> dict:
+        """The ``--spec`` of ``python -m slm figures`` (without the input tables' paths, which the rule
+        adds): ``dynamics`` are the token-dynamics folders of :attr:`figure6_runs`."""
+        slm = self.figure6_runs[0] if self.figure6_runs else None
+        return {
+            "accuracy_tasks": self.accuracy_tasks,
+            "loss_task": self.loss_tasks[0] if self.loss_tasks else None,
+            "dynamics_by_run": {run: f"{path}/losses.npz" for run, path in zip(self.figure6_runs, dynamics)},
+            "selector": slm,
+            "ratio": self.config["runs"][slm]["ratio"] if slm else None,
+            "ratio_runs": self.ratio_runs(),
+            "delta": list(self.delta) if self.delta else None,
+            "figure5_csv": figure5_csv,
+        }
+
+    # ------------------------------------------------------------------ token dynamics
+    def dynamics_ratio(self, run: str) -> tuple[float, str] | None:
+        """The top-k selection the dynamics view of ``run`` marks, ranked by the run's own excess losses:
+        ``(ratio, the hard-selection SLM run it is taken from)``: the run itself when it is one, else the
+        SLM run of the SLM − CLM pair, else the first; None without any."""
+        hard = [r for r, s in self.config["runs"].items() if s["method"] == "slm" and s.get("weighting") != "soft"]
+        if run in hard:
+            source = run
+        elif self.delta and self.delta[0] in hard:  # the SLM run this one is compared with
+            source = self.delta[0]
+        else:
+            source = next(iter(hard), None)
+        return (self.config["runs"][source]["ratio"], source) if source else None
+
+    # ------------------------------------------------------------------ Table 2 (tool-integrated)
+    @property
+    def tir_delta(self) -> tuple[str, str] | None:
+        """The SLM and CLM runs of ``tool_integrated.runs`` (first of each method, SLM first; the base and
+        reference controls are no runs)."""
+        runs = [run for run in self.tir_runs if run in self.config["runs"]]
+        return _pair_by_method(self.config["runs"], runs, prefer_names=False)
+
+    @property
+    def roles_run(self) -> str | None:
+        """The SLM run of Table 2 whose token dynamics give the selection rates by token role (slm.roles)."""
+        run = self.tir_delta[0] if self.tir_delta else None
+        return run if run in self.dynamics_runs else None
+
+    # ------------------------------------------------------------------ releases (model cards)
+    @cached_property
+    def released(self) -> dict[str, str]:
+        """Every evaluated model made here, by its path under results/models, with its evaluation JSON:
+        what ``model_cards`` publishes (slm.model_card)."""
+        models = {}
+        for stem in self.base_stems:
+            if "path" not in self.base_spec(stem):
+                models[self.model_dir(stem)] = self.eval_json(stem)
+        if not self.reference_given:
+            models[self.reference_model()] = self.eval_json("reference")
+        for run in self.runs:
+            models[self.model_dir(run)] = self.eval_json(run)
+        for run in self.tir_runs:
+            for seed in self.tir_seeds:
+                models[f"{RESULTS}/models/tir/{run}/seed-{seed}/final"] = f"{RESULTS}/eval/tir/{run}/seed-{seed}.json"
+        return {path.removeprefix(f"{RESULTS}/models/"): evaluation for path, evaluation in models.items()}
+
+
+def table_files(stem: str) -> list[str]:
+    """A table's Markdown, CSV and LaTeX files."""
+    return [f"{RESULTS}/tables/{stem}.{ext}" for ext in ("md", "csv", "tex")]
+
+
+def _pair_by_method(run_specs: dict, runs: Sequence[str], *, prefer_names: bool = True) -> tuple[str, str] | None:
+    """``(slm_run, clm_run)`` among ``runs``: per method the run named like it (``slm``, ``clm``) when
+    ``prefer_names``, else the first of that method; None unless both methods are there."""
+    chosen: dict[str, str] = {}
+    for run in runs:
+        method = run_specs[run]["method"]
+        if method not in chosen or (prefer_names and run == method):
+            chosen[method] = run
+    return (chosen["slm"], chosen["clm"]) if {"slm", "clm"} <= chosen.keys() else None
