@@ -21,6 +21,7 @@ include: "workflow/rules/tables.smk"
 include: "workflow/rules/dynamics.smk"
 include: "workflow/rules/tir.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/release.smk"
 
 
 rule all:

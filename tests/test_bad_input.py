@@ -386,7 +386,9 @@ def test_unknown_lm_eval_task(tmp_path, base_model):
     )
     before = produced(tmp_path)
     with pytest.raises(ValueError, match="local_pll"):
-        evaluate_model(str(base_model), ["local_pll"], tmp_path / "out.json", include_path=tasks, device="cpu")
+        evaluate_model(
+            str(base_model), ["local_pll"], tmp_path / "out.json", context_length=32, include_path=tasks, device="cpu"
+        )
     assert produced(tmp_path) == before
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,10 @@ def test_suite_ratio_runs_evaluation_and_tables():
     ]
     assert plan.tir_runs == ["base", "reference", "clm", "slm"] and plan.tir_seeds == [1, 2, 3]
     assert plan.tir_delta == ("slm", "clm") and plan.roles_run == "slm"  # base and reference are controls
+    # Table 2's rows in the config's order, whatever a JSON encoder does to mappings
+    table2 = json.loads(json.dumps(plan.table2_spec(), sort_keys=True))
+    assert [model for model, _ in table2["evals"]] == ["base", "reference", "clm", "slm"]
+    assert table2["evals"][2][1] == [f"results/eval/tir/clm/seed-{seed}.json" for seed in (1, 2, 3)]
     spec = plan.table3_spec("results/tables/results.csv")
     assert spec["rows"] == ["Base (strong)", "w2s-clm", "w2s-slm"]
     assert spec["values"] == {"w2s-clm": {"reference": None}, "w2s-slm": {"reference": "Reference"}}

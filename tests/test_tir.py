@@ -188,9 +188,11 @@ def test_table2_averages_fine_tuning_seeds_and_pairs_the_delta_by_seed(tmp_path)
         return path
 
     correct = {"clm": [4, 2], "slm": [1, 3], "base": [0, 1]}
-    evals = {m: [evaluation(m, s, c, 1.0) for s, c in zip((0, 1), counts)] for m, counts in correct.items()}
+    evals = [(m, [evaluation(m, s, c, 1.0) for s, c in zip((0, 1), counts)]) for m, counts in correct.items()]
     table = tir_table(evals, tmp_path / "table2", seeds=[0, 1], delta=["slm", "clm"])
     ours = table[table["Source"] == "this run"].set_index("Model")
+    # the models in the given order (the config's), then SLM − CLM
+    assert list(ours.index[:3]) == [f"{m} + TIR fine-tuning" for m in correct]
     assert ours.loc["clm + TIR fine-tuning", "arith_tir (%)"] == 75.0
     assert ours.loc["slm + TIR fine-tuning", "per fine-tuning seed"] == "25.0 / 75.0"
     # SLM − CLM per seed: 25 - 100 and 75 - 50
@@ -200,4 +202,4 @@ def test_table2_averages_fine_tuning_seeds_and_pairs_the_delta_by_seed(tmp_path)
     assert errors.loc["base + TIR fine-tuning", "correct"] == 12.5
     assert errors.loc["base + TIR fine-tuning", "tool error"] == 87.5
     with pytest.raises(ValueError, match="1 evaluations of clm for 2 seeds"):
-        tir_table({"clm": evals["clm"][:1]}, tmp_path / "bad", seeds=[0, 1])
+        tir_table([("clm", evals[0][1][:1])], tmp_path / "bad", seeds=[0, 1])

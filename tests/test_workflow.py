@@ -205,6 +205,61 @@ def test_rerun_is_a_no_op_and_logs_exist(smoke_run):
 
 
 @pytest.mark.e2e
+def test_job_logs_show_progress_and_training_is_tracked(smoke_run):
+    """Progress lines with an ETA in the job logs; TensorBoard events of every training stage, equal
+    to its metrics.jsonl; a model card in every model directory."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from slm.tracking import scalars
+
+    logs = {
+        "logs/train/slm.log": "train slm: 100% 16/16 step [",
+        "logs/score/corpus-000.log": "score results/data/packed/corpus/shard-000: 100% ",
+        "logs/evaluate/slm/final.log": "Running generate_until requests: 100% ",
+    }
+    for log, line in logs.items():
+        assert line in (smoke_run / log).read_text() and "ETA" in (smoke_run / log).read_text(), log
+    assert sorted(p.name for p in (smoke_run / "logs/tensorboard").iterdir()) == ["base", "clm", "reference", "slm"]
+    events = EventAccumulator(str(smoke_run / "logs/tensorboard/slm"))
+    events.Reload()
+    metrics = [json.loads(line) for line in (smoke_run / "results/models/slm/final/metrics.jsonl").open()]
+    expected = {}
+    for entry in metrics:
+        for tag, value in scalars(entry).items():
+            expected.setdefault(tag, []).append((entry["step"], float(np.float32(value))))
+    assert {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]} == expected
+    for model in ("base-init", "base", "reference/final", "slm/final", "slm/checkpoints/tokens-4096"):
+        assert (smoke_run / "results/models" / model / "README.md").read_text().startswith("---\n"), model
+
+
+@pytest.mark.e2e
+def test_model_cards_carry_the_evaluation_results(smoke_run):
+    from slm.model_card import parse
+
+    snakemake(smoke_run, "--cores", "1", "model_cards")
+    released = sorted(
+        str(p.relative_to(smoke_run / "results/release")) for p in smoke_run.glob("results/release/**/*.safetensors")
+    )
+    assert released == [f"{m}/model.safetensors" for m in ("base", "clm/final", "reference/final", "slm/final")]
+    release, model = smoke_run / "results/release/slm/final", smoke_run / "results/models/slm/final"
+    assert (release / "model.safetensors").stat().st_ino == (model / "model.safetensors").stat().st_ino
+    front, body = parse((release / "README.md").read_text())
+    evaluation = json.loads((smoke_run / "results/eval/slm/final.json").read_text())
+    carded = {
+        (r["dataset"]["name"], m["name"]): m["value"] for r in front["model-index"][0]["results"] for m in r["metrics"]
+    }
+    assert carded == {
+        (task, metric): value
+        for task, metrics in evaluation["tasks"].items()
+        for metric, value in metrics.items()
+        if "_stderr," not in metric and value is not None
+    }
+    assert "the top 60% of all loss-bearing tokens" in body
+    proc = snakemake(smoke_run, "-n", "--cores", "1")
+    assert "Nothing to be done" in proc.stdout + proc.stderr  # the release changed no output of the run
+
+
+@pytest.mark.e2e
 def test_a_changed_hyperparameter_reruns_training(smoke_run):
     config = yaml.safe_load((smoke_run / "config" / "config.yaml").read_text())
     config["training"]["lr"] *= 2

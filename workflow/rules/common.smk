@@ -1,7 +1,9 @@
 import json
+import shlex
 import sys
 from pathlib import Path
 
+import yaml
 from snakemake.logging import logger
 from snakemake.settings.types import DeploymentMethod
 from snakemake.utils import validate
@@ -9,9 +11,21 @@ from snakemake.utils import validate
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from slm.config import check_config, n_shards, shard_arguments, source_files  # noqa: E402
 from slm.launch import launch_command  # noqa: E402
+from slm.overrides import apply_command_line  # noqa: E402
 from slm.plan import Plan  # noqa: E402
 from slm.resources import job_resources, job_threads, stage_resources  # noqa: E402
 from slm.runlock import clear_stale_locks  # noqa: E402
+from slm.tracking import tracking_spec  # noqa: E402
+
+# The command line: a complete --configfile replaces the default, --config a__b=v sets nested keys.
+if _complete_files := apply_command_line(
+    config,
+    yaml.safe_load(Path(workflow.basedir, "workflow", "schemas", "config.schema.yaml").read_text()),
+    configfiles=workflow.config_settings.configfiles,
+    cli_config=workflow.config_settings.config,
+    replaced=workflow.config_settings.replace_workflow_config,
+):
+    logger.info(f"Config: {', '.join(map(str, _complete_files))} is complete; config/config.yaml is not merged in.")
 
 validate(config, schema="../schemas/config.schema.yaml")
 check_config(config)
@@ -33,6 +47,10 @@ GENERATED = "generator" in config["data"]
 _prefix = f"export PYTHONPATH={Path(workflow.basedir) / 'workflow'}${{{{PYTHONPATH:+:$PYTHONPATH}}}}; "
 if DeploymentMethod.CONDA not in workflow.deployment_settings.deployment_method:
     _prefix += f"export PATH={Path(sys.executable).parent}:$PATH; "
+# TensorBoard / W&B settings of the training jobs (slm.tracking), read by `python -m slm train`: in
+# the environment rather than a params entry, so that turning a tracker on or off reruns nothing.
+_tracking = shlex.quote(json.dumps(tracking_spec(config))).replace("{", "{{").replace("}", "}}")
+_prefix += f"export SLM_TRACKING={_tracking}; "
 shell.prefix(_prefix)
 
 

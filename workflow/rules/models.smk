@@ -58,6 +58,8 @@ if PRETRAIN_BASES:
                     "data": list(input.data),
                     "out_dir": output[0],
                     "state_dir": f"results/train_state/{w.base}",
+                    "name": w.base,
+                    "role": "base",
                 }
             ),
         shell:
@@ -93,6 +95,8 @@ if not PLAN.reference_given:
                     "data": list(input.data),
                     "out_dir": output[0],
                     "state_dir": "results/train_state/reference",
+                    "name": "reference",
+                    "role": "reference",
                 }
             ),
         shell:

@@ -33,6 +33,8 @@ if PLAN.tir_runs:
                     "data": list(input.data),
                     "out_dir": output[0],
                     "state_dir": f"results/train_state/tir-{w.run}-seed-{w.seed}",
+                    "name": f"tir-{w.run}-seed-{w.seed}",
+                    "role": "tir",
                 }
             ),
         shell:
@@ -72,7 +74,7 @@ if PLAN.tir_runs:
 
     rule table2:
         input:
-            evals=expand("results/eval/tir/{run}/seed-{seed}.json", run=PLAN.tir_runs, seed=PLAN.tir_seeds),
+            evals=[path for model in PLAN.tir_runs for path in PLAN.tir_evals(model)],
         output:
             md=report(PLAN.table2[0], caption="../report/table2.rst", category="Tables"),
             csv=PLAN.table2[1],
@@ -85,22 +87,7 @@ if PLAN.tir_runs:
             "../../envs/slm.yaml"
         params:
             out=lambda w, output: Path(output.md).with_suffix(""),
-            spec=spec(
-                {
-                    "evals": {
-                        run: [f"results/eval/tir/{run}/seed-{seed}.json" for seed in PLAN.tir_seeds]
-                        for run in PLAN.tir_runs
-                    },
-                    "seeds": PLAN.tir_seeds,
-                    "delta": PLAN.tir_delta,
-                    "provenance": {
-                        "config": ", ".join(map(str, workflow.configfiles)),
-                        "fine-tuned runs": PLAN.tir_runs,
-                        "fine-tuning": config["tool_integrated"]["training"],
-                        "evaluation": config["tool_integrated"].get("evaluation", {}),
-                    },
-                }
-            ),
+            spec=spec(PLAN.table2_spec()),
         shell:
             "python -m slm tir-table --spec {params.spec:q} --out {params.out} > {log} 2>&1"
 

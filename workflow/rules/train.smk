@@ -29,6 +29,8 @@ rule train:
                 "out_dir": output.final,
                 "checkpoint_dir": f"results/models/{w.run}/checkpoints",
                 "state_dir": f"results/train_state/{w.run}",
+                "name": w.run,
+                "role": "run",
             }
         ),
     shell:

@@ -13,6 +13,8 @@ import socket
 import sys
 from pathlib import Path
 
+from slm.progress import quiet_library_bars
+
 
 def _json(text: str):
     try:
@@ -67,8 +69,15 @@ def cmd_init_model(args) -> None:
 def cmd_train(args) -> None:
     from slm.train import train
 
-    stats = train({**args.options, **args.paths, "threads": args.threads})
+    stats = train({**args.options, **args.paths, "threads": args.threads, "tracking": args.tracking})
     logging.info("done: %s", json.dumps({k: stats[k] for k in ("steps", "tokens_seen", "tokens_selected")}))
+
+
+def cmd_release(args) -> None:
+    from slm.model_card import release
+
+    release(args.model, args.evaluation, args.out)
+    logging.info("released %s with its evaluation results (%s) in %s", args.model, args.evaluation, args.out)
 
 
 def cmd_score(args) -> None:
@@ -271,6 +280,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--options", type=_json, required=True, help="hyperparameters and selection settings")
     p.add_argument("--paths", type=_json, required=True, help="model, data, score and output paths")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument(
+        "--tracking",
+        type=_json,
+        default=os.environ.get("SLM_TRACKING"),
+        help="TensorBoard / W&B settings as JSON (slm.tracking; default: $SLM_TRACKING, which the workflow sets)",
+    )
+
+    p = add("release", cmd_release, "a publishable copy of a model directory, its card completed with results")
+    p.add_argument("--model", required=True)
+    p.add_argument("--evaluation", required=True, help="the model's evaluation JSON (lm-eval or tool-integrated)")
+    p.add_argument("--out", required=True)
 
     p = add("score", cmd_score, "score a packed shard with the reference model")
     p.add_argument("--model", required=True)
@@ -360,6 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     # Under torchrun every rank runs this; rank 0 alone logs progress.
     level = logging.INFO if int(os.environ.get("RANK", 0)) == 0 else logging.WARNING
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    quiet_library_bars()
     args = build_parser().parse_args(argv)
     if "SLURM_JOB_ID" in os.environ:  # which cluster job ran this step (its log, `scontrol show job`)
         logging.info("slm %s in SLURM job %s on %s", args.command, os.environ["SLURM_JOB_ID"], socket.gethostname())

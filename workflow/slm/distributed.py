@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import math
 import os
 import signal
 import sys
@@ -174,12 +175,14 @@ def set_gradient_sync(model: torch.nn.Module, sync: bool) -> None:
 
 
 def clip_grad_norm(parameters: list[torch.nn.Parameter], max_norm: float) -> torch.Tensor:
-    """Clip the gradients of the whole (sharded) model to ``max_norm``; returns the norm (on device)."""
+    """Clip the gradients of the whole (sharded) model to ``max_norm`` (``math.inf``: measure only);
+    returns the norm (on device)."""
     grads = [p.grad for p in parameters if p.grad is not None]
     norm = torch.nn.utils.get_total_norm(grads, 2.0)
     if isinstance(norm, DTensor):
         norm = norm.full_tensor()
-    torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
+    if math.isfinite(max_norm):
+        torch.nn.utils.clip_grads_with_norm_(parameters, max_norm, norm)
     return norm
 
 

@@ -60,6 +60,7 @@ from pathlib import Path
 from typing import Any
 
 from slm.io import atomic_write_json
+from slm.progress import lm_eval_log_lines
 
 log = logging.getLogger(__name__)
 
@@ -451,6 +452,7 @@ def evaluate_model(
     lm = RowStopHFLM(
         pretrained=pretrained, dtype=dtype, device=device, batch_size=batch_size, max_length=context_length - 1
     )
+    lm_eval_log_lines()  # lm-eval's request progress bars as log lines when not on a terminal
     loaded = {
         options: configured_tasks(task_manager, group, num_fewshot=options[0], max_gen_toks=options[1], seed=seed)
         for options, group in groups.items()

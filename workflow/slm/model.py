@@ -22,6 +22,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaC
 
 from slm.fingerprint import tokenizer_fingerprint
 from slm.io import atomic_path
+from slm.model_card import init_card
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,15 @@ def init_model(
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     n_params = sum(p.numel() for p in model.parameters())
-    save_model(model, tokenizer, out_dir)
+    architecture = {
+        "hidden_size": hidden_size,
+        "num_layers": num_layers,
+        "num_heads": num_heads,
+        "num_kv_heads": config.num_key_value_heads,
+        "intermediate_size": intermediate_size,
+        "vocab_size": config.vocab_size,
+    }
+    save_model(model, tokenizer, out_dir, extra_files={"README.md": init_card(n_params, architecture)})
     log.info("initialised Llama with %d parameters in %s", n_params, out_dir)
     return n_params
 

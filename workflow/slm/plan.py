@@ -422,11 +422,49 @@ class Plan:
         runs = [run for run in self.tir_runs if run in self.config["runs"]]
         return _pair_by_method(self.config["runs"], runs, prefer_names=False)
 
+    def tir_evals(self, model: str) -> list[str]:
+        """The tool-integrated evaluations of one fine-tuned model of Table 2, one per fine-tuning seed."""
+        return [f"{RESULTS}/eval/tir/{model}/seed-{seed}.json" for seed in self.tir_seeds]
+
+    def table2_spec(self) -> dict:
+        """The ``--spec`` of ``python -m slm tir-table``: the evaluations as ``[model, paths]`` pairs in
+        the order of ``tool_integrated.runs`` (the table's row order)."""
+        tir = self.config["tool_integrated"]
+        return {
+            "evals": [[model, self.tir_evals(model)] for model in self.tir_runs],
+            "seeds": self.tir_seeds,
+            "delta": self.tir_delta,
+            "provenance": {
+                "config": ", ".join(self.configfiles),
+                "fine-tuned runs": self.tir_runs,
+                "fine-tuning": tir["training"],
+                "evaluation": tir.get("evaluation", {}),
+            },
+        }
+
     @property
     def roles_run(self) -> str | None:
         """The SLM run of Table 2 whose token dynamics give the selection rates by token role (slm.roles)."""
         run = self.tir_delta[0] if self.tir_delta else None
         return run if run in self.dynamics_runs else None
+
+    # ------------------------------------------------------------------ releases (model cards)
+    @cached_property
+    def released(self) -> dict[str, str]:
+        """Every evaluated model made here, by its path under results/models, with its evaluation JSON:
+        what ``model_cards`` publishes (slm.model_card)."""
+        models = {}
+        for stem in self.base_stems:
+            if "path" not in self.base_spec(stem):
+                models[self.model_dir(stem)] = self.eval_json(stem)
+        if not self.reference_given:
+            models[self.reference_model()] = self.eval_json("reference")
+        for run in self.runs:
+            models[self.model_dir(run)] = self.eval_json(run)
+        for run in self.tir_runs:
+            for seed in self.tir_seeds:
+                models[f"{RESULTS}/models/tir/{run}/seed-{seed}/final"] = f"{RESULTS}/eval/tir/{run}/seed-{seed}.json"
+        return {path.removeprefix(f"{RESULTS}/models/"): evaluation for path, evaluation in models.items()}
 
 
 def table_files(stem: str) -> list[str]:

@@ -13,6 +13,7 @@ from slm.data.packed import PackedShard, load_array
 from slm.fingerprint import model_fingerprint
 from slm.io import atomic_path, atomic_write_json, read_json, sha256_file
 from slm.model import check_vocabulary, load_for_inference, per_token_losses, resolve_device
+from slm.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -22,28 +23,25 @@ ALIGNMENT = (
 )
 
 
-def sequence_losses(model, tokens: np.ndarray, seq_len: int, *, batch_size: int, out: np.ndarray) -> np.ndarray:
+def sequence_losses(
+    model, tokens: np.ndarray, seq_len: int, *, batch_size: int, out: np.ndarray, desc: str = "per-token losses"
+) -> np.ndarray:
     """Fill ``out`` with the per-token losses of packed sequences under ``model``, batch by batch.
 
     ``tokens`` holds whole sequences of ``seq_len`` tokens back to back (a packed shard, or rows taken
     from one); ``out`` has its length and any float dtype. Each sequence is its own context: ``out[i]``
-    follows :data:`ALIGNMENT`. Progress is logged every 10 s.
+    follows :data:`ALIGNMENT`. Progress (slm.progress) is shown as ``desc``.
     """
     n_seq = len(tokens) // seq_len
     device = next(model.parameters()).device
-    start = last_log = time.perf_counter()
-    with torch.inference_mode():
+    with torch.inference_mode(), progress(len(out), desc, "tok", unit_scale=True) as bar:
         for first in range(0, n_seq, batch_size):
             rows = range(first, min(first + batch_size, n_seq))
             block = np.asarray(tokens[rows.start * seq_len : rows.stop * seq_len], dtype=np.int64)
             ids = torch.from_numpy(block).view(len(rows), seq_len).to(device)
             losses = per_token_losses(model, ids)
             out[rows.start * seq_len : rows.stop * seq_len] = losses.reshape(-1).cpu().numpy()
-            now = time.perf_counter()
-            if now - last_log > 10 or rows.stop == n_seq:
-                done = rows.stop * seq_len
-                log.info("scored %d/%d tokens (%.0f tokens/s)", done, len(out), done / (now - start))
-                last_log = now
+            bar.update(len(rows) * seq_len)
     return out
 
 
@@ -64,7 +62,7 @@ def score_shard(
     seq_len = shard.seq_len
     scores = np.empty(shard.index["n_tokens"], dtype=np.float16)
     start = time.perf_counter()
-    sequence_losses(model, shard.tokens, seq_len, batch_size=batch_size, out=scores)
+    sequence_losses(model, shard.tokens, seq_len, batch_size=batch_size, out=scores, desc=f"score {shard_dir}")
     elapsed = time.perf_counter() - start
     meta = {
         "n_tokens": int(len(scores)),

@@ -33,6 +33,7 @@ from slm.data.generate import ANSWER_RE, TOOL_CLOSE, TOOL_OPEN, TOOL_OUTPUT_OPEN
 from slm.evaluate import ContextLengthError
 from slm.io import atomic_write_json
 from slm.model import load_model, resolve_device
+from slm.progress import progress
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ def evaluate_tir(
     _encode(tokenizer, prompts, max_program_tokens + max_answer_tokens, context_length, "program")
     start = time.perf_counter()
     samples = []
+    bar = progress(len(problems), f"evaluate-tir {model_dir}", "problem")
     for first in range(0, len(problems), batch_size):
         batch, batch_prompts = problems[first : first + batch_size], prompts[first : first + batch_size]
         programs = _generate(model, tokenizer, batch_prompts, max_program_tokens, TOOL_CLOSE, context_length, "program")
@@ -246,13 +248,10 @@ def evaluate_tir(
                     "error": program_error(p, program, ran, output, predicted),
                 }
             )
-        log.info(
-            "tool-integrated evaluation: %d/%d problems, accuracy %.3f so far (%.1f s)",
-            len(samples),
-            len(problems),
-            sum(s["correct"] for s in samples) / len(samples),
-            time.perf_counter() - start,
-        )
+        accuracy = sum(s["correct"] for s in samples) / len(samples)
+        bar.set_postfix_str(f"accuracy {accuracy:.3f}", refresh=False)
+        bar.update(len(batch))
+    bar.close()
     result = {
         "model": str(model_dir),
         "n": len(problems),
@@ -283,7 +282,7 @@ TOOL_RAN_COLUMN = "tool ran (%)"
 
 
 def tir_table(
-    evals: dict[str, list[str | Path]],
+    evals: list[tuple[str, list[str | Path]]],
     out_stem: str | Path,
     *,
     seeds: list[int],
@@ -292,8 +291,9 @@ def tir_table(
 ):
     """Table 2 beside the paper, and where the solutions went wrong.
 
-    ``evals`` maps each fine-tuned model (a run, or ``base`` / ``reference``, the controls) to its
-    tool-integrated evaluations, one per fine-tuning seed of ``seeds``, in that order. One row per
+    ``evals`` pairs each fine-tuned model (a run, or ``base`` / ``reference``, the controls), in the
+    table's row order, with its tool-integrated evaluations, one per fine-tuning seed of ``seeds``, in
+    that order. One row per
     model: the accuracy with the tool (mean over fine-tuning seeds), each seed's accuracy, the share
     of programs the tool ran; the SLM − CLM row when ``delta`` names both (differences paired by
     fine-tuning seed); then the paper's rows (``<out_stem>.{md,csv,tex}``). ``<out_stem>_errors.{md,csv}``:
@@ -305,9 +305,7 @@ def tir_table(
     from slm.reported import side_by_side
     from slm.tables import DELTA_ROW
 
-    results = {
-        model: [json.loads(Path(path).read_text(encoding="utf-8")) for path in paths] for model, paths in evals.items()
-    }
+    results = {model: [json.loads(Path(path).read_text(encoding="utf-8")) for path in paths] for model, paths in evals}
     for model, runs in results.items():
         if len(runs) != len(seeds):
             raise ValueError(f"tir_table: {len(runs)} evaluations of {model} for {len(seeds)} seeds {seeds}")

@@ -53,6 +53,8 @@ from slm.fingerprint import changed_inputs, input_fingerprint
 from slm.io import atomic_path
 from slm.launch import split_batch
 from slm.model import check_vocabulary, load_model, per_token_losses, resolve_device, save_model
+from slm.model_card import training_card
+from slm.progress import progress
 from slm.schema import check_training_options
 from slm.score import open_scores
 from slm.selection import (
@@ -62,6 +64,7 @@ from slm.selection import (
     soft_weights,
     token_scores,
 )
+from slm.tracking import open_tracker
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,7 @@ _NOT_FINGERPRINTED = {
     "reshard_after_forward",
     "compile",
 }
+_NOT_FINGERPRINTED |= {"name", "role", "tracking"}  # what the stage is called, where it is tracked
 
 
 @dataclass
@@ -121,6 +125,11 @@ class TrainConfig:
     reshard_after_forward: bool | None = None
     # Compile each decoder layer with torch.compile (faster on GPUs; needs a C++ compiler on the CPU).
     compile: bool = False
+    # What the stage is, for its model card and trackers: name (e.g. slm, reference) and role
+    # (base, reference, run, tir); the tracking spec of slm.tracking (TensorBoard, W&B).
+    name: str | None = None
+    role: str | None = None
+    tracking: dict | None = None
 
     @classmethod
     def from_dict(cls, spec: dict) -> TrainConfig:
@@ -469,14 +478,29 @@ class Trainer:
             masks.append(mb_weights > 0)
         return stats, torch.cat(masks)
 
-    def _count(self, mask: torch.Tensor, kinds: torch.Tensor) -> None:
-        """Add a step's token counts of this rank, overall and per span kind, on the device."""
+    def _count(self, mask: torch.Tensor, kinds: torch.Tensor) -> torch.Tensor:
+        """Add a step's token counts of this rank, overall and per span kind, on the device; return
+        the step's per-kind counts of this rank (loss-bearing, then selected)."""
         n_kinds = len(self.kind_names)
         flat_kinds = kinds.reshape(-1)
-        for offset, chosen in ((2, self.valid), (2 + n_kinds, mask)):
-            self.tallies[offset : offset + n_kinds].scatter_add_(0, flat_kinds, chosen.reshape(-1).long())
+        step = torch.zeros(2 * n_kinds, dtype=torch.int64, device=self.tallies.device)
+        for offset, chosen in ((0, self.valid), (n_kinds, mask)):
+            step[offset : offset + n_kinds].scatter_add_(0, flat_kinds, chosen.reshape(-1).long())
+        self.tallies[2:] += step
         self.tallies[0] += self.valid.sum()
         self.tallies[1] += mask.sum()
+        return step
+
+    def _kind_shares(self, step_counts: torch.Tensor) -> dict[str, float]:
+        """The share of each span kind's loss-bearing tokens of a step that was selected, over all ranks
+        (a collective)."""
+        counts = sum_over_ranks(step_counts, self.world).tolist()
+        n_kinds = len(self.kind_names)
+        return {
+            name: selected / seen
+            for name, seen, selected in zip(self.kind_names, counts[:n_kinds], counts[n_kinds:])
+            if seen
+        }
 
     def _counters(self, steps: int) -> dict:
         """The run's token counts over all ranks after ``steps`` steps (a collective)."""
@@ -539,14 +563,14 @@ class Trainer:
     def _load_state(self) -> int:
         states = self._state_dirs()
         if not states:
-            self._discard_staged_checkpoints()
+            self._discard_state()
             return 0
         path = states[-1]
         try:
             state = torch.load(path / TRAINER_FILE, weights_only=False)
         except Exception as err:  # truncated or corrupt: the state is a cache, so start over
             log.warning("ignoring saved state %s: it cannot be read (%s); starting from step 0", path, err)
-            self._discard_staged_checkpoints()
+            self._discard_state()
             return 0
         changed = changed_inputs(state.get("fingerprint"), self.fingerprint)
         if changed:
@@ -556,7 +580,7 @@ class Trainer:
                 state.get("step"),
                 ", ".join(changed),
             )
-            self._discard_staged_checkpoints()
+            self._discard_state()
             return 0
         load_sharded(path, self.model, self.optimizer)
         self.scheduler.load_state_dict(state["scheduler"])
@@ -571,10 +595,13 @@ class Trainer:
         log.info("resumed from %s at step %d/%d on %d rank(s)", path, state["step"], self.total_steps, self.world.size)
         return state["step"]
 
-    def _discard_staged_checkpoints(self) -> None:
-        """A run from step 0 drops the checkpoints staged by an earlier run: they belong to its state."""
+    def _discard_state(self) -> None:
+        """A run from step 0 drops the states and staged checkpoints of an earlier run (all ranks call this)."""
         if self.world.is_main:
+            for old in self._state_dirs():
+                shutil.rmtree(old)
             shutil.rmtree(Path(self.cfg.state_dir) / "checkpoints", ignore_errors=True)
+        barrier(self.world)
 
     def _stats(self, step: int, tokens_per_second: float) -> dict:
         c = self._counters(step)
@@ -609,7 +636,11 @@ class Trainer:
                 self.model,
                 self.tokenizer,
                 out_dir,
-                extra_files={"train_stats.json": json.dumps(stats, indent=2) + "\n", "metrics.jsonl": metrics},
+                extra_files={
+                    "train_stats.json": json.dumps(stats, indent=2) + "\n",
+                    "metrics.jsonl": metrics,
+                    "README.md": training_card(self.cfg, stats, [s.index["source"] for s in self.corpus.shards]),
+                },
                 state_dict=weights,
             )
         barrier(self.world)
@@ -669,16 +700,24 @@ class Trainer:
             len(self.corpus),
             self.seq_len,
         )
+        name = cfg.name or Path(cfg.out_dir).parent.name
+        # Rank 0 alone tracks and shows progress.
+        tracker = open_tracker(
+            cfg.tracking if self.world.is_main else None, name, cfg.role, dataclasses.asdict(cfg), start_step
+        )
+        bar = progress(self.total_steps, f"train {name}", "step", initial=start_step, disable=not self.world.is_main)
         window_start, window_tokens = time.perf_counter(), 0
         run_start, run_tokens = window_start, 0
         steps = range(start_step, self.total_steps)
         for step, batch in zip(steps, BatchLoader(self)(steps)):
             stats, mask = self.train_step(step, batch)
-            grad_norm = clip_grad_norm(self.parameters, cfg.grad_clip) if cfg.grad_clip else None
+            # A tensor: read (a host sync) only at log steps.
+            grad_norm = clip_grad_norm(self.parameters, cfg.grad_clip or math.inf)
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
-            self._count(mask, batch.kinds)
+            step_kinds = self._count(mask, batch.kinds)
+            bar.update()
             window_tokens += self.tokens_per_step
             run_tokens += self.tokens_per_step
             done = step + 1
@@ -693,9 +732,9 @@ class Trainer:
                     "lr": self.scheduler.get_last_lr()[0],
                     **totals.as_log(),
                     "tokens_per_second": tokens_per_second,
+                    "grad_norm": grad_norm.item(),
+                    "kind_selected_fraction": self._kind_shares(step_kinds),
                 }
-                if grad_norm is not None:
-                    entry["grad_norm"] = grad_norm.item()
                 if cfg.ranks_batch:  # the gather and the ranking, as a share of the window's time
                     entry["selection_share"] = selection_seconds / (now - window_start)
                 if cfg.weighting == "soft":
@@ -703,6 +742,7 @@ class Trainer:
                 self.metrics.append(entry)
                 extra = f" selection {entry['selection_share']:.2%} of the step" if cfg.ranks_batch else ""
                 extra += f" effective tokens {entry['effective_sample_size']:.0f}" if cfg.weighting == "soft" else ""
+                tracker.log(done, entry)
                 log.info(
                     "step %d/%d tokens %d loss %.4f (selected) %.4f (unselected) all %.4f selected %.3f %.0f tok/s%s",
                     done,
@@ -723,6 +763,8 @@ class Trainer:
                 self._save_model(self._staged_checkpoint(self.checkpoint_steps[done]), done, run_tps)
             if done % cfg.save_every == 0 and done < self.total_steps:
                 self._save_state(done)
+        bar.close()
+        tracker.close()
         run_tps = run_tokens / max(1e-9, time.perf_counter() - run_start)
         if self.world.is_main:
             for tokens in self.checkpoint_steps.values():
