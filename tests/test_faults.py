@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -50,10 +51,11 @@ def faulted_run(tmp_path_factory):
     first_log, second_log = workdir / "first.log", workdir / "second.log"
     process = start_snakemake(workdir, "--cores", "2", log=first_log)
     kill_training_after_its_first_save(process, workdir, "clm")
-    slm_state = workdir / "results" / "train_state" / "slm"
-    wait_for(lambda: has_saved_state(slm_state) or process.poll() is not None, TIMEOUT, "slm's first state save")
+    # slm held (SIGSTOP) the moment its first state is saved, so that its few remaining steps cannot
+    # finish first; then Snakemake and every job it runs are killed
+    stop_after_first_save(process, workdir, "slm", signal.SIGSTOP, root=process.pid)
     assert process.poll() is None, first_log.read_text()[-4000:]
-    kill_group(process)  # Snakemake and every job it runs
+    kill_group(process)
     locks = sorted(p.name for p in (workdir / ".snakemake" / "locks").glob("*.lock"))
     second = start_snakemake(workdir, "--cores", "2", log=second_log)  # the same command again
     assert second.wait(timeout=TIMEOUT) == 0, second_log.read_text()[-6000:]
@@ -65,7 +67,7 @@ def test_killed_training_job_is_retried_and_resumes(faulted_run):
     assert re.search(r"Error in rule train:(.|\n)*?wildcards: run=clm", first)
     assert "Trying to restart job" in first
     clm_log = (workdir / "logs" / "train" / "clm.log").read_text()
-    assert re.search(r"resumed from results/train_state/clm/step-\d+ at step \d+/32", clm_log), clm_log
+    assert re.search(r"resumed from results/train_state/clm/step-\d+ at step \d+/16", clm_log), clm_log
 
 
 def test_killed_snakemake_run_is_finished_by_the_same_command(faulted_run):
@@ -74,7 +76,7 @@ def test_killed_snakemake_run_is_finished_by_the_same_command(faulted_run):
     for lock in locks:
         assert f"Removed .snakemake/locks/{lock}: the lock of a Snakemake run that was killed." in second
     slm_log = (workdir / "logs" / "train" / "slm.log").read_text()
-    assert re.search(r"resumed from results/train_state/slm/step-\d+ at step \d+/32", slm_log), slm_log
+    assert re.search(r"resumed from results/train_state/slm/step-\d+ at step \d+/16", slm_log), slm_log
     assert not list((workdir / "results").rglob(".*.tmp"))
 
 

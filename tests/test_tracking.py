@@ -2,6 +2,7 @@
 
 import json
 import math
+import signal
 import struct
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from processes import kill, wait_for
 from slm.tracking import scalars, tracking_spec
-from slm.train import TrainConfig, Trainer, train
+from slm.train import BatchLoader, TrainConfig, Trainer, train
+from test_train import _finish, _train_command
 from test_train import _spec as train_spec
 
 
@@ -80,26 +83,33 @@ def test_grad_norm_is_the_norm_of_the_first_steps_gradient(tmp_path, base_model,
     train(spec)
     trainer = Trainer(TrainConfig.from_dict(_spec(tmp_path / "b", base_model, shards, score_dirs)))
     trainer.model = AutoModelForCausalLM.from_pretrained(base_model)
-    arrays = trainer.corpus.gather(
-        trainer.sampler.batch(0), [[s.tokens for s in trainer.corpus.shards], trainer.scores]
-    )
-    ids = torch.from_numpy(arrays[0].astype(np.int64))
-    trainer.train_step(0, ids, torch.from_numpy(arrays[1].astype(np.float32)))
+    trainer.train_step(0, BatchLoader(trainer).load(0))
     norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in trainer.model.parameters()]))
     assert _metrics(spec["out_dir"])[0]["grad_norm"] == pytest.approx(norm.item(), rel=1e-5)
 
 
 def test_a_resumed_or_repeated_run_logs_each_step_once(tmp_path, base_model, shards, score_dirs):
-    """Interrupted after the state of step 4 was saved and step 5 logged: the rerun resumes at step 4,
-    and TensorBoard drops the first attempt's step 5, so every step has the value of metrics.jsonl.
-    A run started afresh in the same directory (here with another learning rate) replaces it all."""
-    spec = _spec(tmp_path, base_model, shards, score_dirs, tracking={"tensorboard": str(tmp_path / "tb")})
-    with pytest.raises(KeyboardInterrupt):
-        train(spec, interrupt_at_step=5)
-    train(spec)
+    """Killed (SIGKILL) after the state of step 10 was saved and step 12 logged: the rerun resumes at
+    step 10, and TensorBoard drops the first attempt's steps 11 and 12, so every step has the value of
+    metrics.jsonl. A run started afresh in the same directory (here with another learning rate)
+    replaces it all."""
+    spec = _spec(tmp_path, base_model, shards, score_dirs, max_tokens=4 * 32 * 40, save_every=10)
+    tracking = {"tensorboard": str(tmp_path / "tb")}
+    first_log = tmp_path / "killed.log"
+    process = _train_command(spec, first_log, "--tracking", json.dumps(tracking))
+    wait_for(lambda: "step 12/40" in first_log.read_text() or process.poll() is not None, 120, "step 12", 0.002)
+    kill(process, signal.SIGSTOP)
+    states = sorted(p.name for p in Path(spec["state_dir"]).glob("step-*[0-9]"))
+    kill(process)
+    assert states == ["step-000000010"], f"not between the saves of steps 10 and 20: {states}"
+    killed = _tensorboard(tmp_path / "tb" / "slm")
+    assert max(killed["loss"]) >= 12  # the killed attempt's steps past its saved state were written
+
+    log = _finish(spec, tmp_path / "resumed.log", "--tracking", json.dumps(tracking))
+    assert "at step 10/40" in log and "resumed from" in log
     first = _tensorboard(tmp_path / "tb" / "slm")
     assert first == _expected(_metrics(spec["out_dir"]))
-    train({**spec, "lr": spec["lr"] / 2})
+    train({**spec, "lr": spec["lr"] / 2, "tracking": tracking})
     again = _tensorboard(tmp_path / "tb" / "slm")
     assert again == _expected(_metrics(spec["out_dir"])) and again["lr"] != first["lr"]
 

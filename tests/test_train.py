@@ -124,11 +124,14 @@ def _reinit(model_dir: Path, seed: int) -> None:
 PATH_KEYS = ("init_model", "data", "out_dir", "state_dir", "scores", "checkpoint_dir", "reference_model")
 
 
-def _train_command(spec: dict, log: Path) -> subprocess.Popen:
-    """``python -m slm train`` on ``spec`` in its own process (one thread, as every run of these tests)."""
+def _train_command(spec: dict, log: Path, *extra: str) -> subprocess.Popen:
+    """``python -m slm train`` on ``spec`` (and ``extra`` arguments) in its own process (one thread,
+    as every run of these tests)."""
     paths = {k: spec[k] for k in PATH_KEYS if k in spec}
     options = {k: v for k, v in spec.items() if k not in paths}
-    return slm("train", "--options", json.dumps(options), "--paths", json.dumps(paths), "--threads", "1", log=log)
+    return slm(
+        "train", "--options", json.dumps(options), "--paths", json.dumps(paths), "--threads", "1", *extra, log=log
+    )
 
 
 def _killed_after_a_save(spec: dict, log: Path) -> int:
@@ -144,8 +147,8 @@ def _killed_after_a_save(spec: dict, log: Path) -> int:
     return torch.load(state / "trainer.pt", weights_only=False)["step"]
 
 
-def _finish(spec: dict, log: Path) -> str:
-    process = _train_command(spec, log)
+def _finish(spec: dict, log: Path, *extra: str) -> str:
+    process = _train_command(spec, log, *extra)
     assert process.wait() == 0, log.read_text()
     return log.read_text()
 

@@ -632,7 +632,7 @@ def speedup_table(
                 "ratio": ""
                 if math.isnan(mean)
                 else f"{mean:.2f}" + ("" if math.isnan(low) else f" ({low:.2f}, {high:.2f})"),
-                "speed-up": "" if math.isnan(mean) else f"{1 / mean:.2f}×",
+                "speed-up": "" if math.isnan(mean) else (f"{1 / mean:.2f}×" if mean > 0 else "SLM's start reaches it"),
                 "seeds reaching it": f"{len(ratios)} of {len(block)}",
             }
         )
