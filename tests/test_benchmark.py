@@ -149,7 +149,7 @@ def test_loss_memory_runs_both_paths_and_they_agree():
 # ------------------------------------------------------------------ the table and the workflow target
 TABLE_SPEC = {
     "seq_len": 32,
-    "model": {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64},
+    "model": TINY,
     "batch_size": 4,
     "steps": 4,
     "ratios": [1.0, 0.5],
@@ -219,36 +219,18 @@ def test_throughput_table_has_every_arm_at_every_world_size(world_results, tmp_p
 
 
 def test_throughput_table_refuses_results_of_different_set_ups(world_results, tmp_path):
+    def table(*results: Path) -> None:
+        out = ["--out-md", str(tmp_path / "t.md"), "--out-csv", str(tmp_path / "t.csv")]
+        main(["benchmark-table", "--results", *map(str, results), *out])
+
     other = json.loads(world_results[2].read_text())
     other["steps"] = 8
     (tmp_path / "other.json").write_text(json.dumps(other))
     with pytest.raises(ValueError, match=r"steps is 4 in .*world-1\.json but 8 in .*other\.json"):
-        main(
-            [
-                "benchmark-table",
-                "--results",
-                str(world_results[1]),
-                str(tmp_path / "other.json"),
-                "--out-md",
-                str(tmp_path / "t.md"),
-                "--out-csv",
-                str(tmp_path / "t.csv"),
-            ]
-        )
+        table(world_results[1], tmp_path / "other.json")
     shutil.copy(world_results[1], tmp_path / "again.json")
     with pytest.raises(ValueError, match=r"repeat a world size \(\[1, 1\]\)"):
-        main(
-            [
-                "benchmark-table",
-                "--results",
-                str(world_results[1]),
-                str(tmp_path / "again.json"),
-                "--out-md",
-                str(tmp_path / "t.md"),
-                "--out-csv",
-                str(tmp_path / "t.csv"),
-            ]
-        )
+        table(world_results[1], tmp_path / "again.json")
     assert not (tmp_path / "t.md").exists()
 
 

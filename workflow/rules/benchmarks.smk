@@ -80,8 +80,8 @@ rule numerics:
     resources:
         **rule_resources("benchmarks"),
     params:
-        current=PLAN.base_model(),
-        reference=PLAN.reference_model(),
+        current=lambda w, input: input.current or PLAN.base_model(),
+        reference=lambda w, input: input.reference or PLAN.reference_model(),
         spec=spec(BENCHMARKS["numerics"]),
     shell:
         "OMP_NUM_THREADS={threads} python -m slm numerics --current {params.current} --reference {params.reference}"
