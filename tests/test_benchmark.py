@@ -26,6 +26,7 @@ from slm.benchmark import (
 )
 from slm.cli import main
 from slm.config import ConfigError
+from slm.schema import config_schema
 from smoke import REPO, snakemake
 
 TINY = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "intermediate_size": 64}
@@ -79,7 +80,7 @@ def test_benchmark_options_are_checked_before_work(tokenizer_dir, corpus_files):
     files = [str(f) for f in corpus_files]
     with pytest.raises(ConfigError, match=r"'benchmarks\.throughput\.ratios\.0': 1\.0 was expected"):
         benchmark(tokenizer_dir, files, ratios=[0.6])
-    with pytest.raises(ValueError, match="'preset' must be one of"):
+    with pytest.raises(ConfigError, match=r"'benchmarks\.throughput\.preset': 'gpt-5' is not one of"):
         benchmark(tokenizer_dir, files, preset="gpt-5")
     with pytest.raises(ConfigError, match=r"'benchmarks\.throughput\.precision': 'fp8' is not one of"):
         benchmark(tokenizer_dir, files, precision="fp8")
@@ -109,6 +110,10 @@ def test_flops_per_token_counts_every_matmul_parameter():
         assert flops["counted_parameters"] - n == layers * 2 * h + h  # the RMSNorm weights
         assert flops["training"] == 6 * flops["counted_parameters"] + 12 * layers * h * seq
         assert flops["forward"] == pytest.approx(flops["training"] / 3)
+
+
+def test_schema_lists_every_preset():
+    assert config_schema()["definitions"]["benchmark_options"]["properties"]["preset"]["enum"] == [None, *PRESETS]
 
 
 def test_tinyllama_preset_has_the_published_shape_and_flop_count():
