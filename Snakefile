@@ -22,6 +22,7 @@ include: "workflow/rules/dynamics.smk"
 include: "workflow/rules/tir.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/release.smk"
+include: "workflow/rules/benchmarks.smk"
 
 
 rule all:

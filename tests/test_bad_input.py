@@ -161,6 +161,15 @@ CONFIG_CASES = [
     ("fractional GPUs", _set("resources.train", {"gpus": 0.5}), "resources.train.gpus"),
     ("memory of zero", _set("resources.score", {"mem_mb": 0}), "resources.score.mem_mb"),
     ("retries that shrink", _set("resources.default", {"retry_growth": 0.5}), "resources.default.retry_growth"),
+    # the measurements of `snakemake benchmarks`
+    ("benchmark option unknown", _set("benchmarks.throughput", {"stepz": 5}), "stepz"),
+    ("benchmark without the CLM baseline first", _set("benchmarks.throughput", {"ratios": [0.6, 1.0]}), "ratios"),
+    (
+        "benchmark batch that does not split over a world size",
+        _set("benchmarks.throughput", {"world_sizes": [1, 3]}),
+        "benchmarks.throughput.batch_size",
+    ),
+    ("numerics ratio above 1", _set("benchmarks.numerics", {"ratio": 1.5}), "benchmarks.numerics.ratio"),
     # missing files and model paths
     ("missing corpus file", _set("data.corpus", {"source": "files", "paths": ["gone.jsonl"]}), "gone.jsonl"),
     (

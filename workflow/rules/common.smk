@@ -10,7 +10,7 @@ from snakemake.utils import validate
 
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from slm.config import check_config, n_shards, shard_arguments, source_files  # noqa: E402
-from slm.launch import launch_command  # noqa: E402
+from slm.launch import launch_command, local_launcher  # noqa: E402
 from slm.overrides import apply_command_line  # noqa: E402
 from slm.plan import Plan  # noqa: E402
 from slm.resources import job_resources, job_threads, stage_resources  # noqa: E402
@@ -54,16 +54,20 @@ _prefix += f"export SLM_TRACKING={_tracking}; "
 shell.prefix(_prefix)
 
 
-def rule_resources(stage):
+def rule_resources(stage, ranks=None):
     """Snakemake resources of a stage's jobs (slm.resources.job_resources): a local run places GPU
     jobs with `--resources gpu=N`; the slurm executor requests memory, wall time, GPUs and nodes.
-    Memory and wall time grow with the attempt, so a retry asks for more."""
+    Memory and wall time grow with the attempt, so a retry asks for more. `ranks`: a job's processes
+    from its wildcards (the throughput benchmark's world size), each with the stage's GPUs."""
     res = stage_resources(config, stage)
-    return {
+    out = {
         **job_resources(res, attempt=1),
         "mem_mb": lambda wildcards, attempt: res.grown(res.mem_mb, attempt),
         "runtime": lambda wildcards, attempt: res.grown(res.runtime, attempt),
     }
+    if ranks is not None:
+        out["gpu"] = lambda wildcards: res.gpus * ranks(wildcards)
+    return out
 
 
 def rule_threads(stage):
@@ -101,6 +105,17 @@ def raw_files(dataset, shard):
     else:  # hf: no local files; mixture: its files components', inputs of every shard
         return source_files(config, dataset)
     return [files[int(shard)]] if dataset == "corpus" else files
+
+
+def corpus_files():
+    """Every local file of the corpus (the throughput benchmark packs them itself); refused for a
+    corpus with none, a hub dataset."""
+    files = list(dict.fromkeys(f for s in shard_ids("corpus") for f in raw_files("corpus", s)))
+    if not files:
+        raise ValueError(
+            "config key 'data.corpus': the throughput benchmark packs local text files, and this corpus has none"
+        )
+    return files
 
 
 def packed(dataset):

@@ -13,7 +13,10 @@ scores on the CPU and reports how far the device's per-token losses are from the
         --spec '{"seq_len": 256, "steps": 20, "ratios": [1.0, 0.6]}'
 
 Under ``torchrun --nproc-per-node N -m slm benchmark ...`` the trainer runs on N ranks (gloo on the
-CPU, nccl on GPUs), and the table's tokens/s are per rank.
+CPU, nccl on GPUs), and the table's tokens/s are per rank. :func:`throughput_table` puts the results of
+one set-up at several world sizes into one table (``python -m slm benchmark-table``). ``snakemake
+benchmarks`` runs the benchmark at each world size of the config's ``benchmarks.throughput``, then that
+table, :func:`loss_memory` and :mod:`slm.numerics`.
 
 :func:`loss_memory` measures the peak memory of one per-token loss computation (forward and backward
 at a given vocabulary), the plain full-logits path against :func:`slm.model.linear_cross_entropy`,
@@ -34,6 +37,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -42,15 +46,22 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from slm.data.packed import pack_documents
 from slm.data.sources import iter_files
 from slm.distributed import World, barrier, process_group, rank_device
+from slm.io import atomic_write_text, read_json
 from slm.launch import split_batch
 from slm.model import compute_dtype, init_model, linear_cross_entropy, resolve_device
+from slm.schema import check_section
 from slm.score import score_shard
 from slm.train import TrainConfig, Trainer
 
 log = logging.getLogger(__name__)
 
+# The options of benchmark and loss_memory: sections of the config schema, the one place of their
+# defaults and ranges (benchmarks.throughput and benchmarks.loss_memory in the config).
+BENCHMARK_OPTIONS = "/definitions/benchmark_options"
+LOSS_MEMORY_OPTIONS = "/definitions/loss_memory_options"
 DEFAULT_MODEL = {"hidden_size": 192, "num_layers": 4, "num_heads": 4, "intermediate_size": 512}
-# Shapes to benchmark at (random init); a spec's own seq_len and model keys override the preset's.
+# Shapes to benchmark at (random init); a spec's own seq_len and model keys override the preset's. The
+# schema's benchmark_options.preset lists their names.
 PRESETS = {
     "tinyllama-1.1b": {
         "seq_len": 2048,
@@ -135,49 +146,28 @@ def _spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
 
-def benchmark(
-    tokenizer_dir: str | Path,
-    files: list[str],
-    *,
-    preset: str | None = None,
-    seq_len: int | None = None,
-    model: dict | None = None,
-    batch_size: int = 16,
-    micro_batch_size: int | None = None,
-    steps: int = 20,
-    ratios: tuple[float, ...] = (1.0, 0.6),
-    repeats: int = 3,
-    score_batch_size: int = 32,
-    device: str = "auto",
-    precision: str = "fp32",
-    peak_tflops_override: float | None = None,
-    compare_cpu: bool = False,
-    seed: int = 0,
-) -> dict:
+def benchmark(tokenizer_dir: str | Path, files: list[str], **options) -> dict | None:
     """Run every arm ``repeats`` times, interleaved; return the set-up, one row per run and a summary.
 
-    ``preset`` names a shape in :data:`PRESETS`; ``model`` keys (those of :func:`slm.model.init_model`)
-    and ``seq_len`` override it. ``peak_tflops_override`` is the peak to compute MFU against when the
-    device is not in :data:`PEAK_BF16_TFLOPS` (e.g. a CPU).
+    ``options`` are those of the config schema's ``benchmark_options`` (``benchmarks.throughput`` in
+    config/README.md): checked against it, unset ones at its defaults. ``preset`` names a shape in
+    :data:`PRESETS`; ``model`` keys (those of :func:`slm.model.init_model`) and ``seq_len`` override it.
+    ``peak_tflops_override`` is the peak to compute MFU against when the device is not in
+    :data:`PEAK_BF16_TFLOPS` (e.g. a CPU).
 
     Under torchrun the training arms run on every rank (``batch_size`` is the global batch) and rank 0
     alone packs, initialises and scores (scoring is one job per shard in the workflow); the result is
     returned on rank 0, None on the other ranks.
     """
-    if preset is not None and preset not in PRESETS:
-        raise ValueError(f"benchmark option 'preset' must be one of {sorted(PRESETS)}, got {preset!r}")
-    if not ratios or ratios[0] != 1.0:
-        raise ValueError(f"benchmark option 'ratios' must start with 1.0 (the CLM baseline), got {ratios}")
-    if steps < 2:
-        raise ValueError(f"benchmark option 'steps' must be at least 2, got {steps}")
-    if repeats < 1:
-        raise ValueError(f"benchmark option 'repeats' must be at least 1, got {repeats}")
-    compute_dtype(precision)  # a bad precision fails here, before any work
+    o = check_section(options, BENCHMARK_OPTIONS, "benchmarks.throughput", closed=True)
+    preset, steps, batch_size, micro_batch_size, precision, seed = (
+        o[k] for k in ("preset", "steps", "batch_size", "micro_batch_size", "precision", "seed")
+    )
     shape = PRESETS.get(preset, {"seq_len": 256, "model": DEFAULT_MODEL})
-    seq_len = seq_len or shape["seq_len"]
-    model = {**shape["model"], **(model or {})}
+    seq_len = o["seq_len"] or shape["seq_len"]
+    model = {**shape["model"], **(o["model"] or {})}
     world = World.from_env()
-    dev = rank_device(resolve_device(device), world)
+    dev = rank_device(resolve_device(o["device"]), world)
     device_name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu"
     result = {
         "device": str(dev),
@@ -189,9 +179,10 @@ def benchmark(
         "batch_size": batch_size,
         "micro_batch_size": split_batch(batch_size, micro_batch_size, world.size)[1],
         "steps": steps,
-        "repeats": repeats,
+        "repeats": o["repeats"],
+        "ratios": o["ratios"],
         "model": model,
-        "peak_tflops": peak_tflops_override or peak_tflops(device_name),
+        "peak_tflops": o["peak_tflops_override"] or peak_tflops(device_name),
     }
     log_every = max(1, steps // 5)
     with process_group(dev, world):
@@ -205,14 +196,14 @@ def benchmark(
             )
             result["flops_per_token"] = flops_per_token(AutoConfig.from_pretrained(work / "model"), seq_len)
         runs = result["runs"] = []
-        for repeat in range(repeats):
+        for repeat in range(o["repeats"]):
             if world.is_main:
                 _reset_peak(dev)
                 meta = score_shard(
                     work / "model",
                     work / "shard",
                     work / f"scores-{repeat}",
-                    batch_size=score_batch_size,
+                    batch_size=o["score_batch_size"],
                     device=str(dev),
                     precision=precision,
                 )
@@ -227,7 +218,7 @@ def benchmark(
                     }
                 )
             barrier(world)
-            for ratio in ratios:
+            for ratio in o["ratios"]:
                 run = work / f"ratio-{ratio}-{repeat}"
                 cfg = TrainConfig(
                     init_model=str(work / "model"),
@@ -265,8 +256,8 @@ def benchmark(
                         **({"selection_share": share} if share is not None else {}),
                     }
                 )
-        if compare_cpu and dev.type != "cpu" and world.is_main:
-            result["vs_cpu"] = _compare_with_cpu(work, score_batch_size)
+        if o["compare_cpu"] and dev.type != "cpu" and world.is_main:
+            result["vs_cpu"] = _compare_with_cpu(work, o["score_batch_size"])
         barrier(world)
         if not world.is_main:
             return None
@@ -319,34 +310,58 @@ def _fmt_spread(s: dict, fmt: str) -> str:
     return f"{s['median']:{fmt}} [{s['min']:{fmt}}–{s['max']:{fmt}}]"
 
 
-def format_result(result: dict) -> str:
-    """The benchmark's summary as a Markdown table with header lines naming the set-up."""
-    peak = result["peak_tflops"]
-    flops = result["flops_per_token"]
-    lines = [
-        f"device {result['device_name']} ({result['device']}), {result['precision']}, "
-        f"{result['parameters'] / 1e6:.1f}M parameters, {result['steps']} steps of {result['batch_size']} x "
-        f"{result['seq_len']} tokens (micro-batch {result['micro_batch_size']}), "
-        f"{result['repeats']} interleaved repeats: median [min–max]",
-        f"model FLOPs per token (6N + 12·L·h·s, N = {flops['counted_parameters'] / 1e6:.1f}M): "
-        f"{flops['training'] / 1e9:.3f} G training, {flops['forward'] / 1e9:.3f} G forward; "
-        + (f"MFU against {peak:g} TFLOPS dense bf16" if peak else "MFU n/a (no known peak for this device)"),
-        "",
-        "| arm | world size | tokens/s per device | MFU | vs CLM training | selection share of step "
-        "| peak memory (MiB) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in result["summary"]:
-        if row["arm"] == "scoring":
-            name = "scoring"
-        else:
-            name = "train CLM (ratio 1.0)" if row["ratio"] == 1.0 else f"train SLM (ratio {row['ratio']})"
+SUMMARY_COLUMNS = (
+    "arm",
+    "world size",
+    "tokens/s per device",
+    "MFU",
+    "vs CLM training",
+    "selection share of step",
+    "peak memory (MiB)",
+)
+# The keys of a result that make two results (at different world sizes) one comparison.
+SETUP_KEYS = ("device_name", "precision", "preset", "seq_len", "model", "batch_size", "steps", "repeats", "ratios")
+
+
+def arm_name(row: dict) -> str:
+    """A summary row's arm as shown: ``scoring``, ``train CLM (ratio 1.0)``, ``train SLM (ratio 0.6)``."""
+    if row["arm"] == "scoring":
+        return "scoring"
+    return "train CLM (ratio 1.0)" if row["ratio"] == 1.0 else f"train SLM (ratio {row['ratio']})"
+
+
+def _summary_table(rows: list[dict]) -> list[str]:
+    """Summary rows as Markdown table lines (:data:`SUMMARY_COLUMNS`)."""
+    lines = ["| " + " | ".join(SUMMARY_COLUMNS) + " |", "|" + "---|" * len(SUMMARY_COLUMNS)]
+    for row in rows:
         mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "n/a"
         share = _fmt_spread(row["selection_share"], ".2%") if row["selection_share"] else "—"
         lines.append(
-            f"| {name} | {row['world_size']} | {_fmt_spread(row['tokens_per_second'], ',.0f')} | {mfu} "
+            f"| {arm_name(row)} | {row['world_size']} | {_fmt_spread(row['tokens_per_second'], ',.0f')} | {mfu} "
             f"| {_fmt_spread(row['vs_clm_training'], '.3f')} | {share} | {row['peak_memory_mb']:,.0f} |"
         )
+    return lines
+
+
+def _setup_lines(results: list[dict]) -> list[str]:
+    """Header lines naming the set-up shared by ``results`` (one per world size, in that order)."""
+    first = results[0]
+    peak, flops = first["peak_tflops"], first["flops_per_token"]
+    micro = ", ".join(f"{r['micro_batch_size']} per rank at world size {r['world_size']}" for r in results)
+    return [
+        f"device {first['device_name']} ({first['device']}), {first['precision']}, "
+        f"{first['parameters'] / 1e6:.1f}M parameters, {first['steps']} steps of {first['batch_size']} x "
+        f"{first['seq_len']} tokens (micro-batch {micro}), "
+        f"{first['repeats']} interleaved repeats: median [min–max]",
+        f"model FLOPs per token (6N + 12·L·h·s, N = {flops['counted_parameters'] / 1e6:.1f}M): "
+        f"{flops['training'] / 1e9:.3f} G training, {flops['forward'] / 1e9:.3f} G forward; "
+        + (f"MFU against {peak:g} TFLOPS dense bf16" if peak else "MFU n/a (no known peak for this device)"),
+    ]
+
+
+def format_result(result: dict) -> str:
+    """The benchmark's summary as a Markdown table with header lines naming the set-up."""
+    lines = [*_setup_lines([result]), "", *_summary_table(result["summary"])]
     if "vs_cpu" in result:
         v = result["vs_cpu"]
         lines += [
@@ -355,6 +370,60 @@ def format_result(result: dict) -> str:
             f"mean |diff| {v['mean_abs_diff']:.2e} (cpu scoring {v['cpu_tokens_per_second']:,.0f} tokens/s)",
         ]
     return "\n".join(lines)
+
+
+def _flat_spread(prefix: str, spread: dict | None) -> dict:
+    return {f"{prefix}_{k}": (spread or {}).get(k) for k in ("median", "min", "max")}
+
+
+def throughput_table(results: list[str | Path], out_md: str | Path, out_csv: str | Path) -> pd.DataFrame:
+    """One table of the benchmark results of one set-up at several world sizes (``python -m slm benchmark
+    --out`` JSONs): per arm, then world size, tokens/s per device (median [min–max] over the repeats), MFU
+    where the device's peak is known, the ratio to CLM training of the same repeat (SLM/CLM, and
+    scoring/training), the selection's share of the step and peak memory. Writes the Markdown table under
+    the set-up's header lines and the CSV (spreads as ``_median``, ``_min``, ``_max`` columns); returns the
+    CSV's frame. Results of different set-ups (keys :data:`SETUP_KEYS`) or of one world size twice are
+    refused, naming the files."""
+    loaded = sorted(((read_json(p, "benchmark result"), str(p)) for p in results), key=lambda rp: rp[0]["world_size"])
+    (first, first_path), sizes = loaded[0], [r["world_size"] for r, _ in loaded]
+    for result, path in loaded[1:]:
+        for key in SETUP_KEYS:
+            if result.get(key) != first.get(key):
+                raise ValueError(
+                    f"benchmark results of different set-ups: {key} is {first.get(key)!r} in {first_path} "
+                    f"but {result.get(key)!r} in {path}"
+                )
+    if len(set(sizes)) < len(sizes):
+        raise ValueError(f"benchmark results repeat a world size ({sizes}): {[p for _, p in loaded]}")
+    order = [(row["arm"], row["ratio"]) for row in first["summary"]]
+    rows = sorted(
+        (row for result, _ in loaded for row in result["summary"]),
+        key=lambda row: (order.index((row["arm"], row["ratio"])), row["world_size"]),
+    )
+    md = [
+        *_setup_lines([r for r, _ in loaded]),
+        "scoring runs on one device (rank 0) at every world size; training rows are per rank",
+        "",
+        *_summary_table(rows),
+    ]
+    atomic_write_text(out_md, "\n".join(md) + "\n")
+    data = pd.DataFrame.from_records(
+        [
+            {
+                "arm": row["arm"],
+                "ratio": row["ratio"],
+                "world_size": row["world_size"],
+                **_flat_spread("tokens_per_second", row["tokens_per_second"]),
+                "mfu": row["mfu"],
+                **_flat_spread("vs_clm_training", row["vs_clm_training"]),
+                **_flat_spread("selection_share", row["selection_share"]),
+                "peak_memory_mb": row["peak_memory_mb"],
+            }
+            for row in rows
+        ]
+    )
+    atomic_write_text(out_csv, data.to_csv(index=False))
+    return data
 
 
 # --------------------------------------------------------------------------- memory of the loss
@@ -406,34 +475,18 @@ def _loss_memory_arm(path: str, options: dict, out: str) -> dict:
     return {"peak_added_mb": added / 2**20, "high_water_gap_mb": gap / 2**20, "seconds": seconds}
 
 
-def loss_memory(
-    *,
-    vocab_size: int = 32000,
-    hidden_size: int = 2048,
-    tokens: int = 8192,
-    chunk_tokens: int | None = None,
-    precision: str = "bf16",
-    device: str = "cpu",
-    seed: int = 0,
-) -> dict:
+def loss_memory(**options) -> dict:
     """Peak memory added by one per-token loss computation over ``tokens`` tokens (forward, then backward
     with per-token upstream gradients), the plain full-logits path against the chunked one, each in a
-    fresh process; and the largest differences between their losses and gradients.
+    fresh process; and the largest differences between their losses and gradients. ``options`` are those
+    of the config schema's ``loss_memory_options`` (``benchmarks.loss_memory``), unset ones at its defaults.
 
     On the CPU the peak is the process's resident high-water mark above its resident size before the
     computation (``high_water_gap_mb`` says how far the high-water mark already was above it, an amount
     the measurement could hide); on CUDA it is the allocator's peak above what was allocated before.
     """
-    compute_dtype(precision)
-    options = {
-        "vocab_size": vocab_size,
-        "hidden_size": hidden_size,
-        "tokens": tokens,
-        "chunk_tokens": chunk_tokens,
-        "precision": precision,
-        "device": str(resolve_device(device)),
-        "seed": seed,
-    }
+    options = check_section(options, LOSS_MEMORY_OPTIONS, "benchmarks.loss_memory", closed=True)
+    options["device"] = str(resolve_device(options["device"]))
     result = {**options, "paths": {}}
     context = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="slm-loss-memory-") as tmp:

@@ -212,35 +212,44 @@ def cmd_selection_roles(args) -> None:
     print(role_table(args.dynamics, args.tokenizer, args.ratio, args.out).to_string())
 
 
+def _report(args, result: dict, text: str) -> None:
+    """A measurement's result: its Markdown in the log, as JSON at ``--out`` and as Markdown at ``--out-md``."""
+    from slm.io import atomic_write_json, atomic_write_text
+
+    print(text)
+    if args.out:
+        atomic_write_json(Path(args.out), result)
+    if args.out_md:
+        atomic_write_text(Path(args.out_md), text + "\n")
+
+
 def cmd_benchmark(args) -> None:
     from slm.benchmark import benchmark, format_result
-    from slm.io import atomic_write_json
 
     result = benchmark(args.tokenizer, args.files, **args.spec)
     if result is not None:  # rank 0 (one process, or under torchrun)
-        print(format_result(result))
-        if args.out:
-            atomic_write_json(Path(args.out), result)
+        _report(args, result, format_result(result))
+
+
+def cmd_benchmark_table(args) -> None:
+    from slm.benchmark import throughput_table
+
+    throughput_table(args.results, args.out_md, args.out_csv)
+    print(Path(args.out_md).read_text(encoding="utf-8"))
 
 
 def cmd_loss_memory(args) -> None:
     from slm.benchmark import format_loss_memory, loss_memory
-    from slm.io import atomic_write_json
 
     result = loss_memory(**args.spec)
-    print(format_loss_memory(result))
-    if args.out:
-        atomic_write_json(Path(args.out), result)
+    _report(args, result, format_loss_memory(result))
 
 
 def cmd_numerics(args) -> None:
-    from slm.io import atomic_write_json
     from slm.numerics import format_numerics, numerics
 
     result = numerics(args.current, args.reference, args.shard, **args.spec)
-    print(format_numerics(result))
-    if args.out:
-        atomic_write_json(Path(args.out), result)
+    _report(args, result, format_numerics(result))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -362,10 +371,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--files", nargs="+", required=True, help="text files to pack (jsonl, txt or parquet)")
     p.add_argument("--spec", type=_json, default={}, help="options of slm.benchmark.benchmark as JSON")
     p.add_argument("--out", help="also write the figures as JSON here")
+    p.add_argument("--out-md", help="also write the table as Markdown here")
+
+    p = add("benchmark-table", cmd_benchmark_table, "one throughput table of benchmark results at several world sizes")
+    p.add_argument("--results", nargs="+", required=True, help="`slm benchmark --out` JSONs of one set-up")
+    p.add_argument("--out-md", required=True)
+    p.add_argument("--out-csv", required=True)
 
     p = add("loss-memory", cmd_loss_memory, "peak memory of the per-token loss: full logits vs chunked")
     p.add_argument("--spec", type=_json, default={}, help="options of slm.benchmark.loss_memory as JSON")
     p.add_argument("--out", help="also write the figures as JSON here")
+    p.add_argument("--out-md", help="also write the table as Markdown here")
 
     p = add("numerics", cmd_numerics, "bf16 per-token losses and selection: old autocast path vs bf16 weights")
     p.add_argument("--current", required=True, help="the model being trained (e.g. the SLM run's initial model)")
@@ -373,6 +389,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", required=True, help="a packed shard to take sequences from")
     p.add_argument("--spec", type=_json, default={}, help="options of slm.numerics.numerics as JSON")
     p.add_argument("--out", help="also write the figures as JSON here")
+    p.add_argument("--out-md", help="also write the tables as Markdown here")
     return parser
 
 

@@ -182,6 +182,13 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
             )
     for key, why in check_resources(config):
         _fail(key, why)
+    # The benchmark's batch splits over each world size as the trainer splits it (schema defaults filled).
+    throughput = config.get("benchmarks", {}).get("throughput", {})
+    for ranks in throughput.get("world_sizes", []):
+        try:
+            split_batch(throughput["batch_size"], throughput["micro_batch_size"], ranks)
+        except BatchSplitError as err:
+            _fail(f"benchmarks.throughput.{err.key}", f"{err.why} (benchmarks.throughput.world_sizes)")
     if "local_tasks" in evaluation and generator is None:
         _fail("evaluation.local_tasks", "the local held-out tasks come from data.generator")
     for run, spec in config["runs"].items():

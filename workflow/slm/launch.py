@@ -17,6 +17,12 @@ RENDEZVOUS_PORT = 29500
 FIRST_HOST = '$(scontrol show hostnames "$(squeue -h -j $SLURM_JOB_ID -o %N)" | head -n 1)'
 
 
+def local_launcher(processes: int) -> str:
+    """The launcher that runs ``-m slm ...`` as ``processes`` ranks on this node: ``python`` for one,
+    else ``torchrun --standalone`` (gloo on the CPU, nccl on GPUs: slm.distributed)."""
+    return "python" if processes == 1 else f"torchrun --standalone --nproc-per-node {processes}"
+
+
 def launch_command(res: StageResources) -> str:
     """The launcher that runs ``-m slm train ...`` on every rank of a job with these resources.
 
@@ -25,10 +31,8 @@ def launch_command(res: StageResources) -> str:
     c10d rendezvous on the first node. Slurm >= 22.05 does not pass the job's ``--cpus-per-task`` on
     to ``srun``, so it is given again; the step sees every GPU the job holds on its node.
     """
-    if res.world_size == 1:
-        return "python"
     if res.nodes == 1:
-        return f"torchrun --standalone --nproc-per-node {res.gpus}"
+        return local_launcher(res.world_size)
     return (
         f"srun --nodes {res.nodes} --ntasks {res.nodes} --ntasks-per-node 1"
         f" --cpus-per-task {res.gpus * res.cpus_per_gpu} --kill-on-bad-exit 1"

@@ -22,12 +22,16 @@ import torch.nn.functional as F
 from slm.data.packed import PackedShard
 from slm.dynamics import validation_slice
 from slm.model import load_for_inference, per_token_losses
+from slm.schema import check_section
 from slm.selection import select_tokens
 
 log = logging.getLogger(__name__)
 
 PATHS = ("fp32", "bf16 autocast (old trainer)", "bf16 weights (policy)")
 QUANTILES = (0.5, 0.9, 0.99, 0.999)
+# The options of numerics: a section of the config schema (benchmarks.numerics), the one place of
+# their defaults and ranges.
+NUMERICS_OPTIONS = "/definitions/numerics_options"
 
 
 def _autocast_losses(model, ids: torch.Tensor) -> torch.Tensor:
@@ -71,20 +75,15 @@ def _overlap(a: list[torch.Tensor], b: list[torch.Tensor]) -> dict:
     return {"jaccard": both / either, "share_of_selected": both / sum(int(x.sum()) for x in a)}
 
 
-def numerics(
-    current: str | Path,
-    reference: str | Path,
-    shard_dir: str | Path,
-    *,
-    max_sequences: int = 256,
-    batch_size: int = 16,
-    ratio: float = 0.6,
-    seed: int = 0,
-) -> dict:
+def numerics(current: str | Path, reference: str | Path, shard_dir: str | Path, **options) -> dict:
     """Per-token differences between the paths of :data:`PATHS` for the current and the reference model,
     and the overlap of the top-``ratio`` excess-loss masks (current minus reference loss, the reference
     rounded to float16 as stored by the scorer) per batch of ``batch_size`` sequences. The old pipeline's
-    excess pairs the old trainer path with bf16-weight scores; each other way uses one path for both."""
+    excess pairs the old trainer path with bf16-weight scores; each other way uses one path for both.
+    ``options`` (``max_sequences``, ``batch_size``, ``ratio``, ``seed``) are those of the config schema's
+    ``numerics_options`` (``benchmarks.numerics``), unset ones at its defaults."""
+    options = check_section(options, NUMERICS_OPTIONS, "benchmarks.numerics", closed=True)
+    max_sequences, batch_size, ratio, seed = (options[k] for k in ("max_sequences", "batch_size", "ratio", "seed"))
     shard = PackedShard.open(shard_dir)
     rows = validation_slice(shard.n_sequences, max_sequences, seed)
     ids = np.stack([np.asarray(shard.tokens[shard.sequence_slice(int(r))], dtype=np.int64) for r in rows])

@@ -27,8 +27,9 @@ from dataclasses import dataclass, fields
 
 # Stages that train a model: the only ones that may span several GPUs or nodes (torchrun).
 TRAINING_STAGES = ("pretrain_base", "train_reference", "train", "sft_tir")
-# Stages that run one model on at most one GPU.
-MODEL_STAGES = ("score", "evaluate", "evaluate_tir", "dynamics")
+# Stages whose processes each run one model on at most one GPU; the measurements of `snakemake
+# benchmarks` (one stage) start one such process per rank of the throughput benchmark's world size.
+MODEL_STAGES = ("score", "evaluate", "evaluate_tir", "dynamics", "benchmarks")
 STAGES = TRAINING_STAGES + MODEL_STAGES
 # Built-in defaults that differ by stage: evaluation runs one thread per job, so that several
 # evaluations share the cores of a local run.

@@ -21,7 +21,7 @@ def config_schema() -> dict:
     return yaml.safe_load(SCHEMA_PATH.read_text(encoding="utf-8"))
 
 
-def _validator(pointer: str):
+def _validator(pointer: str, closed: bool = False):
     from jsonschema import Draft202012Validator, validators
     from referencing import Registry, Resource
 
@@ -35,19 +35,23 @@ def _validator(pointer: str):
     uri = SCHEMA_PATH.as_uri()
     registry = Registry().with_resource(uri, Resource.from_contents(config_schema()))
     filling = validators.extend(Draft202012Validator, {"properties": set_defaults})
-    return filling({"$ref": f"{uri}#{pointer}"}, registry=registry)
+    schema = {"$ref": f"{uri}#{pointer}"}
+    if closed:  # keys the section does not list are refused (a definition open for use under allOf)
+        schema["unevaluatedProperties"] = False
+    return filling(schema, registry=registry)
 
 
-def check_section(instance, pointer: str, key: str):
+def check_section(instance, pointer: str, key: str, *, closed: bool = False):
     """``instance`` checked against the schema at JSON ``pointer`` (e.g. ``/properties/data/properties/
     generator``), with the schema's defaults filled in (a copy); a ConfigError names ``key`` and the
-    offending entry."""
+    offending entry. ``closed``: refuse keys the section does not list (for a definition such as
+    ``/definitions/benchmark_options``, a function's options, that leaves unknown keys to where it is used)."""
     from jsonschema.exceptions import best_match
 
     from slm.config import ConfigError
 
     instance = copy.deepcopy(instance)
-    error = best_match(_validator(pointer).iter_errors(instance))
+    error = best_match(_validator(pointer, closed).iter_errors(instance))
     if error is not None:
         where = ".".join([key, *(str(p) for p in error.path)])
         raise ConfigError(f"config key '{where}': {error.message}")
