@@ -14,6 +14,7 @@ from slm.plan import Plan
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
 SUITE = yaml.safe_load((REPO / "config" / "miniature-suite.yaml").read_text())
+REPLICATES = yaml.safe_load((REPO / "config" / "replicates.yaml").read_text())
 
 
 def config(**changes) -> dict:
@@ -188,6 +189,19 @@ def test_checkpoint_evaluation_settings():
     evaluation["checkpoints"] = ["clm"]
     plan = Plan(config(evaluation=evaluation))
     assert plan.eval_points("clm") == ["tokens-600000", "final"] and plan.eval_points("slm") == ["final"]
+
+
+def test_replicates_config_is_the_suites_replicated_comparison():
+    """config/replicates.yaml plans the suite's clm and slm replicates with the same paths, so the
+    suite run afterwards in the same directory reuses them; and nothing else of the suite."""
+    alone, whole = Plan(merged(merged(REPLICATES, DEFAULT), REPLICATES)), Plan(suite())
+    assert alone.runs == ["clm", "slm"] and alone.tir_runs == [] and not alone.runs_by_base
+    for run in ("clm", "slm"):
+        assert alone.replicates(run) == whole.replicates(run) and len(alone.seeds(run)) >= 3
+        for replicate in alone.replicates(run):
+            assert alone.train_fields(replicate) == whole.train_fields(replicate)
+        assert alone.eval_points(run) == whole.eval_points(run) and len(alone.eval_points(run)) >= 7
+    assert [r for r in alone.table_runs()] == [r for r in whole.table_runs() if r["run"] in ("clm", "slm")]
 
 
 def test_replicates_of_the_suite():
