@@ -48,10 +48,11 @@ def smoke_workdir(workdir: Path, **overlay) -> Path:
 
 
 # What two runs of one config must agree on, bit for bit: weights, token and score arrays, tables,
-# and the metrics and counts of every JSON result. Left out: timings (tokens/s, seconds) and paths
-# that name the working directory or a temporary (lm-eval task files, the dynamics HTML view).
+# and the metrics and counts of every JSON result. Left out: timings (tokens/s, seconds, the share of
+# a step spent selecting) and paths that name the working directory or a temporary (lm-eval task
+# files, the dynamics HTML view).
 _COMPARED_SUFFIXES = (".safetensors", ".npy", ".npz", ".csv", ".md", ".tex", ".json", ".jsonl")
-_VOLATILE_KEYS = ("per_second", "seconds", "wall", "time", "date", "path", "include")
+_VOLATILE_KEYS = ("per_second", "seconds", "selection_share", "wall", "time", "date", "path", "include")
 
 
 def _stable(value):
