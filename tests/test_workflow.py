@@ -39,6 +39,8 @@ SMOKE_STRONG = {
     },
     # the suite's checkpoints every 150K tokens, at smoke size
     "training": {"checkpoints": [2048, 4096, 6144]},
+    # the default's dynamics runs (the smoke config has clm only): SLM's give the selection by token role
+    "dynamics": {"runs": ["clm", "slm"]},
 }
 
 
