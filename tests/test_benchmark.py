@@ -192,17 +192,17 @@ def test_throughput_table_has_every_arm_at_every_world_size(world_results, tmp_p
     results = [str(world_results[n]) for n in (2, 1)]  # any order: rows come by arm, then world size
     main(["benchmark-table", "--results", *results, "--out-md", str(md), "--out-csv", str(csv)])
     table = pd.read_csv(csv)
-    assert [
-        (a, r if r == r else None, n) for a, r, n in table[["arm", "ratio", "world_size"]].itertuples(index=False)
-    ] == [
-        ("scoring", None, 1),
-        ("scoring", None, 1),  # scoring runs on rank 0 alone at every world size
-        ("training", 1.0, 1),
-        ("training", 1.0, 2),
-        ("training", 0.5, 1),
-        ("training", 0.5, 2),
+    columns = ["arm", "ratio", "world_size", "job_world_size"]
+    assert [(a, r if r == r else None, n, j) for a, r, n, j in table[columns].itertuples(index=False)] == [
+        ("scoring", None, 1, 1),
+        ("scoring", None, 1, 2),  # scoring runs on rank 0 alone at every world size
+        ("training", 1.0, 1, 1),
+        ("training", 1.0, 2, 2),
+        ("training", 0.5, 1, 1),
+        ("training", 0.5, 2, 2),
     ]
     text = md.read_text()
+    assert "| scoring | 1 (in the 2-rank job) |" in text
     for n, path in world_results.items():
         result = json.loads(path.read_text())
         assert result["world_size"] == n

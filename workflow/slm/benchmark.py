@@ -336,8 +336,10 @@ def _summary_table(rows: list[dict]) -> list[str]:
     for row in rows:
         mfu = f"{row['mfu']:.1%}" if row["mfu"] is not None else "n/a"
         share = _fmt_spread(row["selection_share"], ".2%") if row["selection_share"] else "—"
+        job = row.get("job_world_size", row["world_size"])
+        ranks = f"{row['world_size']}" + (f" (in the {job}-rank job)" if job != row["world_size"] else "")
         lines.append(
-            f"| {arm_name(row)} | {row['world_size']} | {_fmt_spread(row['tokens_per_second'], ',.0f')} | {mfu} "
+            f"| {arm_name(row)} | {ranks} | {_fmt_spread(row['tokens_per_second'], ',.0f')} | {mfu} "
             f"| {_fmt_spread(row['vs_clm_training'], '.3f')} | {share} | {row['peak_memory_mb']:,.0f} |"
         )
     return lines
@@ -397,12 +399,13 @@ def throughput_table(results: list[str | Path], out_md: str | Path, out_csv: str
         raise ValueError(f"benchmark results repeat a world size ({sizes}): {[p for _, p in loaded]}")
     order = [(row["arm"], row["ratio"]) for row in first["summary"]]
     rows = sorted(
-        (row for result, _ in loaded for row in result["summary"]),
-        key=lambda row: (order.index((row["arm"], row["ratio"])), row["world_size"]),
+        ({**row, "job_world_size": result["world_size"]} for result, _ in loaded for row in result["summary"]),
+        key=lambda row: (order.index((row["arm"], row["ratio"])), row["job_world_size"]),
     )
     md = [
         *_setup_lines([r for r, _ in loaded]),
-        "scoring runs on one device (rank 0) at every world size; training rows are per rank",
+        "scoring runs on one device (rank 0) at every world size, its row marked with the job's ranks; "
+        "training rows are per rank",
         "",
         *_summary_table(rows),
     ]
@@ -413,6 +416,7 @@ def throughput_table(results: list[str | Path], out_md: str | Path, out_csv: str
                 "arm": row["arm"],
                 "ratio": row["ratio"],
                 "world_size": row["world_size"],
+                "job_world_size": row["job_world_size"],
                 **_flat_spread("tokens_per_second", row["tokens_per_second"]),
                 "mfu": row["mfu"],
                 **_flat_spread("vs_clm_training", row["vs_clm_training"]),
