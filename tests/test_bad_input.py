@@ -129,7 +129,11 @@ CONFIG_CASES = [
     ("unknown resources key", _set("resources.train.gpu", 1), "gpu"),
     # how keys fit together (slm.config)
     ("max_tokens and epochs", _set("training.epochs", 1), "training"),
-    ("micro-batch not dividing the batch", _set("training.micro_batch_size", 3), "training.micro_batch_size"),
+    (
+        "micro-batch not dividing the batch",
+        _set("training", {"lr": 3.0e-3, "batch_size": 4, "micro_batch_size": 3, "max_tokens": 8192}),
+        "training.micro_batch_size",
+    ),
     ("min_steps above max_steps", _set("data.generator.min_steps", 3), "data.generator.min_steps"),
     (
         "no positive kind weight",
