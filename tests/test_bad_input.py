@@ -134,6 +134,11 @@ CONFIG_CASES = [
         _set("training", {"lr": 3.0e-3, "batch_size": 4, "micro_batch_size": 3, "max_tokens": 8192}),
         "training.micro_batch_size",
     ),
+    (
+        "micro-batch not dividing the schema's default batch",
+        _set("reference", {"lr": 3.0e-3, "micro_batch_size": 5, "epochs": 1}),
+        "reference.micro_batch_size",
+    ),
     ("min_steps above max_steps", _set("data.generator.min_steps", 3), "data.generator.min_steps"),
     (
         "no positive kind weight",

@@ -304,6 +304,27 @@ def test_selection_table(inputs):
     assert "| kind" in md and "57.5" in md and "share of tokens" in md
     with pytest.raises(FileNotFoundError, match="missing_stats.json"):
         selection_table({"x": [tmp / "missing_stats.json"]}, tmp / "s.md", tmp / "s.csv")
+    assert "effective (soft)" not in df.index  # no run weights softly
+
+
+def test_selection_table_gives_a_soft_runs_effective_sample_size(tmp_path, inputs):
+    _, _, stats, _ = inputs
+    # two seeds of a soft run: 1600 loss-bearing tokens over 400 steps, 4 a step; logged sizes per step
+    logged = {"seed-1": [2.0, 3.0, 4.0], "seed-2": [1.0, 1.0]}
+    soft = []
+    for seed, sizes in logged.items():
+        (tmp_path / seed).mkdir()
+        soft.append(write_stats(tmp_path / seed / "train_stats.json", "soft", 1.0, 1650, SLM_KINDS))
+        entries = [{"step": 10 * (i + 1), "loss": 1.0} | {"effective_sample_size": s} for i, s in enumerate(sizes)]
+        entries.insert(1, {"step": 15, "loss": 1.0})  # a line without the size (hard runs log none)
+        (tmp_path / seed / "metrics.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries))
+    df = selection_table({"slm": [stats["slm"]], "soft": soft}, tmp_path / "s.md", tmp_path / "s.csv")
+    per_step = 1600 / 400
+    expected = np.mean([100 * np.mean(sizes) / per_step for sizes in logged.values()])
+    assert df.at["effective (soft)", "soft"] == round(expected, 1) == 50.0
+    assert math.isnan(df.at["effective (soft)", "slm"])
+    assert list(df.index)[-2:] == ["all", "effective (soft)"]
+    assert "(Σw)²/Σw²" in (tmp_path / "s.md").read_text()
 
 
 # --------------------------------------------------------------------------- Figure 5's table

@@ -43,12 +43,13 @@ def _fail(key: str, why: str):
 def optim_problems(section: dict, world_size: int = 1) -> list[tuple[str, str]]:
     """How the keys of one training section (``training``, ``reference``, ``base_model.pretrain``, ...)
     fit together on ``world_size`` ranks, as ``(key within the section, why)`` pairs; the trainer
-    checks its options with it too. The batch splits as the trainer splits it (slm.launch.split_batch)."""
+    checks its options with it too. The batch splits as the trainer splits it (slm.launch.split_batch).
+    ``section`` is validated, so the schema has filled in ``batch_size``."""
     problems = []
     if ("max_tokens" in section) == ("epochs" in section):
         problems.append(("", "give exactly one of max_tokens and epochs"))
     try:
-        split_batch(section.get("batch_size", 16), section.get("micro_batch_size"), world_size)
+        split_batch(section["batch_size"], section.get("micro_batch_size"), world_size)
     except BatchSplitError as err:
         problems.append((err.key, err.why))
     return problems

@@ -15,6 +15,7 @@ lower-is-better even when not listed in ``lower_is_better``).
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,8 @@ DELTA_ROW = "Δ (SLM − CLM)"
 SEEDS_COL = "Seeds"
 SHARE_COL = "share of tokens (%)"
 ALL_ROW = "all"
+#: the selection table's row for soft weighting: the effective sample size, % of a step's tokens
+EFFECTIVE_ROW = "effective (soft)"
 
 
 # --------------------------------------------------------------------------- loading
@@ -657,6 +660,21 @@ def _kind_order(stats: Iterable[dict]) -> list[str]:
     return order
 
 
+def soft_effective_share(stats_path: str | Path) -> float | None:
+    """A soft-weighted run's effective sample size (Σw)²/Σw², the mean over its logged steps
+    (``metrics.jsonl`` beside the stats JSON), as % of a step's loss-bearing tokens (the stats' count over
+    its steps); None for a run that logged none (hard selection)."""
+    stats = load_stats(stats_path)
+    metrics = Path(stats_path).with_name("metrics.jsonl")
+    lines = metrics.read_text().splitlines() if metrics.is_file() else []
+    entries = [json.loads(line) for line in lines if line.strip()]
+    sizes = [e["effective_sample_size"] for e in entries if "effective_sample_size" in e]
+    if not sizes:
+        return None
+    per_step = stats["tokens_loss_bearing"] / stats["steps"]
+    return 100.0 * float(np.mean(sizes)) / per_step
+
+
 def selection_table(stats_by_run: Mapping[str, list[str | Path]], out_md: Path, out_csv: Path) -> pd.DataFrame:
     """Per span kind, the percentage of its loss-bearing tokens each run selected.
 
@@ -664,7 +682,9 @@ def selection_table(stats_by_run: Mapping[str, list[str | Path]], out_md: Path, 
     ``kind_names`` order (kinds with ``seen == 0`` in every run dropped) and a final ``"all"`` row (sum of
     selected / sum of seen over the kinds). Columns: one per run, values ``100 * selected / seen`` rounded
     to 1 decimal (NaN where that run saw none of the kind), then ``"share of tokens (%)"``: the kind's
-    share of all loss-bearing tokens, taken from the first run.
+    share of all loss-bearing tokens, taken from the first run. When a run weights its tokens softly
+    (every token has a weight above 0, so its kind rows read 100), a last row ``"effective (soft)"``: its
+    mean effective sample size over its seeds (soft_effective_share); NaN for hard-selecting runs.
     """
     if not stats_by_run:
         raise ValueError("selection_table: no stats JSONs given")
@@ -700,6 +720,13 @@ def selection_table(stats_by_run: Mapping[str, list[str | Path]], out_md: Path, 
         share_seen = total if kind == ALL_ROW else first.get(kind, {}).get("seen", 0)
         row[SHARE_COL] = round(100.0 * share_seen / total, 1) if total else math.nan
         rows[kind] = row
+    effective = {run: [soft_effective_share(path) for path in paths] for run, paths in stats_by_run.items()}
+    soft = any(share is not None for shares in effective.values() for share in shares)
+    if soft:
+        rows[EFFECTIVE_ROW] = {
+            run: round(float(np.mean(shares)), 1) if None not in shares else math.nan
+            for run, shares in effective.items()
+        } | {SHARE_COL: math.nan}
     df = pd.DataFrame.from_dict(rows, orient="index")[runs + [SHARE_COL]]
     df.index.name = "kind"
     atomic_write_text(out_csv, df.to_csv())
@@ -708,6 +735,12 @@ def selection_table(stats_by_run: Mapping[str, list[str | Path]], out_md: Path, 
         "\nCells: % of each kind's loss-bearing tokens selected for training by the run (summed over its "
         f"seeds); '{SHARE_COL}': the kind's share of all loss-bearing tokens ({first_file}).\n"
     )
+    if soft:
+        note += (
+            f"A soft-weighted run gives every token a weight above 0, so its kind rows read 100; '{EFFECTIVE_ROW}' is "
+            "its effective sample size (Σw)²/Σw² per step, the mean over its logged steps and seeds, as % of a "
+            "step's loss-bearing tokens.\n"
+        )
     atomic_write_text(out_md, markdown(df, floatfmt=".1f") + note)
     return df
 
