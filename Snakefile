@@ -25,6 +25,12 @@ include: "workflow/rules/release.smk"
 include: "workflow/rules/benchmarks.smk"
 
 
+# A finished run ends with its results table on the console: each value with its intervals.
+onsuccess:
+    if Path(rules.tables.output.results_md).is_file():
+        logger.info(f"\n{rules.tables.output.results_md}:\n\n{Path(rules.tables.output.results_md).read_text()}")
+
+
 rule all:
     default_target: True
     input:

@@ -127,5 +127,6 @@ def smoke_local(tmp_path_factory) -> tuple[Path, dict[str, str]]:
     after (tests that add to its directory come later); the reference of the fault-injection and
     SLURM runs."""
     workdir = smoke_workdir(tmp_path_factory.mktemp("smoke"))
-    snakemake(workdir, "--cores", "2")
+    proc = snakemake(workdir, "--cores", "2")
+    (workdir / "console.log").write_text(proc.stdout + proc.stderr)  # what the user saw
     return workdir, output_digest(workdir)

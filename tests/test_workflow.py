@@ -207,6 +207,14 @@ def test_rerun_is_a_no_op_and_logs_exist(smoke_run):
 
 
 @pytest.mark.e2e
+def test_a_finished_run_prints_its_results_table(smoke_run):
+    console = (smoke_run / "console.log").read_text()
+    table = (smoke_run / "results/tables/results.md").read_text()
+    assert "[" in table.splitlines()[2]  # the first model's values carry their bootstrap intervals
+    assert f"results/tables/results.md:\n\n{table}" in console
+
+
+@pytest.mark.e2e
 def test_job_logs_show_progress_and_training_is_tracked(smoke_run):
     """Progress lines with an ETA in the job logs; TensorBoard events of every training stage, equal
     to its metrics.jsonl; a model card in every model directory."""
