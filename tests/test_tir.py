@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
+from scipy import stats
 
 from slm.data.generate import Problem, parse_steps
 from slm.evaluate import ContextLengthError
+from slm.intervals import bootstrap_interval
 from slm.tir import (
     ERRORS,
     ToolError,
@@ -183,8 +186,11 @@ def test_table2_averages_fine_tuning_seeds_and_pairs_the_delta_by_seed(tmp_path)
     def evaluation(model, seed, correct, ran):
         errors = {e: 0.0 for e in ERRORS}
         errors["correct"], errors["tool error"] = correct / 4, (4 - correct) / 4
+        # the first `correct` of the 4 problems solved
+        samples = [{"question": f"q{i}", "correct": i < correct} for i in range(4)]
         path = tmp_path / f"{model}-{seed}.json"
-        path.write_text(json.dumps({"n": 4, "accuracy": correct / 4, "tool_ran": ran, "errors": errors}))
+        record = {"n": 4, "accuracy": correct / 4, "tool_ran": ran, "errors": errors, "samples": samples}
+        path.write_text(json.dumps(record))
         return path
 
     correct = {"clm": [4, 2], "slm": [1, 3], "base": [0, 1]}
@@ -198,6 +204,19 @@ def test_table2_averages_fine_tuning_seeds_and_pairs_the_delta_by_seed(tmp_path)
     # SLM − CLM per seed: 25 - 100 and 75 - 50
     delta = next(i for i in ours.index if i not in {f"{m} + TIR fine-tuning" for m in correct})
     assert ours.loc[delta, "per fine-tuning seed"] == "-75.0 / 25.0" and ours.loc[delta, "arith_tir (%)"] == -25.0
+    # (95% over seeds): Student's t over the per-seed accuracies; paired per-seed differences for SLM − CLM
+    for row, values in (("clm + TIR fine-tuning", [100.0, 50.0]), (delta, [-75.0, 25.0])):
+        low, high = stats.t.interval(0.95, 1, loc=np.mean(values), scale=stats.sem(values))
+        assert ours.loc[row, "(95% over seeds)"] == f"({low:.1f}, {high:.1f})"
+    # [95% over problems]: the bootstrap of each problem's correctness averaged over the seeds; clm solved
+    # problems 0-1 in both seeds and 2-3 in one, slm problem 0 in both and 1-2 in one: paired differences
+    # 0, -50, 0, -50 (%), so every resample lies in [-50, 0]
+    low, high = (float(x.strip("[]")) for x in ours.loc[delta, "[95% over problems]"].split(", "))
+    assert -50.0 <= low < high <= 0.0
+    assert (low, high) == tuple(round(x, 1) for x in bootstrap_interval([np.array([0.0, -50.0, 0.0, -50.0])]))
+    # base solved problem 0 in one of its two seeds
+    low, high = bootstrap_interval([np.array([50.0, 0.0, 0.0, 0.0])])
+    assert ours.loc["base + TIR fine-tuning", "[95% over problems]"] == f"[{low:.1f}, {high:.1f}]"
     errors = pd.read_csv(tmp_path / "table2_errors.csv", index_col=0)
     assert errors.loc["base + TIR fine-tuning", "correct"] == 12.5
     assert errors.loc["base + TIR fine-tuning", "tool error"] == 87.5

@@ -23,14 +23,17 @@ from __future__ import annotations
 import ast
 import json
 import logging
+import math
 import re
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from slm.data.generate import ANSWER_RE, TOOL_CLOSE, TOOL_OPEN, TOOL_OUTPUT_OPEN, Problem, parse_steps
 from slm.evaluate import ContextLengthError
+from slm.intervals import bootstrap_interval, seed_interval
 from slm.io import atomic_write_json
 from slm.model import load_model, resolve_device
 from slm.progress import progress
@@ -277,8 +280,18 @@ def evaluate_tir(
 
 
 TIR_COLUMN = "arith_tir (%)"
+SEED_INTERVAL_COLUMN = "(95% over seeds)"
+PROBLEM_INTERVAL_COLUMN = "[95% over problems]"
 SEEDS_COLUMN = "per fine-tuning seed"
 TOOL_RAN_COLUMN = "tool ran (%)"
+
+
+def _correct(evaluation: dict, path) -> np.ndarray:
+    """0/1 per problem, in the problems' order, from an evaluation's kept samples."""
+    samples = evaluation.get("samples")
+    if not samples or len(samples) != evaluation["n"]:
+        raise ValueError(f"tool-integrated evaluation {path} does not keep its {evaluation['n']} samples")
+    return np.array([float(s["correct"]) for s in samples])
 
 
 def tir_table(
@@ -294,9 +307,11 @@ def tir_table(
     ``evals`` pairs each fine-tuned model (a run, or ``base`` / ``reference``, the controls), in the
     table's row order, with its tool-integrated evaluations, one per fine-tuning seed of ``seeds``, in
     that order. One row per
-    model: the accuracy with the tool (mean over fine-tuning seeds), each seed's accuracy, the share
-    of programs the tool ran; the SLM − CLM row when ``delta`` names both (differences paired by
-    fine-tuning seed); then the paper's rows (``<out_stem>.{md,csv,tex}``). ``<out_stem>_errors.{md,csv}``:
+    model: the accuracy with the tool (mean over fine-tuning seeds), its 95% t interval over the seeds,
+    its 95% bootstrap interval over the problems (of each problem's correctness averaged over the seeds),
+    each seed's accuracy, the share of programs the tool ran; the SLM − CLM row when ``delta`` names both
+    (differences paired by fine-tuning seed, and by problem for the bootstrap); then the paper's rows
+    (``<out_stem>.{md,csv,tex}``). ``<out_stem>_errors.{md,csv}``:
     per model, the share of problems in each :data:`ERRORS` category (mean over seeds).
     """
     import pandas as pd
@@ -311,12 +326,28 @@ def tir_table(
             raise ValueError(f"tir_table: {len(runs)} evaluations of {model} for {len(seeds)} seeds {seeds}")
     label = {model: f"{model} + TIR fine-tuning" for model in results}
     accuracy = {model: [100 * r["accuracy"] for r in runs] for model, runs in results.items()}
+    # each problem's correctness, averaged over the fine-tuning seeds
+    paths = dict(evals)
+    per_problem = {
+        model: 100 * np.mean([_correct(r, path) for r, path in zip(runs, paths[model])], axis=0)
+        for model, runs in results.items()
+    }
     if delta and len(delta) == 2:
+        questions = {m: [s["question"] for s in results[m][0]["samples"]] for m in delta}
+        if questions[delta[0]] != questions[delta[1]]:
+            raise ValueError(f"tir_table: {delta[0]} and {delta[1]} were evaluated on different problems")
         accuracy[DELTA_ROW] = [a - b for a, b in zip(accuracy[delta[0]], accuracy[delta[1]])]
+        per_problem[DELTA_ROW] = per_problem[delta[0]] - per_problem[delta[1]]
         label[DELTA_ROW] = DELTA_ROW
+
+    def shown(low: float, high: float, brackets: str) -> str:
+        return "" if math.isnan(low) else f"{brackets[0]}{low:.1f}, {high:.1f}{brackets[1]}"
+
     measured = pd.DataFrame(
         {
             TIR_COLUMN: [round(sum(v) / len(v), 1) for v in accuracy.values()],
+            SEED_INTERVAL_COLUMN: [shown(*seed_interval(v), "()") for v in accuracy.values()],
+            PROBLEM_INTERVAL_COLUMN: [shown(*bootstrap_interval([v]), "[]") for v in per_problem.values()],
             SEEDS_COLUMN: [" / ".join(f"{x:.1f}" for x in v) for v in accuracy.values()],
             TOOL_RAN_COLUMN: [
                 round(100 * sum(r["tool_ran"] for r in results[m]) / len(seeds), 1) if m in results else None
