@@ -190,10 +190,10 @@ def resumed_step(log: Path) -> int:
     return int(text.split("resumed from ")[1].split("at step ")[1].split("/")[0])
 
 
-def test_a_state_saved_by_4_ranks_resumes_on_2_and_then_on_1(tmp_path, base_model, shards, score_dirs):
-    """The real command: 4 ranks under torchrun, killed (SIGKILL) after a save; 2 ranks resume it and
-    are killed after a later save; one plain process finishes it. The weights end where an
-    uninterrupted run's do, and the counts and logs are those of one run."""
+def test_a_state_saved_by_4_ranks_resumes_on_1_and_then_on_2(tmp_path, base_model, shards, score_dirs):
+    """The real command: 4 ranks under torchrun, killed (SIGKILL) after a save; one plain process resumes
+    it (DCP without collectives) and is killed after a later save; 2 ranks finish it from that one-process
+    state. The weights end where an uninterrupted run's do, and the counts and logs are those of one run."""
     overrides = dict(ratio=0.6, max_tokens=8 * 32 * 40, save_every=2, log_every=5)
     train(_spec(tmp_path, "straight", base_model, shards, score_dirs, **overrides))
     spec = _spec(tmp_path, "resumed", base_model, shards, score_dirs, **overrides)
@@ -201,10 +201,11 @@ def test_a_state_saved_by_4_ranks_resumes_on_2_and_then_on_1(tmp_path, base_mode
     command = ["-m", "slm", "train", "--options", json.dumps(spec), "--paths", json.dumps(paths)]
     state_dir = Path(paths["state_dir"])
     kill_after_a_new_save(launch(4, command, tmp_path / "four.log"), state_dir, tmp_path / "four.log")
-    kill_after_a_new_save(launch(2, command, tmp_path / "two.log"), state_dir, tmp_path / "two.log")
-    finished(launch(1, command, tmp_path / "one.log"), tmp_path / "one.log")
-    two, one = resumed_step(tmp_path / "two.log"), resumed_step(tmp_path / "one.log")
-    assert 0 < two < one < 40, (two, one)
+    kill_after_a_new_save(launch(1, command, tmp_path / "one.log"), state_dir, tmp_path / "one.log")
+    finished(launch(2, command, tmp_path / "two.log"), tmp_path / "two.log")
+    one, two = resumed_step(tmp_path / "one.log"), resumed_step(tmp_path / "two.log")
+    assert 0 < one < two < 40, (one, two)
+    assert f"at step {one}/40 on 1 rank(s)" in (tmp_path / "one.log").read_text()
     assert f"at step {two}/40 on 2 rank(s)" in (tmp_path / "two.log").read_text()
     assert_close_weights(weights(tmp_path / "resumed"), weights(tmp_path / "straight"))
     ours, theirs = train_stats(tmp_path / "resumed"), train_stats(tmp_path / "straight")
