@@ -181,12 +181,13 @@ def test_hub_component_is_sharded_by_source_files(tmp_path, monkeypatch):
 
 
 def _config(corpus: dict, **overrides) -> dict:
+    """A config as the schema leaves it for slm.config (which reads the defaults the schema fills in)."""
     config = {
         "data": {"high_quality": {"source": "files", "paths": []}, "corpus": corpus},
         "tokenizer": {"from_base_model": True},
         "base_model": {"path": "org/model"},
-        "reference": {"epochs": 1},
-        "training": {"max_tokens": 100},
+        "reference": {"epochs": 1, "batch_size": 16},
+        "training": {"max_tokens": 100, "batch_size": 16},
         "runs": {"slm": {"method": "slm", "ratio": 0.6}},
         "evaluation": {"tasks": ["t"], "metrics": {"t": "acc,none"}},
     }
