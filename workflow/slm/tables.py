@@ -660,12 +660,10 @@ def _kind_order(stats: Iterable[dict]) -> list[str]:
     return order
 
 
-def soft_effective_share(stats_path: str | Path) -> float | None:
-    """A soft-weighted run's effective sample size (Σw)²/Σw², the mean over its logged steps
-    (``metrics.jsonl`` beside the stats JSON), as % of a step's loss-bearing tokens (the stats' count over
-    its steps); None for a run that logged none (hard selection)."""
-    stats = load_stats(stats_path)
-    metrics = Path(stats_path).with_name("metrics.jsonl")
+def soft_effective_share(stats: Mapping, metrics: Path) -> float | None:
+    """A soft-weighted run's effective sample size (Σw)²/Σw², the mean over the steps logged in
+    ``metrics`` (its ``metrics.jsonl``), as % of a step's loss-bearing tokens (the count in its loaded
+    ``stats`` over its steps); None for a run that logged none (hard selection)."""
     lines = metrics.read_text().splitlines() if metrics.is_file() else []
     entries = [json.loads(line) for line in lines if line.strip()]
     sizes = [e["effective_sample_size"] for e in entries if "effective_sample_size" in e]
@@ -690,13 +688,16 @@ def selection_table(stats_by_run: Mapping[str, list[str | Path]], out_md: Path, 
         raise ValueError("selection_table: no stats JSONs given")
     counts: dict[str, dict[str, dict[str, int]]] = {}
     kind_names: list[dict] = []
+    effective: dict[str, list[float | None]] = {}
     for run, paths in stats_by_run.items():
         counts[run] = {}
+        effective[run] = []
         for path in paths:
             stats = load_stats(path)
             if not stats.get("kinds"):
                 raise ValueError(f"training stats JSON {path} has no per-kind counts ('kinds')")
             kind_names.append(stats)
+            effective[run].append(soft_effective_share(stats, Path(path).with_name("metrics.jsonl")))
             for kind, c in stats["kinds"].items():
                 total = counts[run].setdefault(kind, {"seen": 0, "selected": 0})
                 total["seen"] += c["seen"]
@@ -720,7 +721,6 @@ def selection_table(stats_by_run: Mapping[str, list[str | Path]], out_md: Path, 
         share_seen = total if kind == ALL_ROW else first.get(kind, {}).get("seen", 0)
         row[SHARE_COL] = round(100.0 * share_seen / total, 1) if total else math.nan
         rows[kind] = row
-    effective = {run: [soft_effective_share(path) for path in paths] for run, paths in stats_by_run.items()}
     soft = any(share is not None for shares in effective.values() for share in shares)
     if soft:
         rows[EFFECTIVE_ROW] = {
