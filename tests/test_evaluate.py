@@ -242,6 +242,16 @@ def test_missing_model_dir_fails_fast(tmp_path, task_dir):
     assert not (tmp_path / "x.json").exists()
 
 
+def test_local_tasks_alone_skip_indexing_the_built_in_ones(task_dir):
+    from slm.evaluate import make_task_manager
+
+    local = make_task_manager(task_dir, ["tiny_mc", "tiny_gen"])
+    assert {"tiny_mc", "tiny_gen", "tiny_ppl"} <= set(local.all_tasks) and "hellaswag" not in local.all_tasks
+    # a built-in task among them: every built-in task is indexed, the local ones too
+    mixed = make_task_manager(task_dir, ["tiny_mc", "hellaswag"])
+    assert {"tiny_mc", "hellaswag"} <= set(mixed.all_tasks)
+
+
 def test_unknown_task_fails_before_model_load(tmp_path, task_dir, monkeypatch):
     import lm_eval
 
