@@ -151,6 +151,7 @@ def test_a_multi_gpu_job_starts_its_command_once(cluster, tmp_path):
         + ["--workflow-profile", "none", "--executor", "slurm", "--jobs", "1", *NO_ACCOUNTING, *QUICK_STATUS],
         capture_output=True,
         text=True,
+        timeout=600,  # a job that pends (a node gone invalid) fails the test, not the whole suite
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     launches = (tmp_path / "launches.txt").read_text().splitlines()

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A real single-node SLURM cluster on this machine, for tests/test_slurm.py: Debian's slurmctld, slurmd,
 # slurm-client and munge, no accounting database (job status comes from squeue), and a node that
-# advertises GPUs through GRES without devices, so GPU requests are exercised.
+# advertises GPUs through GRES, backed by links to /dev/null, so GPU requests are exercised.
 #
 # Usage (as root): tests/slurm/start-cluster.sh    installs what is missing, (re)starts the daemons
 # and waits until the node takes jobs. Idempotent: a cluster already answering is left running.
@@ -10,7 +10,7 @@
 set -euo pipefail
 
 PARTITION=main
-GPUS=4          # advertised GRES gpus (no devices behind them)
+GPUS=4          # advertised GRES gpus (links to /dev/null)
 STATE=/var/spool/slurm-slm
 CONF=/etc/slurm/slurm.conf
 
@@ -19,7 +19,8 @@ if [ "$(id -u)" != 0 ]; then
     exit 3
 fi
 
-if sinfo -h -p "$PARTITION" -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+if sinfo -h -p "$PARTITION" -o '%T' 2>/dev/null | grep -qE '^(idle|mixed|allocated)' \
+    && grep -q '^Name=gpu File=' /etc/slurm/gres.conf 2>/dev/null; then
     echo "$PARTITION"
     exit 0
 fi
@@ -73,12 +74,16 @@ ReturnToService=2
 SlurmdParameters=config_overrides
 SchedulerType=sched/backfill
 GresTypes=gpu
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:$GPUS State=UNKNOWN
 PartitionName=$PARTITION Nodes=$host Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
-# No gres.conf: slurmd finds no GPU devices and would mark a node configured with Gres=gpu:N
-# invalid; the GPUs are advertised with scontrol update once the node is up (below).
-rm -f /etc/slurm/gres.conf
+# The GPUs: slurmd drops a GPU without a device file and wants a character device, so each is a
+# link to /dev/null. (A count set with scontrol update instead lasts only until slurmd's next
+# registration, about 30 minutes later, which sets the node INVAL: jobs then pend for ever.)
+for i in $(seq 0 $((GPUS - 1))); do
+    ln -sfn /dev/null "$STATE/gpu$i"
+done
+echo "Name=gpu File=$STATE/gpu[0-$((GPUS - 1))]" > /etc/slurm/gres.conf
 
 # munge: a key, then the daemon.
 if [ ! -s /etc/munge/munge.key ]; then
@@ -107,21 +112,28 @@ done
 slurmctld -c -i
 slurmd
 
-# Wait for the node, then make sure it advertises its GPUs and takes jobs.
-for _ in $(seq 60); do
-    state=$(sinfo -h -n "$host" -o '%T' 2>/dev/null || true)
-    case "$state" in idle*|mixed*|allocated*) break ;; esac
-    sleep 1
-done
+# Wait until the node takes jobs; one drained by an earlier configuration is resumed (an invalid one
+# cannot be: it fails here, with slurmctld's reason).
+wait_for_node() {
+    for _ in $(seq 60); do
+        state=$(sinfo -h -n "$host" -o '%T' 2>/dev/null || true)
+        case "$state" in
+            idle | mixed | allocated) return 0 ;;
+            drain*) scontrol update NodeName="$host" State=RESUME || true ;;
+        esac
+        sleep 1
+    done
+    echo "start-cluster.sh: node $host is '$state' ($(scontrol show node "$host" | grep -o 'Reason=.*'));" \
+        "see /var/log/slurm/" >&2
+    exit 1
+}
+wait_for_node
+# The node must stay valid when slurmd registers again: have it do so now.
+scontrol reconfigure
+sleep 2
+wait_for_node
 if ! scontrol show node "$host" | grep -q "Gres=gpu:$GPUS"; then
-    scontrol update NodeName="$host" Gres="gpu:$GPUS"
+    echo "start-cluster.sh: node $host does not advertise gpu:$GPUS" >&2
+    exit 1
 fi
-scontrol update NodeName="$host" State=RESUME 2>/dev/null || true
-state=$(sinfo -h -n "$host" -o '%T')
-case "$state" in
-    idle*|mixed*|allocated*) echo "$PARTITION" ;;
-    *)
-        echo "start-cluster.sh: node $host is '$state'; see /var/log/slurm/" >&2
-        exit 1
-        ;;
-esac
+echo "$PARTITION"
