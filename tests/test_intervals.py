@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from slm.intervals import bootstrap_interval, first_crossing, seed_interval
+from slm.intervals import PERCENT, PERCENT_DIFFERENCE, bootstrap_interval, first_crossing, seed_interval
 
 
 def test_seed_interval_is_students_t():
@@ -18,6 +18,15 @@ def test_seed_interval_is_students_t():
     assert (low, high) == pytest.approx(expected)
     assert all(math.isnan(v) for v in seed_interval([31.3]))  # one seed: no interval
     assert all(math.isnan(v) for v in seed_interval([1.0, float("nan")]))
+
+
+def test_seed_interval_is_cut_to_what_the_mean_can_take():
+    values = [99.8, 92.8, 99.2]  # three seeds near the ceiling: the t interval runs past 100
+    low, high = seed_interval(values)
+    assert high > 100
+    assert seed_interval(values, bounds=PERCENT) == (low, 100.0)
+    assert seed_interval([-13.2, -7.2, -95.8], bounds=PERCENT_DIFFERENCE)[0] == -100.0
+    assert seed_interval([31.3, 27.0, 35.8], bounds=PERCENT) == seed_interval([31.3, 27.0, 35.8])  # inside
 
 
 def test_bootstrap_interval_of_an_accuracy_matches_the_binomial_spread():

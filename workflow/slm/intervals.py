@@ -21,17 +21,26 @@ import numpy as np
 CONFIDENCE = 0.95
 N_RESAMPLES = 2000
 BOOTSTRAP_SEED = 0
+#: What an accuracy in percent, and a difference of two, can be (``bounds`` of :func:`seed_interval`).
+PERCENT = (0.0, 100.0)
+PERCENT_DIFFERENCE = (-100.0, 100.0)
 
 
-def seed_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Student's t interval of the mean of ``values`` (one per seed); NaNs with fewer than 2 values."""
+def seed_interval(
+    values: Sequence[float], confidence: float = CONFIDENCE, bounds: tuple[float, float] | None = None
+) -> tuple[float, float]:
+    """Student's t interval of the mean of ``values`` (one per seed), cut to ``bounds`` (low, high) when
+    given; NaNs with fewer than 2 values."""
     from scipy.stats import t
 
     x = np.asarray(values, dtype=float)
     if len(x) < 2 or not np.isfinite(x).all():
         return math.nan, math.nan
     half = t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return float(x.mean() - half), float(x.mean() + half)
+    low, high = x.mean() - half, x.mean() + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return float(low), float(high)
 
 
 def bootstrap_interval(

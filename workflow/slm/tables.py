@@ -37,7 +37,7 @@ from slm.formatting import (
     relative_change,
     round_metric,
 )
-from slm.intervals import bootstrap_interval, first_crossing, seed_interval
+from slm.intervals import PERCENT, PERCENT_DIFFERENCE, bootstrap_interval, first_crossing, seed_interval
 from slm.io import atomic_write_text, read_json
 
 AVG_COL = "AVG"
@@ -164,12 +164,16 @@ class Measured:
             return None
         return [100.0 * np.mean([r.samples[t] for r in reps], axis=0) for t in tasks]
 
+    def _is_percent(self, column: str) -> bool:
+        """Whether ``column`` (a task or AVG) is an accuracy in percent, not a raw metric such as bits."""
+        return column == AVG_COL or not is_raw_metric(self.task_metrics[column])
+
     def interval(self, key: str, column: str) -> Interval:
         """A row's value of a task (or AVG) with its intervals over seeds and over evaluation documents."""
         reps = self.replicates[key]
         values = [r.values[column] for r in reps]
         out = Interval(sum(values) / len(values), len(values))
-        out.seed_low, out.seed_high = seed_interval(values)
+        out.seed_low, out.seed_high = seed_interval(values, bounds=PERCENT if self._is_percent(column) else None)
         documents = self._document_means(key, self._sampled(column))
         if documents is not None:
             out.sample_low, out.sample_high = bootstrap_interval(documents)
@@ -182,7 +186,9 @@ class Measured:
         by_seed = {r.seed: r.values[column] for r in self.replicates[other]}
         paired = [r.values[column] - by_seed[r.seed] for r in self.replicates[key] if r.seed in by_seed]
         out = Interval(a.value - b.value, len(paired))
-        out.seed_low, out.seed_high = seed_interval(paired)
+        out.seed_low, out.seed_high = seed_interval(
+            paired, bounds=PERCENT_DIFFERENCE if self._is_percent(column) else None
+        )
         tasks = self._sampled(column)
         mine, theirs = self._document_means(key, tasks), self._document_means(other, tasks)
         if mine is not None and theirs is not None and all(len(x) == len(y) for x, y in zip(mine, theirs)):
@@ -374,7 +380,8 @@ def results_table(
     legend += [
         "",
         "Cells: the mean over the row's seeds; `(low, high)`: its 95% t interval over the seeds (with 2 or "
-        "more; for the SLM − CLM row, of the per-seed differences); `[low, high]`: its 95% bootstrap interval "
+        "more; for the SLM − CLM row, of the per-seed differences; cut to 0-100 for an accuracy, to ±100 for "
+        "a difference); `[low, high]`: its 95% bootstrap interval "
         "over the evaluation documents (accuracy tasks; for the SLM − CLM row, of the per-document "
         "differences, paired). The first says how much retraining moves a result, the second how much the "
         "sample of problems does.",
@@ -805,7 +812,7 @@ def accuracy_curve(checkpoints: pd.DataFrame, tasks: list[str], *, x: str = "tok
     per_seed = (100.0 * per_task[tasks].mean(axis=1, skipna=False)).rename("accuracy").reset_index()
     records = []
     for (run, tokens), block in per_seed.groupby(["run", x], sort=True):
-        low, high = seed_interval(block["accuracy"])
+        low, high = seed_interval(block["accuracy"], bounds=PERCENT)
         records.append(
             {
                 "run": run,
@@ -896,7 +903,7 @@ def ratio_ablation(checkpoints: pd.DataFrame, ratio_runs: Mapping[str, float], t
     )
     records = []
     for (task, ratio), block in measured.groupby(["task", "ratio"], sort=False):
-        low, high = seed_interval(block["value"])
+        low, high = seed_interval(block["value"], bounds=PERCENT)
         records.append(
             {"ratio": ratio, "task": task, "value": block["value"].mean(), "low": low, "high": high, "n": len(block)}
         )

@@ -33,7 +33,7 @@ import torch
 
 from slm.data.generate import ANSWER_RE, TOOL_CLOSE, TOOL_OPEN, TOOL_OUTPUT_OPEN, Problem, parse_steps
 from slm.evaluate import ContextLengthError
-from slm.intervals import bootstrap_interval, seed_interval
+from slm.intervals import PERCENT, PERCENT_DIFFERENCE, bootstrap_interval, seed_interval
 from slm.io import atomic_write_json
 from slm.model import load_model, resolve_device
 from slm.progress import progress
@@ -307,7 +307,8 @@ def tir_table(
     ``evals`` pairs each fine-tuned model (a run, or ``base`` / ``reference``, the controls), in the
     table's row order, with its tool-integrated evaluations, one per fine-tuning seed of ``seeds``, in
     that order. One row per
-    model: the accuracy with the tool (mean over fine-tuning seeds), its 95% t interval over the seeds,
+    model: the accuracy with the tool (mean over fine-tuning seeds), its 95% t interval over the seeds
+    (cut to 0-100, and to ±100 for the difference),
     its 95% bootstrap interval over the problems (of each problem's correctness averaged over the seeds),
     each seed's accuracy, the share of programs the tool ran; the SLM − CLM row when ``delta`` names both
     (differences paired by fine-tuning seed, and by problem for the bootstrap); then the paper's rows
@@ -346,7 +347,10 @@ def tir_table(
     measured = pd.DataFrame(
         {
             TIR_COLUMN: [round(sum(v) / len(v), 1) for v in accuracy.values()],
-            SEED_INTERVAL_COLUMN: [shown(*seed_interval(v), "()") for v in accuracy.values()],
+            SEED_INTERVAL_COLUMN: [
+                shown(*seed_interval(v, bounds=PERCENT_DIFFERENCE if m == DELTA_ROW else PERCENT), "()")
+                for m, v in accuracy.items()
+            ],
             PROBLEM_INTERVAL_COLUMN: [shown(*bootstrap_interval([v]), "[]") for v in per_problem.values()],
             SEEDS_COLUMN: [" / ".join(f"{x:.1f}" for x in v) for v in accuracy.values()],
             TOOL_RAN_COLUMN: [
