@@ -58,21 +58,29 @@ def has_saved_state(state_dir: Path) -> bool:
     return any(Path(state_dir).glob("step-*[0-9]"))
 
 
-def stop_after_first_save(process: subprocess.Popen, workdir: Path, run: str, sig: int = signal.SIGKILL, **where):
-    """Find ``run``'s training process (``where``: root or cwd, as for find_slm), wait for its first
-    saved state, then signal it at once (a save every few steps of a small model leaves little time)."""
+def stop_after_first_save(
+    process: subprocess.Popen, workdir: Path, runs: str | tuple[str, ...], sig: int = signal.SIGKILL, **where
+) -> str:
+    """Find the training process of whichever of ``runs`` starts first (``where``: root or cwd, as
+    for find_slm), wait for its first saved state, then signal it at once (a save every few steps of
+    a small model leaves little time). Returns that run's name: the order in which Snakemake starts
+    independent jobs is not fixed, so a test must not assume it."""
+    runs = (runs,) if isinstance(runs, str) else runs
+
+    def started():
+        for run in runs:
+            if trainer := find_slm("train", f"results/train_state/{run}", **where):
+                return run, trainer
+        return process.poll() is not None
+
+    found = wait_for(started, 3600, f"the training process of {' or '.join(runs)}", 0.05)
+    assert process.poll() is None and found is not True, f"the run ended before {' or '.join(runs)} trained"
+    run, trainer = found
     state_dir = workdir / "results" / "train_state" / run
-    trainer = wait_for(
-        lambda: find_slm("train", f"results/train_state/{run}", **where) or process.poll() is not None,
-        3600,
-        f"{run}'s training process",
-        0.05,
-    )
-    assert process.poll() is None, f"the run ended before {run} trained"
     wait_for(lambda: has_saved_state(state_dir) or not trainer.is_running(), 3600, f"{run}'s first state save", 0.002)
     assert trainer.is_running(), f"{run}'s training ended before it could be stopped"
     kill(trainer, sig)
-    return trainer
+    return run
 
 
 def kill_group(process: subprocess.Popen) -> None:

@@ -1,8 +1,9 @@
 """Fault injection: real processes killed with SIGKILL, and the runs that follow.
 
-- The smoke workflow, its CLM training job killed after its first state save (the default profile's
-  retry resumes it), then the whole Snakemake process group killed while the SLM job trains: the
-  same command finishes the run, and every output equals an uninterrupted run's.
+- The smoke workflow, the training job that starts first (CLM's or SLM's: Snakemake's order is not
+  fixed) killed after its first state save (the default profile's retry resumes it), then the whole
+  Snakemake process group killed while the other trains: the same command finishes the run, and
+  every output equals an uninterrupted run's.
 - A training job killed with retries off: the run fails (it succeeds only through the retry); the
   base model's pretraining budget then changes and the rerun trains from step 0, saying why, to the
   weights of a fresh run on the new base.
@@ -38,11 +39,13 @@ from smoke import REPO, differences, output_digest, smoke_workdir, snakemake, st
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 3600
+RUNS = ("clm", "slm")  # the smoke config's continual-pretraining runs
 
 
-def kill_training_after_its_first_save(process: subprocess.Popen, workdir: Path, run: str) -> None:
-    """SIGKILL ``run``'s training process (a job of Snakemake ``process``) right after its first save."""
-    stop_after_first_save(process, workdir, run, root=process.pid)
+def kill_training_after_its_first_save(process: subprocess.Popen, workdir: Path, runs: str | tuple[str, ...]) -> str:
+    """SIGKILL the training process of whichever of ``runs`` starts first (a job of Snakemake
+    ``process``) right after its first save; returns that run."""
+    return stop_after_first_save(process, workdir, runs, root=process.pid)
 
 
 @pytest.fixture(scope="module")
@@ -50,33 +53,34 @@ def faulted_run(tmp_path_factory):
     workdir = smoke_workdir(tmp_path_factory.mktemp("faults"))
     first_log, second_log = workdir / "first.log", workdir / "second.log"
     process = start_snakemake(workdir, "--cores", "2", log=first_log)
-    kill_training_after_its_first_save(process, workdir, "clm")
-    # slm held (SIGSTOP) the moment its first state is saved, so that its few remaining steps cannot
-    # finish first; then Snakemake and every job it runs are killed
-    stop_after_first_save(process, workdir, "slm", signal.SIGSTOP, root=process.pid)
+    killed = kill_training_after_its_first_save(process, workdir, RUNS)
+    held = next(run for run in RUNS if run != killed)
+    # the other held (SIGSTOP) the moment its first state is saved, so that its few remaining steps
+    # cannot finish first; then Snakemake and every job it runs are killed
+    stop_after_first_save(process, workdir, held, signal.SIGSTOP, root=process.pid)
     assert process.poll() is None, first_log.read_text()[-4000:]
     kill_group(process)
     locks = sorted(p.name for p in (workdir / ".snakemake" / "locks").glob("*.lock"))
     second = start_snakemake(workdir, "--cores", "2", log=second_log)  # the same command again
     assert second.wait(timeout=TIMEOUT) == 0, second_log.read_text()[-6000:]
-    return workdir, first_log.read_text(), second_log.read_text(), locks
+    return workdir, killed, held, first_log.read_text(), second_log.read_text(), locks
 
 
 def test_killed_training_job_is_retried_and_resumes(faulted_run):
-    workdir, first, _, _ = faulted_run
-    assert re.search(r"Error in rule train:(.|\n)*?wildcards: run=clm", first)
+    workdir, killed, _, first, _, _ = faulted_run
+    assert re.search(rf"Error in rule train:(.|\n)*?wildcards: run={killed}", first)
     assert "Trying to restart job" in first
-    clm_log = (workdir / "logs" / "train" / "clm.log").read_text()
-    assert re.search(r"resumed from results/train_state/clm/step-\d+ at step \d+/16", clm_log), clm_log
+    log = (workdir / "logs" / "train" / f"{killed}.log").read_text()
+    assert re.search(rf"resumed from results/train_state/{killed}/step-\d+ at step \d+/16", log), log
 
 
 def test_killed_snakemake_run_is_finished_by_the_same_command(faulted_run):
-    workdir, _, second, locks = faulted_run
+    workdir, _, held, _, second, locks = faulted_run
     assert locks, "the killed run left no lock: nothing was tested"
     for lock in locks:
         assert f"Removed .snakemake/locks/{lock}: the lock of a Snakemake run that was killed." in second
-    slm_log = (workdir / "logs" / "train" / "slm.log").read_text()
-    assert re.search(r"resumed from results/train_state/slm/step-\d+ at step \d+/16", slm_log), slm_log
+    log = (workdir / "logs" / "train" / f"{held}.log").read_text()
+    assert re.search(rf"resumed from results/train_state/{held}/step-\d+ at step \d+/16", log), log
     assert not list((workdir / "results").rglob(".*.tmp"))
 
 

@@ -131,4 +131,4 @@ def test_the_released_models_are_those_made_and_evaluated_here():
     assert sorted(released) == ["clm/final", "slm/final"] + [
         f"tir/{m}/seed-{s}/final" for m in ("base", "slm") for s in (1, 2)
     ]
-    assert released["tir/base/seed-2/final"] == "results/eval/tir/base/seed-2.json"
+    assert released["tir/base/seed-2/final"] == "results/eval/tir/base/seed-2/final.json"

@@ -136,7 +136,8 @@ def test_suite_ratio_runs_evaluation_and_tables():
     # Table 2's rows in the config's order, whatever a JSON encoder does to mappings
     table2 = json.loads(json.dumps(plan.table2_spec(), sort_keys=True))
     assert [model for model, _ in table2["evals"]] == ["base", "reference", "clm", "slm"]
-    assert table2["evals"][2][1] == [f"results/eval/tir/clm/seed-{seed}.json" for seed in (1, 2, 3)]
+    assert table2["evals"][2][1] == [f"results/eval/tir/clm/seed-{seed}/final.json" for seed in (1, 2, 3)]
+    assert plan.tir_points == ["final"] and plan.table2_curve == []  # no checkpoints: no curve
     spec = plan.table3_spec("results/tables/results.csv")
     assert spec["rows"] == ["Base (strong)", "w2s-clm", "w2s-slm"]
     assert spec["values"] == {"w2s-clm": {"reference": None}, "w2s-slm": {"reference": "Reference"}}
@@ -230,3 +231,25 @@ def test_replicates_of_the_suite():
     assert plan.tables_spec()["selection"]["slm"] == [
         f"results/models/slm/seed-{s}/final/train_stats.json" for s in (1234, 1235, 1236)
     ]
+
+
+def test_table2_curve_evaluates_every_checkpoint_of_every_fine_tuning():
+    config = suite()
+    config["tool_integrated"] = {**config["tool_integrated"], "seeds": [1, 2]}
+    config["tool_integrated"]["training"] = {**config["tool_integrated"]["training"], "checkpoints": [2000, 1000]}
+    plan = Plan(config, ["a.yaml"])
+    assert plan.tir_points == ["tokens-1000", "tokens-2000", "final"]  # in training order
+    assert plan.table2[-2:] == ["results/tables/table2_curve.md", "results/tables/table2_curve.csv"]
+    points = plan.table2_curve_spec()["points"]
+    assert len(points) == 4 * 3 * 2  # models x points x seeds
+    first, last = points[0], points[-1]
+    assert first == {
+        "model": "base",
+        "seed": 1,
+        "point": "tokens-1000",
+        "eval_json": "results/eval/tir/base/seed-1/tokens-1000.json",
+        "model_dir": "results/models/tir/base/seed-1/checkpoints/tokens-1000",
+    }
+    assert (last["model"], last["seed"], last["point"]) == ("slm", 2, "final")
+    assert last["model_dir"] == "results/models/tir/slm/seed-2/final"
+    assert plan.table2_curve_spec()["seeds"] == [1, 2]

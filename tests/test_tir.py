@@ -20,6 +20,7 @@ from slm.tir import (
     fewshot_prefix,
     program_error,
     run_program,
+    tir_curve,
     tir_table,
     tool_output,
 )
@@ -227,3 +228,51 @@ def test_table2_averages_fine_tuning_seeds_and_pairs_the_delta_by_seed(tmp_path)
     assert errors.loc["base + TIR fine-tuning", "tool error"] == 87.5
     with pytest.raises(ValueError, match="1 evaluations of clm for 2 seeds"):
         tir_table([("clm", evals[0][1][:1])], tmp_path / "bad", seeds=[0, 1])
+
+
+def test_table2_curve_has_each_seed_its_mean_interval_and_spread_at_every_point(tmp_path):
+    # accuracy (%) per model, point and seed: base still climbing and unsteady, clm flat and steady
+    accuracy = {
+        ("base", "tokens-100"): {1: 10.0, 2: 40.0},
+        ("base", "final"): {1: 50.0, 2: 90.0},
+        ("clm", "tokens-100"): {1: 95.0, 2: 97.5},
+        ("clm", "final"): {1: 97.5, 2: 97.5},
+    }
+    tokens = {"tokens-100": 100, "final": 200}
+    points = []
+    for (model, point), by_seed in accuracy.items():
+        for seed, value in by_seed.items():
+            stem = tmp_path / f"{model}-{seed}-{point}"
+            stem.mkdir()
+            (stem / "eval.json").write_text(json.dumps({"accuracy": value / 100}))
+            (stem / "train_stats.json").write_text(json.dumps({"tokens_seen": tokens[point]}))
+            points.append(
+                {
+                    "model": model,
+                    "seed": seed,
+                    "point": point,
+                    "eval_json": str(stem / "eval.json"),
+                    "model_dir": str(stem),
+                }
+            )
+    long = tir_curve(points, tmp_path / "curve", seeds=[1, 2])
+    assert len(long) == 8 and set(long["tokens_seen"]) == {100, 200}
+    assert pd.read_csv(tmp_path / "curve.csv").equals(long)
+    md = (tmp_path / "curve.md").read_text()
+    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in md.splitlines()[2:6]]
+    assert [row[:2] for row in rows] == [
+        ["base", "tokens-100"],
+        ["base", "final"],
+        ["clm", "tokens-100"],
+        ["clm", "final"],
+    ]
+    base_final = rows[1]
+    assert base_final[3:5] == ["50.0 / 90.0", "70.0"]
+    low, high = stats.t.interval(0.95, 1, loc=70.0, scale=stats.sem([50.0, 90.0]))
+    assert low < 0 and high > 100 and base_final[5] == "(0.0, 100.0)"  # two seeds: cut to what can be
+    assert base_final[6] == "40.0" and rows[3][6] == "0.0"  # the spread: highest minus lowest seed
+    with pytest.raises(ValueError, match="clm at final has seeds"):
+        tir_curve(points[:-1], tmp_path / "short", seeds=[1, 2])
+    (tmp_path / "clm-2-final" / "train_stats.json").write_text(json.dumps({"tokens_seen": 199}))
+    with pytest.raises(ValueError, match="different token counts"):
+        tir_curve(points, tmp_path / "mixed", seeds=[1, 2])

@@ -34,7 +34,8 @@ SMOKE_STRONG = {
     },
     "tool_integrated": {
         "seeds": [1, 2],
-        "training": {"epochs": 1, "batch_size": 8},
+        # two epochs with a checkpoint after the first step: Table 2's learning curve
+        "training": {"epochs": 2, "batch_size": 8, "checkpoints": [2048]},
         "evaluation": {"max_program_tokens": 16},
     },
     # the suite's checkpoints every 150K tokens, at smoke size
@@ -95,6 +96,8 @@ def test_default_config_plans_the_whole_pipeline(tmp_path):
             ),
             "runs.base-strong",
         ),
+        # results/{models,eval}/tir/ hold Table 2's fine-tunings
+        (lambda c: c["runs"].update({"tir": {"method": "clm"}}), "'tir' should not be valid"),
         (lambda c: c.update(tool_integrated={"runs": ["dpo"], "training": {"epochs": 1}}), "tool_integrated.runs"),
         (lambda c: c.update(tool_integrated={"runs": ["slm"], "training": {"epochs": 1}}), "data.tir"),
         (lambda c: c["runs"]["slm"].update(weighting="soft"), "runs.slm.ratio': a soft-weighted run"),
@@ -359,14 +362,22 @@ def test_miniature_suite_at_smoke_size(smoke_run):
                 (smoke_run / f"results/models/tir/{model}/seed-{seed}/final/train_stats.json").read_text()
             )
             assert stats["init_model"] == starts.get(model, f"results/models/{model}/seed-{seeds[0]}/final")
-            evaluation = json.loads((smoke_run / f"results/eval/tir/{model}/seed-{seed}.json").read_text())
-            assert evaluation["n"] == 12 and len(evaluation["samples"]) == 12
+            for point in ("tokens-2048", "final"):
+                evaluation = json.loads((smoke_run / f"results/eval/tir/{model}/seed-{seed}/{point}.json").read_text())
+                assert evaluation["n"] == 12 and len(evaluation["samples"]) == 12
     table2 = pd.read_csv(smoke_run / "results/tables/table2.csv")
     assert table2["Source"].tolist()[:5] == ["this run"] * 5
     models = ["base", "reference", "clm", "slm"]
     assert table2["Model"].tolist()[:4] == [f"{m} + TIR fine-tuning" for m in models]
     errors = pd.read_csv(smoke_run / "results/tables/table2_errors.csv", index_col=0)
     assert errors.sum(axis=1).round().tolist() == [100.0] * 4
+    curve = pd.read_csv(smoke_run / "results/tables/table2_curve.csv")
+    assert len(curve) == 4 * 2 * 2  # models x points x seeds
+    at = curve.set_index(["model", "seed", "point"])
+    assert at.loc[("slm", 1, "tokens-2048"), "tokens_seen"] == 2048
+    assert at.loc[("slm", 1, "final"), "tokens_seen"] > 2048
+    final = json.loads((smoke_run / "results/eval/tir/slm/seed-2/final.json").read_text())
+    assert at.loc[("slm", 2, "final"), "accuracy"] == pytest.approx(100 * final["accuracy"])
     roles = pd.read_csv(smoke_run / "results/tables/selection_roles.csv")
     assert {"operand", "operator", "result"} <= set(roles.loc[roles["kind"] == "math", "role"])
     assert {"arith_tir (%)", "tool ran (%)", "GSM8K", "GSM-Hard"} <= set(table2.columns)

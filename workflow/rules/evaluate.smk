@@ -9,6 +9,8 @@ rule evaluate:
     benchmark:
         "benchmarks/evaluate/{model}/{point}.tsv"
     wildcard_constraints:
+        # results/eval/tir/ holds Table 2's tool-integrated evaluations (rule evaluate_tir); no run is named tir
+        model=r"(?!tir/).+",
         point=r"final|tokens-\d+",
     conda:
         "../../envs/slm.yaml"

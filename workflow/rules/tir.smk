@@ -1,7 +1,8 @@
 # Table 2 (tool-integrated reasoning): fine-tune the final model of each tool_integrated run (and the
 # base and reference models, the controls) on ToRA-style solutions once per fine-tuning seed, evaluate
 # each with a Python tool in the loop, tabulate beside the paper with where the solutions went wrong,
-# and the SLM run's selection rates by token role.
+# and the SLM run's selection rates by token role; with tool_integrated.training.checkpoints, every
+# checkpoint is evaluated the same way for the fine-tunings' learning curve (table2_curve).
 
 
 if PLAN.tir_runs:
@@ -11,7 +12,11 @@ if PLAN.tir_runs:
             model=lambda w: local_inputs(PLAN.final_model(w.run)),
             data=packed("tir"),
         output:
-            directory("results/models/tir/{run}/seed-{seed}/final"),
+            final=directory("results/models/tir/{run}/seed-{seed}/final"),
+            checkpoints=[
+                directory(f"results/models/tir/{{run}}/seed-{{seed}}/checkpoints/tokens-{n}")
+                for n in PLAN.tir_checkpoints
+            ],
         log:
             "logs/train/tir-{run}-seed-{seed}.log",
         benchmark:
@@ -31,7 +36,8 @@ if PLAN.tir_runs:
                 {
                     "init_model": PLAN.final_model(w.run),
                     "data": list(input.data),
-                    "out_dir": output[0],
+                    "out_dir": output.final,
+                    "checkpoint_dir": f"results/models/tir/{w.run}/seed-{w.seed}/checkpoints",
                     "state_dir": f"results/train_state/tir-{w.run}-seed-{w.seed}",
                     "name": f"tir-{w.run}-seed-{w.seed}",
                     "role": "tir",
@@ -43,18 +49,19 @@ if PLAN.tir_runs:
 
     rule evaluate_tir:
         input:
-            model=rules.sft_tir.output,
+            model=lambda w: PLAN.tir_model(w.run, w.seed, w.point),
             problems=f"{RAW}/eval/arith_gen.jsonl",
             fewshot=f"{RAW}/eval/arith_fewshot.jsonl",
         output:
-            "results/eval/tir/{run}/seed-{seed}.json",
+            "results/eval/tir/{run}/seed-{seed}/{point}.json",
         log:
-            "logs/evaluate/tir-{run}-seed-{seed}.log",
+            "logs/evaluate/tir-{run}-seed-{seed}-{point}.log",
         benchmark:
-            "benchmarks/evaluate/tir-{run}-seed-{seed}.tsv"
+            "benchmarks/evaluate/tir-{run}-seed-{seed}-{point}.tsv"
         wildcard_constraints:
             run=one_of(PLAN.tir_runs),
             seed=r"\d+",
+            point=one_of(PLAN.tir_points),
         conda:
             "../../envs/slm.yaml"
         threads: rule_threads("evaluate_tir")
@@ -90,6 +97,25 @@ if PLAN.tir_runs:
             spec=spec(PLAN.table2_spec()),
         shell:
             "python -m slm tir-table --spec {params.spec:q} --out {params.out} > {log} 2>&1"
+
+    if PLAN.table2_curve:
+
+        rule table2_curve:
+            input:
+                evals=[p["eval_json"] for p in PLAN.table2_curve_spec()["points"]],
+                models=[p["model_dir"] for p in PLAN.table2_curve_spec()["points"]],
+            output:
+                md=report(PLAN.table2_curve[0], caption="../report/table2_curve.rst", category="Tables"),
+                csv=PLAN.table2_curve[1],
+            log:
+                "logs/table2_curve.log",
+            conda:
+                "../../envs/slm.yaml"
+            params:
+                out=lambda w, output: Path(output.md).with_suffix(""),
+                spec=spec(PLAN.table2_curve_spec()),
+            shell:
+                "python -m slm tir-curve --spec {params.spec:q} --out {params.out} > {log} 2>&1"
 
 
 if PLAN.roles_run:

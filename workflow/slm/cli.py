@@ -206,6 +206,12 @@ def cmd_tir_table(args) -> None:
     )
 
 
+def cmd_tir_curve(args) -> None:
+    from slm.tir import tir_curve
+
+    print(tir_curve(args.spec["points"], args.out, seeds=args.spec["seeds"]).to_string())
+
+
 def cmd_selection_roles(args) -> None:
     from slm.roles import role_table
 
@@ -359,6 +365,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("tir-table", cmd_tir_table, "Table 2: tool-integrated results beside the paper's")
     p.add_argument("--spec", type=_json, required=True)
     p.add_argument("--out", required=True, help="output path without suffix (.md, .csv, .tex)")
+
+    p = add("tir-curve", cmd_tir_curve, "Table 2's learning curve: accuracy with the tool at each checkpoint")
+    p.add_argument("--spec", type=_json, required=True, help="points and seeds, as Plan.table2_curve_spec")
+    p.add_argument("--out", required=True, help="output path without suffix (.md, .csv)")
 
     p = add("selection-roles", cmd_selection_roles, "selection rates by token role (operand, operator, result, ...)")
     p.add_argument("--dynamics", required=True, help="losses.npz of the SLM run's token dynamics")

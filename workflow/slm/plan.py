@@ -48,6 +48,8 @@ class Plan:
         # Table 2's fine-tuned models: runs, and base / reference as controls; once per fine-tuning seed
         self.tir_runs: list[str] = list(tir["runs"]) if tir else []
         self.tir_seeds: list[int] = list(tir.get("seeds", [config["seed"]])) if tir else []
+        # the fine-tunings' intermediate checkpoints (token counts), each evaluated for Table 2's curve
+        self.tir_checkpoints: list[int] = sorted(tir["training"].get("checkpoints", [])) if tir else []
 
     # ------------------------------------------------------------------ replicates
     def seeds(self, run: str) -> list[int]:
@@ -279,7 +281,7 @@ class Plan:
             return []
         errors = [f"{RESULTS}/tables/table2_errors.{ext}" for ext in ("md", "csv")]
         roles = [f"{RESULTS}/tables/selection_roles.{ext}" for ext in ("md", "csv")] if self.roles_run else []
-        return table_files("table2") + errors + roles
+        return table_files("table2") + errors + roles + self.table2_curve
 
     @property
     def table3(self) -> list[str]:
@@ -422,9 +424,50 @@ class Plan:
         runs = [run for run in self.tir_runs if run in self.config["runs"]]
         return _pair_by_method(self.config["runs"], runs, prefer_names=False)
 
+    @property
+    def tir_points(self) -> list[str]:
+        """What is evaluated of each fine-tuning: its checkpoints ``tokens-N`` in training order, then ``final``."""
+        return [f"tokens-{n}" for n in self.tir_checkpoints] + ["final"]
+
+    @staticmethod
+    def tir_model(model: str, seed: int, point: str = "final") -> str:
+        """A fine-tuned model of Table 2: ``final``, or checkpoint ``tokens-N`` of the fine-tuning."""
+        folder = "final" if point == "final" else f"checkpoints/{point}"
+        return f"{RESULTS}/models/tir/{model}/seed-{seed}/{folder}"
+
+    @staticmethod
+    def tir_eval(model: str, seed: int, point: str = "final") -> str:
+        """The tool-integrated evaluation of :meth:`tir_model`."""
+        return f"{RESULTS}/eval/tir/{model}/seed-{seed}/{point}.json"
+
     def tir_evals(self, model: str) -> list[str]:
         """The tool-integrated evaluations of one fine-tuned model of Table 2, one per fine-tuning seed."""
-        return [f"{RESULTS}/eval/tir/{model}/seed-{seed}.json" for seed in self.tir_seeds]
+        return [self.tir_eval(model, seed) for seed in self.tir_seeds]
+
+    @property
+    def table2_curve(self) -> list[str]:
+        """Table 2's learning curve, when the fine-tunings keep checkpoints."""
+        return [f"{RESULTS}/tables/table2_curve.{ext}" for ext in ("md", "csv")] if self.tir_checkpoints else []
+
+    def table2_curve_spec(self) -> dict:
+        """The ``--spec`` of ``python -m slm tir-curve``: every evaluated point of every fine-tuning, with the
+        model evaluated there (whose ``train_stats.json`` says how many tokens it had seen), in row order
+        (model, then point)."""
+        return {
+            "points": [
+                {
+                    "model": model,
+                    "seed": seed,
+                    "point": point,
+                    "eval_json": self.tir_eval(model, seed, point),
+                    "model_dir": self.tir_model(model, seed, point),
+                }
+                for model in self.tir_runs
+                for point in self.tir_points
+                for seed in self.tir_seeds
+            ],
+            "seeds": self.tir_seeds,
+        }
 
     def table2_spec(self) -> dict:
         """The ``--spec`` of ``python -m slm tir-table``: the evaluations as ``[model, paths]`` pairs in
@@ -463,7 +506,7 @@ class Plan:
             models[self.model_dir(run)] = self.eval_json(run)
         for run in self.tir_runs:
             for seed in self.tir_seeds:
-                models[f"{RESULTS}/models/tir/{run}/seed-{seed}/final"] = f"{RESULTS}/eval/tir/{run}/seed-{seed}.json"
+                models[self.tir_model(run, seed)] = self.tir_eval(run, seed)
         return {path.removeprefix(f"{RESULTS}/models/"): evaluation for path, evaluation in models.items()}
 
 

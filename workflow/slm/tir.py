@@ -392,3 +392,65 @@ def tir_table(
         provenance=provenance,
         out_tex=out_stem.with_suffix(".tex"),
     )
+
+
+CURVE_COLUMNS = ["model", "point", "seed", "tokens_seen", "accuracy"]
+
+
+def tir_curve(points: list[dict], out_stem: str | Path, *, seeds: list[int]):
+    """Table 2's learning curve: each fine-tuned model's accuracy with the tool at every evaluated point of
+    its fine-tuning (checkpoints ``tokens-N``, then ``final``).
+
+    ``points``: ``{model, seed, point, eval_json, model_dir}`` in row order (model, then point), each
+    point of a model once per seed of ``seeds``; the ``train_stats.json`` of ``model_dir`` (the model
+    evaluated) says how many tokens it had seen. ``<out_stem>.csv``: one row per model, point and seed
+    (:data:`CURVE_COLUMNS`, accuracy in %). ``<out_stem>.md``: one row per model and point with each
+    seed's accuracy, their mean, the 95% t interval over seeds and the spread (highest minus lowest
+    seed): whether the recipe ends where the curve is flat, and whether the seeds agree there.
+    """
+    import pandas as pd
+
+    from slm.formatting import human_tokens
+    from slm.io import atomic_write_text
+
+    records = [
+        {
+            "model": p["model"],
+            "point": p["point"],
+            "seed": p["seed"],
+            "tokens_seen": json.loads((Path(p["model_dir"]) / "train_stats.json").read_text(encoding="utf-8"))[
+                "tokens_seen"
+            ],
+            "accuracy": 100 * json.loads(Path(p["eval_json"]).read_text(encoding="utf-8"))["accuracy"],
+        }
+        for p in points
+    ]
+    long = pd.DataFrame.from_records(records, columns=CURVE_COLUMNS)
+    rows = []
+    for (model, point), block in long.groupby(["model", "point"], sort=False):
+        if sorted(block["seed"]) != sorted(seeds):
+            raise ValueError(f"tir_curve: {model} at {point} has seeds {sorted(block['seed'])}, expected {seeds}")
+        if block["tokens_seen"].nunique() != 1:
+            raise ValueError(f"tir_curve: the seeds of {model} at {point} saw different token counts")
+        accuracy = block.set_index("seed")["accuracy"].reindex(seeds)
+        low, high = seed_interval(accuracy, bounds=PERCENT)
+        rows.append(
+            {
+                "model": model,
+                "point": point,
+                "tokens seen": human_tokens(int(block["tokens_seen"].iloc[0])),
+                "per fine-tuning seed": " / ".join(f"{x:.1f}" for x in accuracy),
+                TIR_COLUMN: f"{accuracy.mean():.1f}",
+                SEED_INTERVAL_COLUMN: "" if math.isnan(low) else f"({low:.1f}, {high:.1f})",
+                "spread": f"{accuracy.max() - accuracy.min():.1f}",
+            }
+        )
+    out_stem = Path(out_stem)
+    atomic_write_text(out_stem.with_suffix(".csv"), long.to_csv(index=False))
+    atomic_write_text(
+        out_stem.with_suffix(".md"),
+        pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
+        + f"\n\nTool-integrated accuracy (%) along each fine-tuning, fine-tuning seeds {seeds}: the mean, its "
+        "95% t interval over seeds (cut to 0-100) and the spread, highest minus lowest seed.\n",
+    )
+    return long
