@@ -59,12 +59,17 @@ def has_saved_state(state_dir: Path) -> bool:
 
 
 def stop_after_first_save(
-    process: subprocess.Popen, workdir: Path, runs: str | tuple[str, ...], sig: int = signal.SIGKILL, **where
+    process: subprocess.Popen,
+    workdir: Path,
+    runs: str | tuple[str, ...],
+    sig: int = signal.SIGKILL,
+    timeout: float = 3600,
+    **where,
 ) -> str:
     """Find the training process of whichever of ``runs`` starts first (``where``: root or cwd, as
     for find_slm), wait for its first saved state, then signal it at once (a save every few steps of
-    a small model leaves little time). Returns that run's name: the order in which Snakemake starts
-    independent jobs is not fixed, so a test must not assume it."""
+    a small model leaves little time); each wait fails after ``timeout`` s. Returns that run's name:
+    the order in which Snakemake starts independent jobs is not fixed, so a test must not assume it."""
     runs = (runs,) if isinstance(runs, str) else runs
 
     def started():
@@ -73,11 +78,11 @@ def stop_after_first_save(
                 return run, trainer
         return process.poll() is not None
 
-    found = wait_for(started, 3600, f"the training process of {' or '.join(runs)}", 0.05)
+    found = wait_for(started, timeout, f"the training process of {' or '.join(runs)}", 0.05)
     assert process.poll() is None and found is not True, f"the run ended before {' or '.join(runs)} trained"
     run, trainer = found
     state_dir = workdir / "results" / "train_state" / run
-    wait_for(lambda: has_saved_state(state_dir) or not trainer.is_running(), 3600, f"{run}'s first state save", 0.002)
+    wait_for(lambda: has_saved_state(state_dir) or not trainer.is_running(), timeout, f"{run}'s first save", 0.002)
     assert trainer.is_running(), f"{run}'s training ended before it could be stopped"
     kill(trainer, sig)
     return run

@@ -29,6 +29,9 @@ CANNOT_INSTALL = 3  # start-cluster.sh: not root, no apt-get, or the packages ca
 # checks for short test jobs (the plugin's default waits 40 s before the first).
 NO_ACCOUNTING = ["--slurm-no-account", "--slurm-status-command", "squeue"]
 QUICK_STATUS = ["--slurm-init-seconds-before-status-checks", "2"]
+# The SLURM run takes about 7 min here; a job left pending (a node gone invalid) fails the test after
+# this many seconds per wait instead of holding the suite for hours.
+TIMEOUT = 1200
 SUBMITTED = re.compile(r"SLURM jobid (\d+) \(log: \S*?/rule_(\w+)/(?:(\S+)/)?\d+\.log\)")
 
 
@@ -74,10 +77,10 @@ def slurm_run(cluster, tmp_path_factory):
     process = start_snakemake(workdir, *command, log=log)
     # Held (SIGSTOP) the moment its first state is saved, then cancelled: scancel takes longer than the
     # few steps between a save and the end of the smoke config's training.
-    stop_after_first_save(process, workdir, "slm", signal.SIGSTOP, cwd=workdir)
+    stop_after_first_save(process, workdir, "slm", signal.SIGSTOP, TIMEOUT, cwd=workdir)
     train_slm = [job for job, rule, wildcards in submissions(log.read_text()) if (rule, wildcards) == ("train", "slm")]
     subprocess.run(["scancel", train_slm[-1]], check=True)
-    assert process.wait(timeout=3600) == 0, log.read_text()[-6000:]
+    assert process.wait(timeout=TIMEOUT) == 0, log.read_text()[-6000:]
     return workdir, log.read_text(), train_slm[-1], time.monotonic() - start
 
 
