@@ -239,7 +239,7 @@ def test_table2_curve_evaluates_every_checkpoint_of_every_fine_tuning():
     config["tool_integrated"]["training"] = {**config["tool_integrated"]["training"], "checkpoints": [2000, 1000]}
     plan = Plan(config, ["a.yaml"])
     assert plan.tir_points == ["tokens-1000", "tokens-2000", "final"]  # in training order
-    assert plan.table2[-2:] == ["results/tables/table2_curve.md", "results/tables/table2_curve.csv"]
+    assert plan.table2[-3:] == [f"results/tables/table2_curve.{ext}" for ext in ("md", "csv", "png")]
     points = plan.table2_curve_spec()["points"]
     assert len(points) == 4 * 3 * 2  # models x points x seeds
     first, last = points[0], points[-1]

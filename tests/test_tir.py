@@ -271,6 +271,9 @@ def test_table2_curve_has_each_seed_its_mean_interval_and_spread_at_every_point(
     low, high = stats.t.interval(0.95, 1, loc=70.0, scale=stats.sem([50.0, 90.0]))
     assert low < 0 and high > 100 and base_final[5] == "(0.0, 100.0)"  # two seeds: cut to what can be
     assert base_final[6] == "40.0" and rows[3][6] == "0.0"  # the spread: highest minus lowest seed
+    png = tmp_path / "curve.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"{png.name}: Table 2's learning curve" in md
+    assert "base and clm" in md and "seed (1 and 2)" in md
     with pytest.raises(ValueError, match="clm at final has seeds"):
         tir_curve(points[:-1], tmp_path / "short", seeds=[1, 2])
     (tmp_path / "clm-2-final" / "train_stats.json").write_text(json.dumps({"tokens_seen": 199}))

@@ -372,6 +372,7 @@ def test_miniature_suite_at_smoke_size(smoke_run):
     errors = pd.read_csv(smoke_run / "results/tables/table2_errors.csv", index_col=0)
     assert errors.sum(axis=1).round().tolist() == [100.0] * 4
     curve = pd.read_csv(smoke_run / "results/tables/table2_curve.csv")
+    assert (smoke_run / "results/tables/table2_curve.png").stat().st_size > 0
     assert len(curve) == 4 * 2 * 2  # models x points x seeds
     at = curve.set_index(["model", "seed", "point"])
     assert at.loc[("slm", 1, "tokens-2048"), "tokens_seen"] == 2048

@@ -107,6 +107,7 @@ if PLAN.tir_runs:
             output:
                 md=report(PLAN.table2_curve[0], caption="../report/table2_curve.rst", category="Tables"),
                 csv=PLAN.table2_curve[1],
+                png=report(PLAN.table2_curve[2], caption="../report/table2_curve.rst", category="Figures"),
             log:
                 "logs/table2_curve.log",
             conda:

@@ -12,6 +12,8 @@ figure, each drawing data already shaped by :mod:`slm.tables` (or :mod:`slm.dyna
   (:func:`slm.tables.ratio_ablation`), beside the paper's reported values.
 * :func:`figure5_gains` — Figure 5: per-task gain of SLM over CLM (:func:`slm.tables.gains_table`),
   beside the paper's gains where a task is mapped.
+* :func:`table2_curve_figure` — Table 2's learning curve: tool-integrated accuracy along each
+  fine-tuning, every seed and their mean (:func:`slm.tir.tir_curve`).
 
 :func:`make_figures` draws every figure a run's tables support. Every function renders with
 matplotlib's Agg canvas (no pyplot, no global backend switch) and returns a :class:`FigureResult`:
@@ -499,6 +501,42 @@ def figure5_gains(
             f"{paper_note}."
         )
     return FigureResult(out, caption, gains)
+
+
+# --------------------------------------------------------------------------- Table 2's curve
+def table2_curve_figure(long: pd.DataFrame, out_png: str | Path, *, source: str) -> FigureResult:
+    """Tool-integrated accuracy (%) against the fine-tuning's tokens seen, one panel per fine-tuned
+    model: a thin line per fine-tuning seed and the mean over seeds in bold, so that both where each
+    curve flattens and how far the seeds end apart can be read.
+
+    ``long``: :func:`slm.tir.tir_curve`'s rows (model, point, seed, tokens_seen, accuracy), in model order.
+    """
+    models = list(dict.fromkeys(long["model"]))
+    seeds = sorted(set(long["seed"]))
+    fig, axes = _new_figure(ncols=len(models), width=4.0, height=3.6)
+    colours = _colours([str(seed) for seed in seeds])
+    for ax, model in zip(axes, models):
+        rows = long[long["model"] == model].sort_values("tokens_seen")
+        for seed in seeds:
+            own = rows[rows["seed"] == seed]
+            colour = colours[str(seed)]
+            ax.plot(own["tokens_seen"], own["accuracy"], color=colour, lw=1, alpha=0.6, label=f"seed {seed}")
+        mean = rows.groupby("tokens_seen", sort=True)["accuracy"].mean()
+        ax.plot(mean.index, mean.values, color="black", lw=2, marker="o", ms=3, label="mean")
+        ax.set_title(model)
+        ax.set_ylim(0, 100)
+        ax.xaxis.set_major_formatter(TOKENS_FORMATTER)
+        ax.set_xlabel("fine-tuning tokens seen")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("accuracy with the tool (%)")
+    axes[-1].legend(loc="lower right", fontsize="small")
+    out = _save(fig, out_png)
+    caption = (
+        f"Table 2's learning curve: tool-integrated accuracy (%) along each fine-tuning of {join_names(models)}, "
+        f"a thin line per fine-tuning seed ({join_names(map(str, seeds))}), the mean over seeds in black, "
+        f"from {source}."
+    )
+    return FigureResult(out, caption, long)
 
 
 def make_figures(

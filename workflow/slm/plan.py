@@ -446,8 +446,8 @@ class Plan:
 
     @property
     def table2_curve(self) -> list[str]:
-        """Table 2's learning curve, when the fine-tunings keep checkpoints."""
-        return [f"{RESULTS}/tables/table2_curve.{ext}" for ext in ("md", "csv")] if self.tir_checkpoints else []
+        """Table 2's learning curve (table, its data, its figure), when the fine-tunings keep checkpoints."""
+        return [f"{RESULTS}/tables/table2_curve.{ext}" for ext in ("md", "csv", "png")] if self.tir_checkpoints else []
 
     def table2_curve_spec(self) -> dict:
         """The ``--spec`` of ``python -m slm tir-curve``: every evaluated point of every fine-tuning, with the

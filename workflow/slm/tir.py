@@ -407,9 +407,11 @@ def tir_curve(points: list[dict], out_stem: str | Path, *, seeds: list[int]):
     (:data:`CURVE_COLUMNS`, accuracy in %). ``<out_stem>.md``: one row per model and point with each
     seed's accuracy, their mean, the 95% t interval over seeds and the spread (highest minus lowest
     seed): whether the recipe ends where the curve is flat, and whether the seeds agree there.
+    ``<out_stem>.png``: the same, drawn (:func:`slm.figures.table2_curve_figure`).
     """
     import pandas as pd
 
+    from slm.figures import table2_curve_figure
     from slm.formatting import human_tokens
     from slm.io import atomic_write_text
 
@@ -446,11 +448,14 @@ def tir_curve(points: list[dict], out_stem: str | Path, *, seeds: list[int]):
             }
         )
     out_stem = Path(out_stem)
-    atomic_write_text(out_stem.with_suffix(".csv"), long.to_csv(index=False))
+    csv, png = out_stem.with_suffix(".csv"), out_stem.with_suffix(".png")
+    atomic_write_text(csv, long.to_csv(index=False))
+    figure = table2_curve_figure(long, png, source=csv.name)
     atomic_write_text(
         out_stem.with_suffix(".md"),
         pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
         + f"\n\nTool-integrated accuracy (%) along each fine-tuning, fine-tuning seeds {seeds}: the mean, its "
-        "95% t interval over seeds (cut to 0-100) and the spread, highest minus lowest seed.\n",
+        f"95% t interval over seeds (cut to 0-100) and the spread, highest minus lowest seed.\n\n{png.name}: "
+        f"{figure.caption}\n",
     )
     return long
