@@ -1,5 +1,5 @@
 """The Rho-1 paper's figures from this workflow's tables (PNG, written atomically): one function per
-figure, each drawing data already shaped by :mod:`slm.tables` (or :mod:`slm.dynamics`).
+figure, each drawing data already shaped by :mod:`slm.tables` (or :mod:`slm.dynamics`, :mod:`slm.tir`).
 
 * :func:`figure1_accuracy_vs_tokens` — Figure 1: average accuracy against training tokens per run
   (:func:`slm.tables.accuracy_curve`).
@@ -13,7 +13,7 @@ figure, each drawing data already shaped by :mod:`slm.tables` (or :mod:`slm.dyna
 * :func:`figure5_gains` — Figure 5: per-task gain of SLM over CLM (:func:`slm.tables.gains_table`),
   beside the paper's gains where a task is mapped.
 * :func:`table2_curve_figure` — Table 2's learning curve: tool-integrated accuracy along each
-  fine-tuning, every seed and their mean (:func:`slm.tir.tir_curve`).
+  fine-tuning, every seed and their mean (:func:`slm.tir.tir_curve`, which draws it beside its table).
 
 :func:`make_figures` draws every figure a run's tables support. Every function renders with
 matplotlib's Agg canvas (no pyplot, no global backend switch) and returns a :class:`FigureResult`:
