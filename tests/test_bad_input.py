@@ -129,6 +129,15 @@ CONFIG_CASES = [
     ("unknown resources key", _set("resources.train.gpu", 1), "gpu"),
     # how keys fit together (slm.config)
     ("max_tokens and epochs", _set("training.epochs", 1), "training"),
+    ("loss kind the corpus lacks", _set("training.loss_kinds", ["program"]), "training.loss_kinds"),
+    (
+        "loss kind of no tool-integrated solution",
+        _both(
+            _set("data.tir", {"source": "generated"}),
+            _set("tool_integrated", {"runs": ["slm"], "training": {"epochs": 1, "loss_kinds": ["program", "math"]}}),
+        ),
+        "tool_integrated.training.loss_kinds",
+    ),
     (
         "micro-batch not dividing the batch",
         _set("training", {"lr": 3.0e-3, "batch_size": 4, "micro_batch_size": 3, "max_tokens": 8192}),

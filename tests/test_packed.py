@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from conftest import SEQ_LEN
-from slm.data.packed import KIND_NAMES, PackedCorpus, PackedShard, pack_documents
+from slm.data.generate import TOOL_SOLUTION_KINDS, Problem, tool_solution_spans
+from slm.data.packed import KIND_NAMES, PackedCorpus, PackedShard, labelled_documents, pack_documents
 from slm.data.sources import iter_files
 
 
@@ -80,3 +81,33 @@ def test_failed_repack_keeps_the_previous_shard(tmp_path, tokenizer, corpus_file
         pack_documents(broken(), tokenizer, out, seq_len=SEQ_LEN)
     assert PackedShard.open(out).index == index
     assert [p.name for p in tmp_path.iterdir()] == ["packed"]
+
+
+def test_tool_solution_spans_are_who_writes_each_part_at_evaluation():
+    problem = Problem(question="Ann has 3 pens and buys 4. How many?", steps=((3, "+", 4, 7),), answer=7)
+    text = f"Question: {problem.question}\nAnswer: {problem.tool_solution()}"
+    parts = {kind: text[start:end] for start, end, kind in tool_solution_spans(text)}
+    # The strings slm.tir's evaluator writes (prompt, tool output) and reads back (program, answer).
+    assert parts == {
+        "prompt": "Question: Ann has 3 pens and buys 4. How many?\nAnswer: ```python\n",
+        "program": "x = 3 + 4\nprint(x)\n```",
+        "tool_output": "\n```output\n7\n```\n",
+        "answer": "The answer is 7.",
+    }
+    with pytest.raises(ValueError, match="not a tool-integrated solution"):
+        tool_solution_spans("Question: 3 + 4?\nAnswer: 3 + 4 = 7. The answer is 7.")
+
+
+def test_tool_solution_labels_pack_with_their_kind_names(tmp_path, tokenizer):
+    problem = Problem(question="what is 12 + 7?", steps=((12, "+", 7, 19),), answer=19)
+    text = f"Question: {problem.question}\nAnswer: {problem.tool_solution()}"
+    documents, kind_names = labelled_documents([(text, None)] * 4, "tool_solution", {"files": ["tir.jsonl"]})
+    index = pack_documents(documents, tokenizer, tmp_path / "tir", seq_len=SEQ_LEN, kind_names=kind_names)
+    assert index["kind_names"] == list(TOOL_SOLUTION_KINDS)
+    kinds = PackedShard.open(tmp_path / "tir").kinds.reshape(-1)
+    assert set(np.unique(kinds)) == set(range(len(TOOL_SOLUTION_KINDS)))  # EOS is "other" (0)
+    untagged, _ = labelled_documents([(text, None), ("plain text", None)], "tool_solution", {"files": ["tir.jsonl"]})
+    with pytest.raises(ValueError, match="tir.jsonl: document 2: not a tool-integrated solution"):
+        list(untagged)
+    with pytest.raises(ValueError, match="source key 'spans' of tir.jsonl"):
+        labelled_documents([], "tool", {"files": ["tir.jsonl"]})

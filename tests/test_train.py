@@ -112,6 +112,58 @@ def test_soft_weighting_loss_is_the_softmax_weighted_mean(tmp_path, base_model, 
     assert int(mask.sum()) == ids.numel() - ids.shape[0]
 
 
+def _kind_mask(batch, shard_dir, names):
+    """Loss-bearing tokens of ``names``, computed apart from the trainer: every position but the first."""
+    kind_names = json.loads((Path(shard_dir) / "index.json").read_text())["kind_names"]
+    mask = torch.zeros_like(batch.kinds, dtype=torch.bool)
+    for name in names:
+        mask |= batch.kinds == kind_names.index(name)
+    mask[:, 0] = False
+    return mask
+
+
+def test_loss_kinds_train_on_those_kinds_only(tmp_path, base_model, shards):
+    trainer = _trainer(tmp_path, base_model, shards, loss_kinds=["math"])
+    batch, ids, _ = _batch(trainer)
+    stats, mask = trainer.train_step(0, batch)
+    stats = stats.total(trainer.world)
+    expected_mask = _kind_mask(batch, shards[0], ["math"])
+    assert 0 < int(expected_mask.sum()) < ids.numel() - ids.shape[0]
+    assert torch.equal(mask, expected_mask) and stats.n_valid == stats.n_selected == int(expected_mask.sum())
+    # Independent: HF logits, the mean cross-entropy over the math tokens only.
+    model = AutoModelForCausalLM.from_pretrained(base_model)
+    logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
+    ce = -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+    loss = ce[expected_mask[:, 1:]].mean()
+    assert stats.as_log()["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    loss.backward()
+    ours, theirs = _grads(trainer.model), _grads(model)
+    for name in theirs:
+        torch.testing.assert_close(ours[name], theirs[name], rtol=1e-4, atol=1e-7)
+
+
+def test_loss_kinds_with_selection_rank_the_loss_bearing_tokens_only(tmp_path, base_model, shards, score_dirs):
+    trainer = _trainer(
+        tmp_path, base_model, shards, ratio=0.5, loss_kinds=["math", "noise"], scores=[str(s) for s in score_dirs]
+    )
+    batch, ids, ref = _batch(trainer)
+    stats, mask = trainer.train_step(0, batch)
+    valid = _kind_mask(batch, shards[0], ["math", "noise"])
+    model = AutoModelForCausalLM.from_pretrained(base_model)
+    logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
+    ce = -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+    current = torch.cat([torch.full((ids.shape[0], 1), float("nan")), ce.detach()], dim=1)
+    expected_mask = select_tokens(current - ref, valid, 0.5, "batch")
+    assert torch.equal(mask, expected_mask) and int(mask.sum()) == round(0.5 * int(valid.sum()))
+    loss = ce[expected_mask[:, 1:]].mean()
+    assert stats.total(trainer.world).as_log()["loss"] == pytest.approx(loss.item(), rel=1e-5)
+
+
+def test_loss_kinds_must_be_kinds_of_the_data(tmp_path, base_model, shards):
+    with pytest.raises(ValueError, match=r"'loss_kinds': \['program'\] are not span kinds of .*packed-0"):
+        Trainer(TrainConfig.from_dict(_spec(tmp_path, base_model, shards, loss_kinds=["math", "program"])))
+
+
 def _weights(path):
     return load_file(str(path / "model.safetensors"))
 

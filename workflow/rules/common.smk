@@ -118,6 +118,13 @@ def corpus_files():
     return files
 
 
+def prepare_source(dataset):
+    """The source spec `prepare` packs. data.tir's also names its span labels: who writes each token at
+    evaluation (slm.data.packed.SPAN_LABELS), for tool_integrated.training.loss_kinds."""
+    source = config["data"][dataset]
+    return {**source, "spans": "tool_solution"} if dataset == "tir" else source
+
+
 def packed(dataset):
     return [f"results/data/packed/{dataset}/shard-{s}" for s in shard_ids(dataset)]
 

@@ -83,7 +83,7 @@ rule prepare:
     conda:
         "../../envs/slm.yaml"
     params:
-        source=lambda w: spec(config["data"][w.dataset]),
+        source=lambda w: spec(prepare_source(w.dataset)),
         num_shards=lambda w: shard_arguments(config, w.dataset, w.shard)[1],
         shard=lambda w: shard_arguments(config, w.dataset, w.shard)[0],
         tokenizer=lambda w, input: input.tokenizer or tokenizer_dir(),

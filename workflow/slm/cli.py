@@ -38,17 +38,18 @@ def cmd_tokenizer(args) -> None:
 def cmd_prepare(args) -> None:
     from transformers import AutoTokenizer
 
-    from slm.data.packed import pack_documents
+    from slm.data.packed import labelled_documents, pack_documents
     from slm.data.sources import iter_documents
 
     tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    documents = iter_documents(args.source, files=args.files, shard=args.shard, num_shards=args.num_shards)
+    source = {**args.source, "files": args.files, "shard": args.shard}
+    documents, kind_names = labelled_documents(
+        iter_documents(args.source, files=args.files, shard=args.shard, num_shards=args.num_shards),
+        args.source.get("spans", "source"),
+        source,
+    )
     index = pack_documents(
-        documents,
-        tokenizer,
-        Path(args.out),
-        seq_len=args.seq_len,
-        source={**args.source, "files": args.files, "shard": args.shard},
+        documents, tokenizer, Path(args.out), seq_len=args.seq_len, source=source, kind_names=kind_names
     )
     logging.info(
         "packed %d documents into %d sequences of %d tokens (%d tail tokens dropped) in %s",

@@ -55,6 +55,17 @@ def optim_problems(section: dict, world_size: int = 1) -> list[tuple[str, str]]:
     return problems
 
 
+def check_loss_kinds(group: str, section: dict) -> None:
+    """A section's loss_kinds are span kinds of the data it trains on: the parts of a tool-integrated
+    solution for Table 2's fine-tuning, else the generated corpus's kinds."""
+    from slm.data.packed import SPAN_LABELS  # slm.data.generate imports this module
+
+    kinds = SPAN_LABELS["tool_solution" if group == "tool_integrated.training" else "source"]
+    unknown = [kind for kind in section.get("loss_kinds", []) if kind not in kinds]
+    if unknown:
+        _fail(f"{group}.loss_kinds", f"{unknown} are not span kinds of its data (kinds: {list(kinds)})")
+
+
 def check_local_file(key: str, spec: dict, path: str, base_dir: Path) -> None:
     """A local data file of a ``files`` source: it exists, is not empty, and (jsonl/json) its first
     record is UTF-8 JSON with the fields the source's text keys name. Reads one line, so a bad file
@@ -144,6 +155,7 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
         ranks = stage_resources(config, stage).world_size
         for key, why in optim_problems(section, ranks):
             _fail(f"{group}.{key}" if key else group, why + (f" (resources.{stage})" if ranks > 1 else ""))
+        check_loss_kinds(group, section)
     budget = training.get("max_tokens")
     for tokens in training.get("checkpoints", []):
         if budget is not None and tokens >= budget:

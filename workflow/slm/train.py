@@ -107,6 +107,9 @@ class TrainConfig:
     beta1: float = 0.9
     beta2: float = 0.95
     grad_clip: float = 1.0
+    # Train only on tokens of these span kinds of the packed data (e.g. ["program", "answer"] of a
+    # data.tir shard: what the model writes at evaluation, as ToRA does); None: every token.
+    loss_kinds: list[str] | None = None
     batch_size: int = 16
     micro_batch_size: int | None = None
     max_tokens: int | None = None
@@ -209,6 +212,14 @@ class BatchSampler:
         return [int(self._perm(p // self.n)[p % self.n]) for p in positions]
 
 
+def loss_bearing(kinds: torch.Tensor, kind_ids: list[int] | None) -> torch.Tensor:
+    """Mask of the loss-bearing tokens of sequences whose span kinds are ``kinds`` [sequences, length]:
+    every token but the first of each sequence (no context), of a kind in ``kind_ids`` unless None."""
+    valid = torch.ones_like(kinds, dtype=torch.bool) if kind_ids is None else torch.isin(kinds, torch.tensor(kind_ids))
+    valid[:, 0] = False
+    return valid
+
+
 @dataclass
 class Batch:
     """One rank's share of an optimizer batch."""
@@ -217,6 +228,12 @@ class Batch:
     """token ids [share, length]"""
     kinds: torch.Tensor
     """span kind of each token [share, length]"""
+    valid: torch.Tensor
+    """loss-bearing tokens [share, length]"""
+    global_valid: torch.Tensor
+    """loss-bearing tokens of the whole global batch [batch, length]"""
+    normaliser: int
+    """the loss's divisor: selected (or, unselective, loss-bearing) tokens of the global batch"""
     ref: torch.Tensor | None = None
     """stored reference loss of each token [share, length] (runs with scores)"""
     docs: torch.Tensor | None = None
@@ -230,30 +247,42 @@ class BatchLoader:
     def __init__(self, trainer: Trainer):
         self.corpus, self.sampler, self.device = trainer.corpus, trainer.sampler, trainer.device
         self.rows = trainer.world.rows(trainer.share)
+        self.trainer = trainer
         self.families = [[s.tokens for s in self.corpus.shards], [s.kinds for s in self.corpus.shards]]
         if trainer.scores:
             self.families.append(trainer.scores)
         documents = trainer.cfg.ranks_batch and trainer.cfg.unit == "document" and trainer.cfg.weighting == "hard"
         self.eos_id = trainer.eos_id if documents else None
 
-    def read(self, step: int) -> list[torch.Tensor | None]:
-        """The step's arrays on the host: ids, kinds, reference losses (or None), document ids (or None)."""
+    def read(self, step: int) -> dict:
+        """The step's arrays on the host (ids, kinds, and reference losses, document ids and the
+        loss-bearing masks where the run needs them) and, with loss_kinds, the step's normaliser."""
         indices = self.sampler.batch(step)
         arrays = self.corpus.gather(indices[self.rows], self.families)
-        host = [torch.from_numpy(arrays[0].astype(np.int64)), torch.from_numpy(arrays[1].astype(np.int64))]
-        host.append(torch.from_numpy(arrays[2].astype(np.float32)) if len(arrays) > 2 else None)
+        host = {
+            "ids": torch.from_numpy(arrays[0].astype(np.int64)),
+            "kinds": torch.from_numpy(arrays[1].astype(np.int64)),
+        }
+        if len(arrays) > 2:
+            host["ref"] = torch.from_numpy(arrays[2].astype(np.float32))
         if self.eos_id is not None:
             tokens = self.corpus.gather(indices, self.families[:1])[0]
-            host.append(document_ids(torch.from_numpy(tokens.astype(np.int64)), self.eos_id))
-        else:
-            host.append(None)
+            host["docs"] = document_ids(torch.from_numpy(tokens.astype(np.int64)), self.eos_id)
+        if self.trainer.loss_kind_ids is not None:
+            # Every rank reads the whole batch's kinds, so that each divides by the same global count.
+            kinds = self.corpus.gather(indices, self.families[1:2])[0]
+            host["global_valid"] = loss_bearing(torch.from_numpy(kinds.astype(np.int64)), self.trainer.loss_kind_ids)
+            host["valid"] = host["global_valid"][self.rows]
+            host["normaliser"] = self.trainer.loss_normaliser(host["global_valid"])
         if self.device.type == "cuda":
-            host = [t.pin_memory() if t is not None else None for t in host]
+            host = {k: t.pin_memory() if isinstance(t, torch.Tensor) else t for k, t in host.items()}
         return host
 
-    def to_device(self, host: list[torch.Tensor | None]) -> Batch:
-        moved = [t.to(self.device, non_blocking=True) if t is not None else None for t in host]
-        return Batch(*moved)
+    def to_device(self, host: dict) -> Batch:
+        trainer = self.trainer
+        fixed = {"valid": trainer.valid, "global_valid": trainer.global_valid, "normaliser": trainer.normaliser}
+        moved = {k: t.to(self.device, non_blocking=True) if isinstance(t, torch.Tensor) else t for k, t in host.items()}
+        return Batch(**{**fixed, **moved})
 
     def load(self, step: int) -> Batch:
         return self.to_device(self.read(step))
@@ -382,26 +411,42 @@ class Trainer:
         if self.device.type not in ("cpu", "cuda"):
             raise ValueError(f"training option 'device': {cfg.device!r}; training runs on 'cpu' or 'cuda'")
         self.share, self.micro = split_batch(cfg.batch_size, cfg.micro_batch_size, self.world.size)
-        # Loss-bearing tokens: all but the first of each sequence. The loss normaliser follows from it
-        # before any forward pass: the number of selected tokens (hard selection) or of loss-bearing
-        # tokens (soft weights average 1), over the global batch.
-        self.global_valid = torch.ones(cfg.batch_size, self.seq_len, dtype=torch.bool, device=self.device)
-        self.global_valid[:, 0] = False
-        self.valid = self.global_valid[self.world.rows(self.share)]
-        per_sequence = self.seq_len - 1
-        if not cfg.selective or cfg.weighting == "soft":
-            self.normaliser = cfg.batch_size * per_sequence
-        elif cfg.unit == "sequence":
-            self.normaliser = cfg.batch_size * n_selected(per_sequence, cfg.ratio)
-        else:
-            self.normaliser = n_selected(cfg.batch_size * per_sequence, cfg.ratio)
         self.kind_names = self.corpus.kind_names
+        self.loss_kind_ids = None
+        if cfg.loss_kinds is not None:
+            unknown = [kind for kind in cfg.loss_kinds if kind not in self.kind_names]
+            if unknown:
+                raise ValueError(
+                    f"training option 'loss_kinds': {unknown} are not span kinds of {cfg.data[0]} "
+                    f"(its kinds: {list(self.kind_names)})"
+                )
+            self.loss_kind_ids = [self.kind_names.index(kind) for kind in cfg.loss_kinds]
+        # Loss-bearing tokens without loss_kinds: all but the first of each sequence, the same every
+        # step, and so the loss normaliser (with loss_kinds, both come with each batch: BatchLoader).
+        self.global_valid = loss_bearing(torch.zeros(cfg.batch_size, self.seq_len, dtype=torch.int64), None)
+        self.global_valid = self.global_valid.to(self.device)
+        self.valid = self.global_valid[self.world.rows(self.share)]
+        self.normaliser = self.loss_normaliser(self.global_valid.cpu())
         # Token counts of this rank since the start of the run (a resumed run's earlier counts on rank 0):
         # loss-bearing, selected, then per span kind loss-bearing and selected. Read by _counters.
         self.tallies = torch.zeros(2 + 2 * len(self.kind_names), dtype=torch.int64, device=self.device)
         self.selection_timer = RegionTimer(self.device)
         self.model = None
         self.reshard_after_forward = bool(cfg.reshard_after_forward)
+
+    def loss_normaliser(self, global_valid: torch.Tensor) -> int:
+        """The loss's divisor for a global batch whose loss-bearing tokens are ``global_valid`` (on the
+        host), known before any forward pass: the number of selected tokens (hard selection) or of
+        loss-bearing tokens (CLM; soft weights average 1); at least 1."""
+        cfg = self.cfg
+        per_sequence = global_valid.sum(dim=1).tolist()
+        if not cfg.selective or cfg.weighting == "soft":
+            count = sum(per_sequence)
+        elif cfg.unit == "sequence":
+            count = sum(n_selected(n, cfg.ratio) for n in per_sequence)
+        else:
+            count = n_selected(sum(per_sequence), cfg.ratio)
+        return max(1, count)
 
     # -- one optimizer step ------------------------------------------------------------------
     def _forward_losses(self, ids: torch.Tensor) -> torch.Tensor:
@@ -433,14 +478,14 @@ class Trainer:
                 scores = random
             else:
                 scores = gather_rows(token_scores(self.cfg.score_fn, current, batch.ref).float(), self.world)
-            weights = self._weights(scores, self.global_valid, batch.docs)
+            weights = self._weights(scores, batch.global_valid, batch.docs)
         return weights[self.world.rows(self.share)]
 
     def train_step(self, step: int, batch: Batch) -> tuple[StepStats, torch.Tensor]:
         """Forward/backward over this rank's share of the optimizer batch; returns the step's stats
         (on the device) and the share's selection mask."""
         cfg = self.cfg
-        micro, ids, valid = self.micro, batch.ids, self.valid
+        micro, ids, valid = self.micro, batch.ids, batch.valid
         random = self._random_scores(step) if cfg.selective and cfg.score_fn == "random" else None
         chunks = range(0, ids.shape[0], micro)
         weights = None
@@ -472,22 +517,22 @@ class Trainer:
             # Weighted sum over this rank's tokens / the global normaliser: summed over ranks (FSDP
             # sums the gradients), the mean over the batch's selected tokens, and unselected tokens
             # (weight 0) get no gradient.
-            loss = (losses.nan_to_num(0.0) * mb_weights).sum() / self.normaliser
+            loss = (losses.nan_to_num(0.0) * mb_weights).sum() / batch.normaliser
             loss.backward()
             stats.add(losses, mb_weights, valid[mb])
             masks.append(mb_weights > 0)
         return stats, torch.cat(masks)
 
-    def _count(self, mask: torch.Tensor, kinds: torch.Tensor) -> torch.Tensor:
+    def _count(self, mask: torch.Tensor, batch: Batch) -> torch.Tensor:
         """Add a step's token counts of this rank, overall and per span kind, on the device; return
         the step's per-kind counts of this rank (loss-bearing, then selected)."""
         n_kinds = len(self.kind_names)
-        flat_kinds = kinds.reshape(-1)
+        flat_kinds = batch.kinds.reshape(-1)
         step = torch.zeros(2 * n_kinds, dtype=torch.int64, device=self.tallies.device)
-        for offset, chosen in ((0, self.valid), (n_kinds, mask)):
+        for offset, chosen in ((0, batch.valid), (n_kinds, mask)):
             step[offset : offset + n_kinds].scatter_add_(0, flat_kinds, chosen.reshape(-1).long())
         self.tallies[2:] += step
-        self.tallies[0] += self.valid.sum()
+        self.tallies[0] += batch.valid.sum()
         self.tallies[1] += mask.sum()
         return step
 
@@ -611,6 +656,7 @@ class Trainer:
             "unit": self.cfg.unit,
             "score_fn": self.cfg.score_fn,
             "weighting": self.cfg.weighting,
+            "loss_kinds": self.cfg.loss_kinds,
             "steps": step,
             "tokens_seen": c["tokens_seen"],
             "tokens_loss_bearing": c["tokens_loss_bearing"],
@@ -716,7 +762,7 @@ class Trainer:
             self.optimizer.step()
             self.scheduler.step()
             self.optimizer.zero_grad(set_to_none=True)
-            step_kinds = self._count(mask, batch.kinds)
+            step_kinds = self._count(mask, batch)
             bar.update()
             window_tokens += self.tokens_per_step
             run_tokens += self.tokens_per_step

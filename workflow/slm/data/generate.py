@@ -59,6 +59,8 @@ from slm.schema import check_section
 __all__ = [
     "KIND_NAMES",
     "KIND_IDS",
+    "TOOL_SOLUTION_KINDS",
+    "tool_solution_spans",
     "MAX_RESULT",
     "SEGMENTS_PER_DOC",
     "BOILERPLATE",
@@ -91,6 +93,31 @@ _MAX_TRIES = 10_000  # redraws allowed when looking for a new (unseen) problem
 TOOL_OPEN = "```python\n"
 TOOL_CLOSE = "```"
 TOOL_OUTPUT_OPEN = "```output\n"
+
+# Who writes each part of a tool-integrated solution when it is evaluated (slm.tir): the evaluator writes
+# the prompt (question, "Answer: " and the opening fence) and the tool's output block; the model writes
+# the program (with its closing fence) and the answer line. Span kinds of a packed data.tir shard (id =
+# index, 0 = unlabelled, e.g. EOS), so that fine-tuning can train on the model's parts only (loss_kinds).
+TOOL_SOLUTION_KINDS = ("other", "prompt", "program", "tool_output", "answer")
+
+
+def tool_solution_spans(text: str) -> list[list]:
+    """Spans ``[start, end, kind]`` of a tool-integrated solution (:meth:`Problem.tool_solution`
+    after its prompt), kinds from :data:`TOOL_SOLUTION_KINDS`; ``ValueError`` when a fence is missing."""
+    program = text.find(TOOL_OPEN)
+    program_end = text.find(TOOL_CLOSE, program + len(TOOL_OPEN)) + len(TOOL_CLOSE)
+    output = text.find(TOOL_OUTPUT_OPEN, program_end)
+    output_end = text.find(TOOL_CLOSE, output + len(TOOL_OUTPUT_OPEN)) + len(TOOL_CLOSE)
+    if min(program, program_end - len(TOOL_CLOSE), output, output_end - len(TOOL_CLOSE)) < 0:
+        raise ValueError(
+            f"not a tool-integrated solution (a {TOOL_OPEN.strip()!r} block, then a {TOOL_OUTPUT_OPEN.strip()!r} "
+            f"block): {text[:80]!r}"
+        )
+    answer = output_end + 1 if text[output_end : output_end + 1] == "\n" else output_end
+    cuts = [(0, "prompt"), (program + len(TOOL_OPEN), "program"), (program_end, "tool_output"), (answer, "answer")]
+    ends = [start for start, _ in cuts[1:]] + [len(text)]
+    return [[start, end, kind] for (start, kind), end in zip(cuts, ends) if end > start]
+
 
 STEP_RE = re.compile(r"(\d+) ([+*-]) (\d+) = (\d+)")
 ANSWER_RE = re.compile(r"answer is (-?\d+)")

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from slm.data.generate import KIND_NAMES
+from slm.data.generate import KIND_NAMES, TOOL_SOLUTION_KINDS, tool_solution_spans
 from slm.fingerprint import tokenizer_fingerprint
 from slm.io import atomic_path, atomic_write_json, read_json, sha256_file
 
@@ -49,6 +49,31 @@ def _token_kinds(offsets: list[tuple[int, int]], spans: list | None, kind_ids: d
         if j >= 0 and start < spans[j][1]:
             kinds[i] = kind_ids[spans[j][2]]
     return kinds
+
+
+# Where a shard's span kinds come from: the source's own spans (the generated corpus has them), or the
+# fences of tool-integrated solutions (data.tir), with their kind names.
+SPAN_LABELS = {"source": KIND_NAMES, "tool_solution": TOOL_SOLUTION_KINDS}
+
+
+def labelled_documents(
+    documents: Iterable[tuple[str, list | None]], labels: str, source: dict | None = None
+) -> tuple[Iterable[tuple[str, list | None]], tuple[str, ...]]:
+    """``documents`` with the spans that ``labels`` (a key of :data:`SPAN_LABELS`, the source spec's
+    ``spans``) names, and their kind names."""
+    if labels not in SPAN_LABELS:
+        raise ValueError(f"source key 'spans' of {source_name(source)}: one of {sorted(SPAN_LABELS)}, got {labels!r}")
+    if labels == "source":
+        return documents, SPAN_LABELS[labels]
+
+    def tool_solutions():
+        for number, (text, _spans) in enumerate(documents, start=1):
+            try:
+                yield text, tool_solution_spans(text)
+            except ValueError as err:
+                raise ValueError(f"{source_name(source)}: document {number}: {err}") from None
+
+    return tool_solutions(), SPAN_LABELS[labels]
 
 
 def pack_documents(
