@@ -38,6 +38,23 @@ def _grads(model):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
+def _hf_cross_entropy(base_model, ids):
+    """The independent computation: a fresh HF model and its per-token losses from log-softmax of its
+    logits, ``[batch, length - 1]`` (position t predicts token t + 1)."""
+    model = AutoModelForCausalLM.from_pretrained(base_model)
+    logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
+    return model, -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+
+
+def _assert_same_step(trainer, stats, model, loss):
+    """The trainer's step logged ``loss`` and took its gradients."""
+    assert stats.as_log()["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    loss.backward()
+    ours, theirs = _grads(trainer.model), _grads(model)
+    for name in theirs:
+        torch.testing.assert_close(ours[name], theirs[name], rtol=1e-4, atol=1e-7)
+
+
 def test_clm_loss_equals_the_standard_mean_cross_entropy(tmp_path, base_model, shards):
     trainer = _trainer(tmp_path, base_model, shards)
     batch, ids, _ = _batch(trainer)
@@ -61,20 +78,14 @@ def test_slm_gradient_comes_only_from_the_selected_tokens(tmp_path, base_model, 
     n_valid = ids.numel() - ids.shape[0]
     assert int(mask.sum()) == stats.n_selected == round(0.5 * n_valid)
     # Independent: HF logits, excess loss from log-softmax, top half, mean CE over those tokens.
-    model = AutoModelForCausalLM.from_pretrained(base_model)
-    logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
-    ce = -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+    model, ce = _hf_cross_entropy(base_model, ids)
     current = torch.cat([torch.full((ids.shape[0], 1), float("nan")), ce.detach()], dim=1)
     valid = torch.ones_like(ids, dtype=torch.bool)
     valid[:, 0] = False
     expected_mask = select_tokens(current - ref, valid, 0.5, "batch")
     assert torch.equal(mask, expected_mask)
     loss = ce[expected_mask[:, 1:]].mean()
-    assert stats.as_log()["loss"] == pytest.approx(loss.item(), rel=1e-5)
-    loss.backward()
-    ours, theirs = _grads(trainer.model), _grads(model)
-    for name in theirs:
-        torch.testing.assert_close(ours[name], theirs[name], rtol=1e-4, atol=1e-7)
+    _assert_same_step(trainer, stats, model, loss)
 
 
 @pytest.mark.parametrize(
@@ -103,9 +114,7 @@ def test_soft_weighting_loss_is_the_softmax_weighted_mean(tmp_path, base_model, 
     batch, ids, ref = _batch(trainer)
     stats, mask = trainer.train_step(0, batch)
     stats = stats.total(trainer.world)
-    model = AutoModelForCausalLM.from_pretrained(base_model)
-    logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
-    ce = -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+    model, ce = _hf_cross_entropy(base_model, ids)
     weights = torch.softmax(((ce.detach() - ref[:, 1:]) / 0.5).reshape(-1), 0)
     expected = (weights * ce.reshape(-1)).sum()
     assert stats.as_log()["loss"] == pytest.approx(expected.item(), rel=1e-5)
@@ -131,15 +140,9 @@ def test_loss_kinds_train_on_those_kinds_only(tmp_path, base_model, shards):
     assert 0 < int(expected_mask.sum()) < ids.numel() - ids.shape[0]
     assert torch.equal(mask, expected_mask) and stats.n_valid == stats.n_selected == int(expected_mask.sum())
     # Independent: HF logits, the mean cross-entropy over the math tokens only.
-    model = AutoModelForCausalLM.from_pretrained(base_model)
-    logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
-    ce = -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+    model, ce = _hf_cross_entropy(base_model, ids)
     loss = ce[expected_mask[:, 1:]].mean()
-    assert stats.as_log()["loss"] == pytest.approx(loss.item(), rel=1e-5)
-    loss.backward()
-    ours, theirs = _grads(trainer.model), _grads(model)
-    for name in theirs:
-        torch.testing.assert_close(ours[name], theirs[name], rtol=1e-4, atol=1e-7)
+    _assert_same_step(trainer, stats, model, loss)
 
 
 def test_loss_kinds_with_selection_rank_the_loss_bearing_tokens_only(tmp_path, base_model, shards, score_dirs):
@@ -149,14 +152,12 @@ def test_loss_kinds_with_selection_rank_the_loss_bearing_tokens_only(tmp_path, b
     batch, ids, ref = _batch(trainer)
     stats, mask = trainer.train_step(0, batch)
     valid = _kind_mask(batch, shards[0], ["math", "noise"])
-    model = AutoModelForCausalLM.from_pretrained(base_model)
-    logp = torch.log_softmax(model(input_ids=ids).logits.float(), dim=-1)
-    ce = -logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
+    model, ce = _hf_cross_entropy(base_model, ids)
     current = torch.cat([torch.full((ids.shape[0], 1), float("nan")), ce.detach()], dim=1)
     expected_mask = select_tokens(current - ref, valid, 0.5, "batch")
     assert torch.equal(mask, expected_mask) and int(mask.sum()) == round(0.5 * int(valid.sum()))
     loss = ce[expected_mask[:, 1:]].mean()
-    assert stats.total(trainer.world).as_log()["loss"] == pytest.approx(loss.item(), rel=1e-5)
+    _assert_same_step(trainer, stats.total(trainer.world), model, loss)
 
 
 def test_loss_kinds_must_be_kinds_of_the_data(tmp_path, base_model, shards):
