@@ -362,6 +362,9 @@ def test_miniature_suite_at_smoke_size(smoke_run):
                 (smoke_run / f"results/models/tir/{model}/seed-{seed}/final/train_stats.json").read_text()
             )
             assert stats["init_model"] == starts.get(model, f"results/models/{model}/seed-{seeds[0]}/final")
+            # the loss on what the model writes when evaluated only (the suite's loss_kinds)
+            trained = {kind for kind, counts in stats["kinds"].items() if counts["seen"]}
+            assert trained == set(suite["tool_integrated"]["training"]["loss_kinds"]) == {"program", "answer"}
             for point in ("tokens-2048", "final"):
                 evaluation = json.loads((smoke_run / f"results/eval/tir/{model}/seed-{seed}/{point}.json").read_text())
                 assert evaluation["n"] == 12 and len(evaluation["samples"]) == 12
