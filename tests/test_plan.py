@@ -253,3 +253,33 @@ def test_table2_curve_evaluates_every_checkpoint_of_every_fine_tuning():
     assert (last["model"], last["seed"], last["point"]) == ("slm", 2, "final")
     assert last["model_dir"] == "results/models/tir/slm/seed-2/final"
     assert plan.table2_curve_spec()["seeds"] == [1, 2]
+
+
+@pytest.mark.parametrize(
+    ("variant", "loss_kinds"),
+    [
+        ("tir-program-loss.yaml", {"program", "answer"}),
+        ("tir-mask-tool-output.yaml", {"prompt", "program", "answer", "other"}),
+    ],
+)
+def test_table2_variants_layered_on_the_suite(variant, loss_kinds):
+    """A Table 2 variant on top of the suite passes what the workflow checks before any job, changes
+    only the fine-tuning's loss and evaluates a checkpoint at the end of every epoch but the last."""
+    from snakemake.utils import validate
+
+    from slm.config import check_config
+    from slm.data.generate import TOOL_SOLUTION_KINDS
+
+    layer = yaml.safe_load((REPO / "config" / variant).read_text())
+    assert list(layer) == ["tool_integrated"] and set(layer["tool_integrated"]) == {"training"}
+    config = merged(suite(), layer)
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    check_config(config, REPO)
+    training = config["tool_integrated"]["training"]
+    assert set(training["loss_kinds"]) == loss_kinds and set(loss_kinds) < set(TOOL_SOLUTION_KINDS)
+    assert {k: v for k, v in training.items() if k not in ("loss_kinds", "checkpoints")} == (
+        SUITE["tool_integrated"]["training"]
+    )
+    plan = Plan(config, ["a.yaml", "b.yaml"])
+    assert plan.tir_points == [f"tokens-{n}" for n in training["checkpoints"]] + ["final"]
+    assert len(training["checkpoints"]) == training["epochs"] - 1
