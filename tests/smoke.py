@@ -1,5 +1,6 @@
 """The real workflow on the smoke config (tests/e2e/config.yaml): how the end-to-end, fault-injection
-and SLURM tests run Snakemake, and what they compare between two runs."""
+and SLURM tests run Snakemake, what they compare between two runs, and the checks the workflow runs
+on a config before any job."""
 
 from __future__ import annotations
 
@@ -11,10 +12,19 @@ import sys
 from pathlib import Path
 
 import yaml
+from snakemake.utils import validate
+
+from slm.config import check_config
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE_CONFIG = REPO / "tests" / "e2e" / "config.yaml"
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+
+def workflow_checks(config: dict, base_dir: Path) -> None:
+    """What workflow/rules/common.smk runs on the config before any job: the schema, then slm.config."""
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
+    check_config(config, base_dir)
 
 
 def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:

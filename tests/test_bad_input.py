@@ -18,19 +18,16 @@ import numpy as np
 import pytest
 import yaml
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
 
 from conftest import SEQ_LEN, TINY_LLAMA, write_corpus
 from slm.cli import main
-from slm.config import ConfigError, check_config
+from slm.config import ConfigError
 from slm.data.generate import MAX_RESULT
 from slm.data.tokenizer import train_tokenizer
 from slm.schema import config_schema
 from slm.score import score_shard
 from slm.selection import SCORE_FUNCTIONS, UNITS, WEIGHTINGS
-from smoke import REPO, SMOKE_CONFIG
-
-SCHEMA = str(REPO / "workflow" / "schemas" / "config.schema.yaml")
+from smoke import REPO, SMOKE_CONFIG, workflow_checks
 
 
 def produced(root: Path) -> dict[str, tuple[int, str]]:
@@ -46,12 +43,6 @@ def names(message: str, key: str) -> bool:
     """Whether ``message`` names ``key`` (dotted, or as the schema validator's ['a']['b'] path)."""
     brackets = "".join(f"['{part}']" for part in key.split("."))
     return key in message or brackets in message
-
-
-def workflow_checks(config: dict, base_dir: Path) -> None:
-    """What workflow/rules/common.smk runs on the config before any job."""
-    validate(config, SCHEMA)
-    check_config(config, base_dir)
 
 
 def _set(path: str, value):

@@ -265,16 +265,13 @@ def test_table2_curve_evaluates_every_checkpoint_of_every_fine_tuning():
 def test_table2_variants_layered_on_the_suite(variant, loss_kinds):
     """A Table 2 variant on top of the suite passes what the workflow checks before any job, changes
     only the fine-tuning's loss and evaluates a checkpoint at the end of every epoch but the last."""
-    from snakemake.utils import validate
-
-    from slm.config import check_config
     from slm.data.generate import TOOL_SOLUTION_KINDS
+    from smoke import workflow_checks
 
     layer = yaml.safe_load((REPO / "config" / variant).read_text())
     assert list(layer) == ["tool_integrated"] and set(layer["tool_integrated"]) == {"training"}
     config = merged(suite(), layer)
-    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))
-    check_config(config, REPO)
+    workflow_checks(config, REPO)
     training = config["tool_integrated"]["training"]
     assert set(training["loss_kinds"]) == loss_kinds and set(loss_kinds) < set(TOOL_SOLUTION_KINDS)
     assert {k: v for k, v in training.items() if k not in ("loss_kinds", "checkpoints")} == (
