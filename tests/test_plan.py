@@ -136,7 +136,14 @@ def test_suite_ratio_runs_evaluation_and_tables():
     # Table 2's rows in the config's order, whatever a JSON encoder does to mappings
     table2 = json.loads(json.dumps(plan.table2_spec(), sort_keys=True))
     assert [model for model, _ in table2["evals"]] == ["base", "reference", "clm", "slm"]
-    assert table2["evals"][2][1] == [f"results/eval/tir/clm/seed-{seed}/final.json" for seed in (1, 2, 3)]
+    # clm lists seeds: its first replicate is fine-tuned, once per fine-tuning seed
+    assert [u["eval_json"] for u in table2["evals"][2][1]] == [
+        f"results/eval/tir/clm/seed-1234/seed-{seed}/final.json" for seed in (1, 2, 3)
+    ]
+    assert [(u["pretraining_seed"], u["seed"]) for u in table2["evals"][0][1]] == [(None, 1), (None, 2), (None, 3)]
+    assert table2["evals"][2][1][0]["model_dir"] == "results/models/tir/clm/seed-1234/seed-1/final"
+    assert plan.tir_keys == ["base", "reference", "clm/seed-1234", "slm/seed-1234"]
+    assert plan.model_dir("clm/seed-1234") == "results/models/clm/seed-1234/final"  # what it is fine-tuned from
     assert plan.tir_points == ["final"] and plan.table2_curve == []  # no checkpoints: no curve
     spec = plan.table3_spec("results/tables/results.csv")
     assert spec["rows"] == ["Base (strong)", "w2s-clm", "w2s-slm"]
@@ -223,9 +230,8 @@ def test_replicates_of_the_suite():
     assert curves[1]["checkpoints"][0]["eval_json"] == "results/eval/clm/seed-1235/tokens-150000.json"
     # one model where one is needed: the first seed's
     assert plan.trajectory("slm")[-1] == "results/models/slm/seed-1234/final"
-    assert plan.final_model("slm") == "results/models/slm/seed-1234/final"  # Table 2 fine-tunes this one
-    assert plan.final_model("reference") == "results/models/reference/final"
-    assert plan.final_model("slm-0.4") == "results/models/slm-0.4/final"
+    assert plan.tir_sources("slm") == [("slm/seed-1234", 1234)]  # Table 2 fine-tunes this one by default
+    assert plan.tir_sources("reference") == [("reference", None)]
     assert plan.figures_spec(["d/slm", "d/clm"], None)["dynamics_seeds"] == {"slm": 1234, "clm": 1234}
     assert "results/models/slm/seed-1236/final" in plan.final_models()
     assert plan.tables_spec()["selection"]["slm"] == [
@@ -245,26 +251,51 @@ def test_table2_curve_evaluates_every_checkpoint_of_every_fine_tuning():
     first, last = points[0], points[-1]
     assert first == {
         "model": "base",
-        "seed": 1,
         "point": "tokens-1000",
+        "pretraining_seed": None,
+        "seed": 1,
         "eval_json": "results/eval/tir/base/seed-1/tokens-1000.json",
         "model_dir": "results/models/tir/base/seed-1/checkpoints/tokens-1000",
     }
-    assert (last["model"], last["seed"], last["point"]) == ("slm", 2, "final")
-    assert last["model_dir"] == "results/models/tir/slm/seed-2/final"
-    assert plan.table2_curve_spec()["seeds"] == [1, 2]
+    assert (last["model"], last["pretraining_seed"], last["seed"], last["point"]) == ("slm", 1234, 2, "final")
+    assert last["model_dir"] == "results/models/tir/slm/seed-1234/seed-2/final"
+
+
+def test_table2_fine_tunes_every_listed_pretraining_seed():
+    """With tool_integrated.pretraining_seeds, each run's row spans those pretrained models times the
+    fine-tuning seeds, in the run's seed order; the controls stay one model each; a seed that some run
+    was not trained with is refused before any job, naming the key."""
+    config = suite()
+    config["tool_integrated"] = {**config["tool_integrated"], "seeds": [1, 2], "pretraining_seeds": [1236, 1234]}
+    plan = Plan(config)
+    assert plan.tir_sources("clm") == [("clm/seed-1234", 1234), ("clm/seed-1236", 1236)]
+    assert plan.tir_keys == ["base", "reference", "clm/seed-1234", "clm/seed-1236", "slm/seed-1234", "slm/seed-1236"]
+    units = plan.tir_units("slm")
+    assert [(u["pretraining_seed"], u["seed"]) for u in units] == [(1234, 1), (1234, 2), (1236, 1), (1236, 2)]
+    assert units[2]["eval_json"] == "results/eval/tir/slm/seed-1236/seed-1/final.json"
+    assert len(plan.tir_units("base")) == 2
+    assert "tir/clm/seed-1236/seed-2/final" in plan.released
+    from slm.config import ConfigError
+    from smoke import workflow_checks
+
+    workflow_checks(config, REPO)
+    config["tool_integrated"]["pretraining_seeds"] = [1234, 99]
+    with pytest.raises(ConfigError, match=r"tool_integrated\.pretraining_seeds.*\[99\].*'clm'"):
+        workflow_checks(config, REPO)
 
 
 @pytest.mark.parametrize(
-    ("variant", "loss_kinds"),
+    ("variant", "changed"),
     [
-        ("tir-program-loss.yaml", {"program", "answer"}),
-        ("tir-mask-tool-output.yaml", {"prompt", "program", "answer", "other"}),
+        ("tir-program-loss.yaml", {"loss_kinds": ["program", "answer"]}),
+        ("tir-mask-tool-output.yaml", {"loss_kinds": ["prompt", "program", "answer", "other"]}),
+        ("tir-half-lr.yaml", {"lr": SUITE["tool_integrated"]["training"]["lr"] / 2}),
     ],
 )
-def test_table2_variants_layered_on_the_suite(variant, loss_kinds):
+def test_table2_variants_layered_on_the_suite(variant, changed):
     """A Table 2 variant on top of the suite passes what the workflow checks before any job, changes
-    only the fine-tuning's loss and evaluates a checkpoint at the end of every epoch but the last."""
+    only what it is named for in the fine-tuning and evaluates a checkpoint at the end of every epoch
+    but the last."""
     from slm.data.generate import TOOL_SOLUTION_KINDS
     from smoke import workflow_checks
 
@@ -273,10 +304,11 @@ def test_table2_variants_layered_on_the_suite(variant, loss_kinds):
     config = merged(suite(), layer)
     workflow_checks(config, REPO)
     training = config["tool_integrated"]["training"]
-    assert set(training["loss_kinds"]) == loss_kinds and set(loss_kinds) < set(TOOL_SOLUTION_KINDS)
-    assert {k: v for k, v in training.items() if k not in ("loss_kinds", "checkpoints")} == (
-        SUITE["tool_integrated"]["training"]
-    )
+    assert set(training.get("loss_kinds", [])) < set(TOOL_SOLUTION_KINDS)
+    assert {k: v for k, v in training.items() if k != "checkpoints"} == {
+        **SUITE["tool_integrated"]["training"],
+        **changed,
+    }
     plan = Plan(config, ["a.yaml", "b.yaml"])
     assert plan.tir_points == [f"tokens-{n}" for n in training["checkpoints"]] + ["final"]
     assert len(training["checkpoints"]) == training["epochs"] - 1

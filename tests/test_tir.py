@@ -19,6 +19,7 @@ from slm.tir import (
     evaluate_tir,
     fewshot_prefix,
     program_error,
+    replicate_values,
     run_program,
     tir_curve,
     tir_table,
@@ -192,19 +193,19 @@ def test_table2_averages_fine_tuning_seeds_and_pairs_the_delta_by_seed(tmp_path)
         path = tmp_path / f"{model}-{seed}.json"
         record = {"n": 4, "accuracy": correct / 4, "tool_ran": ran, "errors": errors, "samples": samples}
         path.write_text(json.dumps(record))
-        return path
+        return {"pretraining_seed": None, "seed": seed, "eval_json": str(path)}
 
     correct = {"clm": [4, 2], "slm": [1, 3], "base": [0, 1]}
     evals = [(m, [evaluation(m, s, c, 1.0) for s, c in zip((0, 1), counts)]) for m, counts in correct.items()]
-    table = tir_table(evals, tmp_path / "table2", seeds=[0, 1], delta=["slm", "clm"])
+    table = tir_table(evals, tmp_path / "table2", delta=["slm", "clm"])
     ours = table[table["Source"] == "this run"].set_index("Model")
     # the models in the given order (the config's), then SLM − CLM
     assert list(ours.index[:3]) == [f"{m} + TIR fine-tuning" for m in correct]
     assert ours.loc["clm + TIR fine-tuning", "arith_tir (%)"] == 75.0
-    assert ours.loc["slm + TIR fine-tuning", "per fine-tuning seed"] == "25.0 / 75.0"
+    assert ours.loc["slm + TIR fine-tuning", "per seed"] == "25.0 / 75.0"
     # SLM − CLM per seed: 25 - 100 and 75 - 50
     delta = next(i for i in ours.index if i not in {f"{m} + TIR fine-tuning" for m in correct})
-    assert ours.loc[delta, "per fine-tuning seed"] == "-75.0 / 25.0" and ours.loc[delta, "arith_tir (%)"] == -25.0
+    assert ours.loc[delta, "per seed"] == "-75.0 / 25.0" and ours.loc[delta, "arith_tir (%)"] == -25.0
     # (95% over seeds): Student's t over the per-seed accuracies; paired per-seed differences for SLM − CLM;
     # cut to what an accuracy (0, 100) or a difference of two (-100, 100) can be
     for row, values, (floor, ceiling) in (
@@ -226,8 +227,54 @@ def test_table2_averages_fine_tuning_seeds_and_pairs_the_delta_by_seed(tmp_path)
     errors = pd.read_csv(tmp_path / "table2_errors.csv", index_col=0)
     assert errors.loc["base + TIR fine-tuning", "correct"] == 12.5
     assert errors.loc["base + TIR fine-tuning", "tool error"] == 87.5
-    with pytest.raises(ValueError, match="1 evaluations of clm for 2 seeds"):
-        tir_table([("clm", evals[0][1][:1])], tmp_path / "bad", seeds=[0, 1])
+    with pytest.raises(ValueError, match="do not pair fine-tuning by fine-tuning"):
+        tir_table([("clm", evals[0][1][:1]), ("slm", evals[1][1])], tmp_path / "bad", delta=["slm", "clm"])
+
+
+def test_table2_interval_is_over_pretraining_seeds_when_a_run_has_several(tmp_path):
+    """Fine-tunings of one pretrained model share its pretraining draw: with several pretraining seeds
+    the interval over seeds is Student's t over each pretraining seed's mean, not over every fine-tuning;
+    the difference pairs fine-tunings in order and is grouped the same way."""
+    units = [{"pretraining_seed": p, "seed": s} for p in (7, 8) for s in (1, 2)]
+    assert replicate_values([10.0, 30.0, 50.0, 90.0], units) == [20.0, 70.0]
+    control = [{"pretraining_seed": None, "seed": s} for s in (1, 2, 3)]
+    assert replicate_values([1.0, 2.0, 4.0], control) == [1.0, 2.0, 4.0]  # one pretrained model
+    correct = {"clm": [4, 4, 2, 2], "slm": [1, 3, 4, 4]}
+    evals = []
+    for model, counts in correct.items():
+        own = []
+        for unit, count in zip(units, counts):
+            path = tmp_path / f"{model}-{unit['pretraining_seed']}-{unit['seed']}.json"
+            samples = [{"question": f"q{i}", "correct": i < count} for i in range(4)]
+            errors = {e: 0.0 for e in ERRORS}
+            record = {"n": 4, "accuracy": count / 4, "tool_ran": 1.0, "errors": errors, "samples": samples}
+            path.write_text(json.dumps(record))
+            own.append({**unit, "eval_json": str(path)})
+        evals.append((model, own))
+    table = tir_table(evals, tmp_path / "table2", delta=["slm", "clm"])
+    ours = table[table["Source"] == "this run"].set_index("Model")
+    delta = ours.index[2]
+    assert ours.loc["slm + TIR fine-tuning", "per seed"] == "25.0 / 75.0 / 100.0 / 100.0"
+    assert ours.loc[delta, "per seed"] == "-75.0 / -25.0 / 50.0 / 50.0"
+    for row, means in (("slm + TIR fine-tuning", [50.0, 100.0]), (delta, [-50.0, 50.0])):
+        low, high = stats.t.interval(0.95, 1, loc=np.mean(means), scale=stats.sem(means))
+        bounds = (0.0, 100.0) if row != delta else (-100.0, 100.0)
+        expected = f"({max(low, bounds[0]):.1f}, {min(high, bounds[1]):.1f})"
+        assert ours.loc[row, "(95% over seeds)"] == expected
+    provenance = (tmp_path / "table2.md").read_text()
+    assert "slm: pretraining seeds 7, 8 x fine-tuning seeds 1, 2" in provenance
+    # the curve groups the same way, beside a control fine-tuned from one model
+    points = [{**u, "model": m, "point": "final", "model_dir": str(tmp_path)} for m, own in evals for u in own]
+    points += [
+        {**u, "model": "base", "point": "final", "model_dir": str(tmp_path), "eval_json": points[0]["eval_json"]}
+        for u in control
+    ]
+    (tmp_path / "train_stats.json").write_text(json.dumps({"tokens_seen": 100}))
+    long = tir_curve(points, tmp_path / "curve")
+    assert list(long["pretraining_seed"].fillna(0)) == [7, 7, 8, 8] * 2 + [0, 0, 0]
+    md = (tmp_path / "curve.md").read_text()
+    slm_row = next([c.strip() for c in line.strip("|").split("|")] for line in md.splitlines() if "| slm " in line)
+    assert slm_row[5] == ours.loc["slm + TIR fine-tuning", "(95% over seeds)"]  # over 2 means, not 4 values
 
 
 def test_table2_curve_has_each_seed_its_mean_interval_and_spread_at_every_point(tmp_path):
@@ -249,15 +296,16 @@ def test_table2_curve_has_each_seed_its_mean_interval_and_spread_at_every_point(
             points.append(
                 {
                     "model": model,
+                    "pretraining_seed": None,
                     "seed": seed,
                     "point": point,
                     "eval_json": str(stem / "eval.json"),
                     "model_dir": str(stem),
                 }
             )
-    long = tir_curve(points, tmp_path / "curve", seeds=[1, 2])
+    long = tir_curve(points, tmp_path / "curve")
     assert len(long) == 8 and set(long["tokens_seen"]) == {100, 200}
-    assert pd.read_csv(tmp_path / "curve.csv").equals(long)
+    assert pd.read_csv(tmp_path / "curve.csv", dtype={"pretraining_seed": "Int64"}).equals(long)
     md = (tmp_path / "curve.md").read_text()
     rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in md.splitlines()[2:6]]
     assert [row[:2] for row in rows] == [
@@ -273,9 +321,9 @@ def test_table2_curve_has_each_seed_its_mean_interval_and_spread_at_every_point(
     assert base_final[6] == "40.0" and rows[3][6] == "0.0"  # the spread: highest minus lowest seed
     png = tmp_path / "curve.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"{png.name}: Table 2's learning curve" in md
-    assert "base and clm" in md and "seed (1 and 2)" in md
-    with pytest.raises(ValueError, match="clm at final has seeds"):
-        tir_curve(points[:-1], tmp_path / "short", seeds=[1, 2])
+    assert "base and clm" in md and "fine-tuning seed 1 and 2" in md
+    with pytest.raises(ValueError, match="clm at final has the fine-tunings"):
+        tir_curve(points[:-1], tmp_path / "short")
     (tmp_path / "clm-2-final" / "train_stats.json").write_text(json.dumps({"tokens_seen": 199}))
     with pytest.raises(ValueError, match="different token counts"):
-        tir_curve(points, tmp_path / "mixed", seeds=[1, 2])
+        tir_curve(points, tmp_path / "mixed")

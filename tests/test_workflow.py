@@ -34,6 +34,8 @@ SMOKE_STRONG = {
     },
     "tool_integrated": {
         "seeds": [1, 2],
+        # clm and slm of their first two pretraining seeds (runs.*.seeds of the suite)
+        "pretraining_seeds": [1234, 1235],
         # two epochs with a checkpoint after the first step: Table 2's learning curve
         # and the loss on the program and the answer line only (config/tir-program-loss.yaml)
         "training": {"epochs": 2, "batch_size": 8, "checkpoints": [2048], "loss_kinds": ["program", "answer"]},
@@ -354,34 +356,40 @@ def test_miniature_suite_at_smoke_size(smoke_run):
     )
     seeds = suite["runs"]["slm"]["seeds"]
     assert seeds == suite["runs"]["clm"]["seeds"] and len(seeds) >= 3
-    # Table 2: clm and slm (their first training seed), and the base and reference models as controls,
-    # fine-tuned on the tool-integrated solutions once per fine-tuning seed, evaluated with the tool.
-    starts = {"base": "results/models/base", "reference": "results/models/reference/final"}
-    for model in ("base", "reference", "clm", "slm"):
+    # Table 2: clm and slm (each of its first two training seeds), and the base and reference models as
+    # controls, fine-tuned on the tool-integrated solutions once per fine-tuning seed, evaluated with the tool.
+    pretrained = seeds[:2]
+    assert SMOKE_STRONG["tool_integrated"]["pretraining_seeds"] == pretrained
+    starts = {
+        "base": "results/models/base",
+        "reference": "results/models/reference/final",
+        **{f"{run}/seed-{p}": f"results/models/{run}/seed-{p}/final" for run in ("clm", "slm") for p in pretrained},
+    }
+    for key, start in starts.items():
         for seed in (1, 2):
-            stats = json.loads(
-                (smoke_run / f"results/models/tir/{model}/seed-{seed}/final/train_stats.json").read_text()
-            )
-            assert stats["init_model"] == starts.get(model, f"results/models/{model}/seed-{seeds[0]}/final")
+            stats = json.loads((smoke_run / f"results/models/tir/{key}/seed-{seed}/final/train_stats.json").read_text())
+            assert stats["init_model"] == start
             # the loss on what the model writes when evaluated only
             assert {kind for kind, counts in stats["kinds"].items() if counts["seen"]} == {"program", "answer"}
             for point in ("tokens-2048", "final"):
-                evaluation = json.loads((smoke_run / f"results/eval/tir/{model}/seed-{seed}/{point}.json").read_text())
+                evaluation = json.loads((smoke_run / f"results/eval/tir/{key}/seed-{seed}/{point}.json").read_text())
                 assert evaluation["n"] == 12 and len(evaluation["samples"]) == 12
     table2 = pd.read_csv(smoke_run / "results/tables/table2.csv")
     assert table2["Source"].tolist()[:5] == ["this run"] * 5
     models = ["base", "reference", "clm", "slm"]
     assert table2["Model"].tolist()[:4] == [f"{m} + TIR fine-tuning" for m in models]
+    per_seed = table2.set_index("Model")["per seed"]
+    assert [len(per_seed[f"{m} + TIR fine-tuning"].split(" / ")) for m in models] == [2, 2, 4, 4]
     errors = pd.read_csv(smoke_run / "results/tables/table2_errors.csv", index_col=0)
     assert errors.sum(axis=1).round().tolist() == [100.0] * 4
     curve = pd.read_csv(smoke_run / "results/tables/table2_curve.csv")
     assert (smoke_run / "results/tables/table2_curve.png").stat().st_size > 0
-    assert len(curve) == 4 * 2 * 2  # models x points x seeds
-    at = curve.set_index(["model", "seed", "point"])
-    assert at.loc[("slm", 1, "tokens-2048"), "tokens_seen"] == 2048
-    assert at.loc[("slm", 1, "final"), "tokens_seen"] > 2048
-    final = json.loads((smoke_run / "results/eval/tir/slm/seed-2/final.json").read_text())
-    assert at.loc[("slm", 2, "final"), "accuracy"] == pytest.approx(100 * final["accuracy"])
+    assert len(curve) == (2 + 2 * 2) * 2 * 2  # (controls + runs x pretraining seeds) x points x seeds
+    at = curve.set_index(["model", "pretraining_seed", "seed", "point"])
+    assert at.loc[("slm", pretrained[1], 1, "tokens-2048"), "tokens_seen"] == 2048
+    assert at.loc[("slm", pretrained[1], 1, "final"), "tokens_seen"] > 2048
+    final = json.loads((smoke_run / f"results/eval/tir/slm/seed-{pretrained[1]}/seed-2/final.json").read_text())
+    assert at.loc[("slm", pretrained[1], 2, "final"), "accuracy"] == pytest.approx(100 * final["accuracy"])
     roles = pd.read_csv(smoke_run / "results/tables/selection_roles.csv")
     assert {"operand", "operator", "result"} <= set(roles.loc[roles["kind"] == "math", "role"])
     assert {"arith_tir (%)", "tool ran (%)", "GSM8K", "GSM-Hard"} <= set(table2.columns)

@@ -1,5 +1,6 @@
-# Table 2 (tool-integrated reasoning): fine-tune the final model of each tool_integrated run (and the
-# base and reference models, the controls) on ToRA-style solutions once per fine-tuning seed, evaluate
+# Table 2 (tool-integrated reasoning): fine-tune the final model of each tool_integrated run (of each
+# of its pretraining_seeds: key <run>/seed-<seed> when the run lists seeds), and the base and reference
+# models, the controls, on ToRA-style solutions once per fine-tuning seed, evaluate
 # each with a Python tool in the loop, tabulate beside the paper with where the solutions went wrong,
 # and the SLM run's selection rates by token role; with tool_integrated.training.checkpoints, every
 # checkpoint is evaluated the same way for the fine-tunings' learning curve (table2_curve).
@@ -9,20 +10,20 @@ if PLAN.tir_runs:
 
     rule sft_tir:
         input:
-            model=lambda w: local_inputs(PLAN.final_model(w.run)),
+            model=lambda w: local_inputs(PLAN.model_dir(w.model)),
             data=packed("tir"),
         output:
-            final=directory("results/models/tir/{run}/seed-{seed}/final"),
+            final=directory("results/models/tir/{model}/seed-{seed}/final"),
             checkpoints=[
-                directory(f"results/models/tir/{{run}}/seed-{{seed}}/checkpoints/tokens-{n}")
+                directory(f"results/models/tir/{{model}}/seed-{{seed}}/checkpoints/tokens-{n}")
                 for n in PLAN.tir_checkpoints
             ],
         log:
-            "logs/train/tir-{run}-seed-{seed}.log",
+            "logs/train/tir/{model}/seed-{seed}.log",
         benchmark:
-            "benchmarks/train/tir-{run}-seed-{seed}.tsv"
+            "benchmarks/train/tir/{model}/seed-{seed}.tsv"
         wildcard_constraints:
-            run=one_of(PLAN.tir_runs),
+            model=one_of(PLAN.tir_keys),
             seed=r"\d+",
         conda:
             "../../envs/slm.yaml"
@@ -34,12 +35,12 @@ if PLAN.tir_runs:
             options=lambda w: train_options(config["tool_integrated"]["training"], seed=int(w.seed)),
             paths=lambda w, input, output: spec(
                 {
-                    "init_model": PLAN.final_model(w.run),
+                    "init_model": PLAN.model_dir(w.model),
                     "data": list(input.data),
                     "out_dir": output.final,
-                    "checkpoint_dir": f"results/models/tir/{w.run}/seed-{w.seed}/checkpoints",
-                    "state_dir": f"results/train_state/tir-{w.run}-seed-{w.seed}",
-                    "name": f"tir-{w.run}-seed-{w.seed}",
+                    "checkpoint_dir": f"results/models/tir/{w.model}/seed-{w.seed}/checkpoints",
+                    "state_dir": f"results/train_state/tir/{w.model}/seed-{w.seed}",
+                    "name": f"tir/{w.model}/seed-{w.seed}",
                     "role": "tir",
                 }
             ),
@@ -49,17 +50,17 @@ if PLAN.tir_runs:
 
     rule evaluate_tir:
         input:
-            model=lambda w: PLAN.tir_model(w.run, w.seed, w.point),
+            model=lambda w: PLAN.tir_model(w.model, w.seed, w.point),
             problems=f"{RAW}/eval/arith_gen.jsonl",
             fewshot=f"{RAW}/eval/arith_fewshot.jsonl",
         output:
-            "results/eval/tir/{run}/seed-{seed}/{point}.json",
+            "results/eval/tir/{model}/seed-{seed}/{point}.json",
         log:
-            "logs/evaluate/tir-{run}-seed-{seed}-{point}.log",
+            "logs/evaluate/tir/{model}/seed-{seed}/{point}.log",
         benchmark:
-            "benchmarks/evaluate/tir-{run}-seed-{seed}-{point}.tsv"
+            "benchmarks/evaluate/tir/{model}/seed-{seed}/{point}.tsv"
         wildcard_constraints:
-            run=one_of(PLAN.tir_runs),
+            model=one_of(PLAN.tir_keys),
             seed=r"\d+",
             point=one_of(PLAN.tir_points),
         conda:
@@ -81,7 +82,7 @@ if PLAN.tir_runs:
 
     rule table2:
         input:
-            evals=[path for model in PLAN.tir_runs for path in PLAN.tir_evals(model)],
+            evals=[unit["eval_json"] for model in PLAN.tir_runs for unit in PLAN.tir_units(model)],
         output:
             md=report(PLAN.table2[0], caption="../report/table2.rst", category="Tables"),
             csv=PLAN.table2[1],

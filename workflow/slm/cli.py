@@ -200,17 +200,13 @@ def cmd_tir_table(args) -> None:
     from slm.tir import tir_table
 
     spec = args.spec
-    print(
-        tir_table(
-            spec["evals"], args.out, seeds=spec["seeds"], delta=spec.get("delta"), provenance=spec.get("provenance")
-        ).to_string()
-    )
+    print(tir_table(spec["evals"], args.out, delta=spec.get("delta"), provenance=spec.get("provenance")).to_string())
 
 
 def cmd_tir_curve(args) -> None:
     from slm.tir import tir_curve
 
-    print(tir_curve(args.spec["points"], args.out, seeds=args.spec["seeds"]).to_string())
+    print(tir_curve(args.spec["points"], args.out).to_string())
 
 
 def cmd_selection_roles(args) -> None:
@@ -368,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output path without suffix (.md, .csv, .tex)")
 
     p = add("tir-curve", cmd_tir_curve, "Table 2's learning curve: accuracy with the tool at each checkpoint")
-    p.add_argument("--spec", type=_json, required=True, help="points and seeds, as Plan.table2_curve_spec")
+    p.add_argument("--spec", type=_json, required=True, help="the evaluated points, as Plan.table2_curve_spec")
     p.add_argument("--out", required=True, help="output path without suffix (.md, .csv)")
 
     p = add("selection-roles", cmd_selection_roles, "selection rates by token role (operand, operator, result, ...)")

@@ -84,6 +84,11 @@ def check_local_file(key: str, spec: dict, path: str, base_dir: Path) -> None:
         _fail(key, str(err))
 
 
+def run_seeds(config: dict, run: str) -> list[int]:
+    """The training seeds of a run: its ``seeds``, else the config's ``seed``."""
+    return list(config["runs"][run].get("seeds", [config["seed"]]))
+
+
 def check_config(config: dict, base_dir: Path | str = ".") -> None:
     base_dir = Path(base_dir)
     data = config["data"]
@@ -186,6 +191,11 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
                     "tool_integrated.runs",
                     f"{run!r} is not a run (runs: {sorted(config['runs'])}) nor a control {list(TIR_CONTROLS)}",
                 )
+        for run in (run for run in tir["runs"] if run in config["runs"]):
+            seeds = run_seeds(config, run)
+            missing = [seed for seed in tir.get("pretraining_seeds", []) if seed not in seeds]
+            if missing:
+                _fail("tool_integrated.pretraining_seeds", f"{missing} are not seeds of run {run!r} ({seeds})")
         if "tir" not in data:
             _fail("data.tir", "tool_integrated needs its fine-tuning data")
         if generator is None:

@@ -506,21 +506,32 @@ def figure5_gains(
 # --------------------------------------------------------------------------- Table 2's curve
 def table2_curve_figure(long: pd.DataFrame, out_png: str | Path, *, source: str) -> FigureResult:
     """Tool-integrated accuracy (%) against the fine-tuning's tokens seen, one panel per fine-tuned
-    model: a thin line per fine-tuning seed and the mean over seeds in bold, so that both where each
-    curve flattens and how far the seeds end apart can be read.
+    model: a thin line per fine-tuning (coloured by fine-tuning seed, dashed from the second pretraining
+    seed of a run on) and the mean over them in bold, so that both where each curve flattens and how far
+    the seeds end apart can be read.
 
-    ``long``: :func:`slm.tir.tir_curve`'s rows (model, point, seed, tokens_seen, accuracy), in model order.
+    ``long``: :func:`slm.tir.tir_curve`'s rows (model, point, pretraining_seed, seed, tokens_seen,
+    accuracy), in model order.
     """
     models = list(dict.fromkeys(long["model"]))
     seeds = sorted(set(long["seed"]))
     fig, axes = _new_figure(ncols=len(models), width=4.0, height=3.6)
     colours = _colours([str(seed) for seed in seeds])
+    styles = ["-", "--", ":", "-."]
     for ax, model in zip(axes, models):
         rows = long[long["model"] == model].sort_values("tokens_seen")
-        for seed in seeds:
-            own = rows[rows["seed"] == seed]
-            colour = colours[str(seed)]
-            ax.plot(own["tokens_seen"], own["accuracy"], color=colour, lw=1, alpha=0.6, label=f"seed {seed}")
+        pretraining = list(dict.fromkeys(rows["pretraining_seed"].dropna()))  # none for a control
+        for (pretraining_seed, seed), own in rows.groupby(["pretraining_seed", "seed"], dropna=False, sort=False):
+            position = 0 if pd.isna(pretraining_seed) else pretraining.index(pretraining_seed)
+            ax.plot(
+                own["tokens_seen"],
+                own["accuracy"],
+                color=colours[str(seed)],
+                ls=styles[position % len(styles)],
+                lw=1,
+                alpha=0.6,
+                label=f"seed {seed}" if position == 0 else None,
+            )
         mean = rows.groupby("tokens_seen", sort=True)["accuracy"].mean()
         ax.plot(mean.index, mean.values, color="black", lw=2, marker="o", ms=3, label="mean")
         ax.set_title(model)
@@ -533,8 +544,8 @@ def table2_curve_figure(long: pd.DataFrame, out_png: str | Path, *, source: str)
     out = _save(fig, out_png)
     caption = (
         f"Table 2's learning curve: tool-integrated accuracy (%) along each fine-tuning of {join_names(models)}, "
-        f"a thin line per fine-tuning seed ({join_names(map(str, seeds))}), the mean over seeds in black, "
-        f"from {source}."
+        f"a thin line per fine-tuning (colour: fine-tuning seed {join_names(map(str, seeds))}; dashed from a "
+        f"run's second pretraining seed on), the mean over them in black, from {source}."
     )
     return FigureResult(out, caption, long)
 

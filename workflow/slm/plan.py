@@ -7,8 +7,9 @@ Everything here is keyed by name: a run by its key in ``runs``, a base model by 
 Replicates: a run with ``seeds`` is trained once per seed, each a *replicate* named ``<run>/seed-<seed>``
 (so ``results/models/slm/seed-1/final``, ``results/eval/slm/seed-1/final.json``,
 ``logs/train/slm/seed-1.log``); a run without is one replicate named like the run, trained with the
-config's ``seed``. Everything that needs one model of a run (the token dynamics, Figure 6, Table 2's
-fine-tuning, Table 3's parameter count) takes its first replicate.
+config's ``seed``. Everything that needs one model of a run (the token dynamics, Figure 6, Table 3's
+parameter count) takes its first replicate; Table 2 fine-tunes the replicates of
+``tool_integrated.pretraining_seeds``, by default the first.
 
 The Snakemake rules ask a :class:`Plan` for paths and for the JSON ``--spec`` of the reporting stages
 (``workflow/rules/common.smk`` holds one, built from the validated config); the plan reads no file, so
@@ -19,6 +20,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
+
+from slm.config import run_seeds
 
 RESULTS = "results"
 REFERENCE_FINAL = f"{RESULTS}/models/reference/final"
@@ -48,13 +51,15 @@ class Plan:
         # Table 2's fine-tuned models: runs, and base / reference as controls; once per fine-tuning seed
         self.tir_runs: list[str] = list(tir["runs"]) if tir else []
         self.tir_seeds: list[int] = list(tir.get("seeds", [config["seed"]])) if tir else []
+        # the pretraining seeds whose final models each run is fine-tuned from (None: each run's first)
+        self.tir_pretraining_seeds: list[int] | None = tir.get("pretraining_seeds") if tir else None
         # the fine-tunings' intermediate checkpoints (token counts), each evaluated for Table 2's curve
         self.tir_checkpoints: list[int] = sorted(tir["training"].get("checkpoints", [])) if tir else []
 
     # ------------------------------------------------------------------ replicates
     def seeds(self, run: str) -> list[int]:
-        """The training seeds of a run: its ``seeds``, else the config's ``seed``."""
-        return list(self.config["runs"][run].get("seeds", [self.config["seed"]]))
+        """The training seeds of a run (:func:`slm.config.run_seeds`)."""
+        return run_seeds(self.config, run)
 
     def replicates(self, run: str) -> list[str]:
         """The replicate names of a run: ``<run>/seed-<seed>`` per seed when it lists ``seeds``, else the run."""
@@ -134,11 +139,6 @@ class Plan:
         if point == "final":
             return f"{RESULTS}/models/{model}/final"
         return f"{RESULTS}/models/{model}/checkpoints/{point}"
-
-    def final_model(self, model: str) -> str:
-        """The one final model of a run (its first replicate's) or of another evaluated model (``base``,
-        ``base-<name>``, ``reference``)."""
-        return self.model_dir(self.primary(model) if model in self.config["runs"] else model)
 
     def trajectory(self, run: str) -> list[str]:
         """The models along a run (its first replicate) in training order: its base, each checkpoint, the
@@ -429,20 +429,45 @@ class Plan:
         """What is evaluated of each fine-tuning: its checkpoints ``tokens-N`` in training order, then ``final``."""
         return [f"tokens-{n}" for n in self.tir_checkpoints] + ["final"]
 
+    def tir_sources(self, model: str) -> list[tuple[str, int | None]]:
+        """What one row of Table 2 fine-tunes, as ``(key, pretraining seed)``: for a run, the final model of
+        each replicate whose seed ``tool_integrated.pretraining_seeds`` lists (default: the run's first
+        seed), keyed by replicate name; for a control (``base``, ``reference``), the one model and None."""
+        if model not in self.config["runs"]:
+            return [(model, None)]
+        chosen = self.tir_pretraining_seeds or self.seeds(model)[:1]
+        return [(key, seed) for key, seed in zip(self.replicates(model), self.seeds(model)) if seed in chosen]
+
+    @property
+    def tir_keys(self) -> list[str]:
+        """Every model Table 2 fine-tunes (:meth:`tir_sources`' keys), rows in order."""
+        return [key for model in self.tir_runs for key, _ in self.tir_sources(model)]
+
     @staticmethod
-    def tir_model(model: str, seed: int, point: str = "final") -> str:
-        """A fine-tuned model of Table 2: ``final``, or checkpoint ``tokens-N`` of the fine-tuning."""
+    def tir_model(key: str, seed: int, point: str = "final") -> str:
+        """A fine-tuned model of Table 2 (``key`` from :meth:`tir_sources`, fine-tuning seed ``seed``):
+        ``final``, or checkpoint ``tokens-N`` of the fine-tuning."""
         folder = "final" if point == "final" else f"checkpoints/{point}"
-        return f"{RESULTS}/models/tir/{model}/seed-{seed}/{folder}"
+        return f"{RESULTS}/models/tir/{key}/seed-{seed}/{folder}"
 
     @staticmethod
-    def tir_eval(model: str, seed: int, point: str = "final") -> str:
+    def tir_eval(key: str, seed: int, point: str = "final") -> str:
         """The tool-integrated evaluation of :meth:`tir_model`."""
-        return f"{RESULTS}/eval/tir/{model}/seed-{seed}/{point}.json"
+        return f"{RESULTS}/eval/tir/{key}/seed-{seed}/{point}.json"
 
-    def tir_evals(self, model: str) -> list[str]:
-        """The tool-integrated evaluations of one fine-tuned model of Table 2, one per fine-tuning seed."""
-        return [self.tir_eval(model, seed) for seed in self.tir_seeds]
+    def tir_units(self, model: str, point: str = "final") -> list[dict]:
+        """The fine-tunings of one row of Table 2 at one point, each pretrained model (in its run's seed
+        order) once per fine-tuning seed: ``{pretraining_seed, seed, eval_json, model_dir}``."""
+        return [
+            {
+                "pretraining_seed": pretraining_seed,
+                "seed": seed,
+                "eval_json": self.tir_eval(key, seed, point),
+                "model_dir": self.tir_model(key, seed, point),
+            }
+            for key, pretraining_seed in self.tir_sources(model)
+            for seed in self.tir_seeds
+        ]
 
     @property
     def table2_curve(self) -> list[str]:
@@ -450,32 +475,24 @@ class Plan:
         return [f"{RESULTS}/tables/table2_curve.{ext}" for ext in ("md", "csv", "png")] if self.tir_checkpoints else []
 
     def table2_curve_spec(self) -> dict:
-        """The ``--spec`` of ``python -m slm tir-curve``: every evaluated point of every fine-tuning, with the
-        model evaluated there (whose ``train_stats.json`` says how many tokens it had seen), in row order
-        (model, then point)."""
+        """The ``--spec`` of ``python -m slm tir-curve``: every evaluated point of every fine-tuning
+        (:meth:`tir_units`), with the model evaluated there (whose ``train_stats.json`` says how many
+        tokens it had seen), in row order (model, then point)."""
         return {
             "points": [
-                {
-                    "model": model,
-                    "seed": seed,
-                    "point": point,
-                    "eval_json": self.tir_eval(model, seed, point),
-                    "model_dir": self.tir_model(model, seed, point),
-                }
+                {"model": model, "point": point, **unit}
                 for model in self.tir_runs
                 for point in self.tir_points
-                for seed in self.tir_seeds
-            ],
-            "seeds": self.tir_seeds,
+                for unit in self.tir_units(model, point)
+            ]
         }
 
     def table2_spec(self) -> dict:
-        """The ``--spec`` of ``python -m slm tir-table``: the evaluations as ``[model, paths]`` pairs in
-        the order of ``tool_integrated.runs`` (the table's row order)."""
+        """The ``--spec`` of ``python -m slm tir-table``: each row's fine-tunings (:meth:`tir_units`) as
+        ``[model, units]`` pairs in the order of ``tool_integrated.runs`` (the table's row order)."""
         tir = self.config["tool_integrated"]
         return {
-            "evals": [[model, self.tir_evals(model)] for model in self.tir_runs],
-            "seeds": self.tir_seeds,
+            "evals": [[model, self.tir_units(model)] for model in self.tir_runs],
             "delta": self.tir_delta,
             "provenance": {
                 "config": ", ".join(self.configfiles),
@@ -502,11 +519,11 @@ class Plan:
                 models[self.model_dir(stem)] = self.eval_json(stem)
         if not self.reference_given:
             models[self.reference_model()] = self.eval_json("reference")
-        for run in self.runs:
-            models[self.model_dir(run)] = self.eval_json(run)
-        for run in self.tir_runs:
+        for replicate in self.replicate_index:
+            models[self.model_dir(replicate)] = self.eval_json(replicate)
+        for key in self.tir_keys:
             for seed in self.tir_seeds:
-                models[self.tir_model(run, seed)] = self.tir_eval(run, seed)
+                models[self.tir_model(key, seed)] = self.tir_eval(key, seed)
         return {path.removeprefix(f"{RESULTS}/models/"): evaluation for path, evaluation in models.items()}
 
 

@@ -26,6 +26,7 @@ import logging
 import math
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -282,7 +283,7 @@ def evaluate_tir(
 TIR_COLUMN = "arith_tir (%)"
 SEED_INTERVAL_COLUMN = "(95% over seeds)"
 PROBLEM_INTERVAL_COLUMN = "[95% over problems]"
-SEEDS_COLUMN = "per fine-tuning seed"
+SEEDS_COLUMN = "per seed"
 TOOL_RAN_COLUMN = "tool ran (%)"
 
 
@@ -294,26 +295,37 @@ def _correct(evaluation: dict, path) -> np.ndarray:
     return np.array([float(s["correct"]) for s in samples])
 
 
+def replicate_values(values: Sequence[float], units: Sequence[dict]) -> list[float]:
+    """What a 95% interval over seeds is taken over: one value per pretraining seed (the mean over its
+    fine-tuning seeds) when the fine-tunings start from several pretrained models, since fine-tunings of
+    one pretrained model share its pretraining draw; else one per fine-tuning. ``units``: each value's
+    ``{pretraining_seed, seed}``, in the same order."""
+    by_pretraining: dict = {}
+    for value, unit in zip(values, units, strict=True):
+        by_pretraining.setdefault(unit["pretraining_seed"], []).append(value)
+    return [float(np.mean(v)) for v in by_pretraining.values()] if len(by_pretraining) > 1 else list(values)
+
+
 def tir_table(
-    evals: list[tuple[str, list[str | Path]]],
+    evals: list[tuple[str, list[dict]]],
     out_stem: str | Path,
     *,
-    seeds: list[int],
     delta: list[str] | None = None,
     provenance: dict | None = None,
 ):
     """Table 2 beside the paper, and where the solutions went wrong.
 
     ``evals`` pairs each fine-tuned model (a run, or ``base`` / ``reference``, the controls), in the
-    table's row order, with its tool-integrated evaluations, one per fine-tuning seed of ``seeds``, in
-    that order. One row per
-    model: the accuracy with the tool (mean over fine-tuning seeds), its 95% t interval over the seeds
-    (cut to 0-100, and to ±100 for the difference),
-    its 95% bootstrap interval over the problems (of each problem's correctness averaged over the seeds),
-    each seed's accuracy, the share of programs the tool ran; the SLM − CLM row when ``delta`` names both
-    (differences paired by fine-tuning seed, and by problem for the bootstrap); then the paper's rows
-    (``<out_stem>.{md,csv,tex}``). ``<out_stem>_errors.{md,csv}``:
-    per model, the share of problems in each :data:`ERRORS` category (mean over seeds).
+    table's row order, with its fine-tunings (:meth:`slm.plan.Plan.tir_units`): ``{pretraining_seed,
+    seed, eval_json}``, each pretrained model (pretraining_seed None for a control) once per fine-tuning
+    seed. One row per model: the accuracy with the tool (mean over its fine-tunings), its 95% t interval
+    over seeds (:func:`replicate_values`; cut to 0-100, and to ±100 for the difference), its 95%
+    bootstrap interval over the problems (of each problem's correctness averaged over the fine-tunings),
+    each fine-tuning's accuracy, the share of programs the tool ran; the SLM − CLM row when ``delta``
+    names both (differences paired fine-tuning by fine-tuning, in order: the same fine-tuning seed from
+    the same position in each run's pretraining seeds, and by problem for the bootstrap); then the
+    paper's rows (``<out_stem>.{md,csv,tex}``). ``<out_stem>_errors.{md,csv}``: per model, the share of
+    problems in each :data:`ERRORS` category (mean over its fine-tunings).
     """
     import pandas as pd
 
@@ -321,24 +333,30 @@ def tir_table(
     from slm.reported import side_by_side
     from slm.tables import DELTA_ROW
 
-    results = {model: [json.loads(Path(path).read_text(encoding="utf-8")) for path in paths] for model, paths in evals}
-    for model, runs in results.items():
-        if len(runs) != len(seeds):
-            raise ValueError(f"tir_table: {len(runs)} evaluations of {model} for {len(seeds)} seeds {seeds}")
+    units = dict(evals)
+    results = {
+        model: [json.loads(Path(u["eval_json"]).read_text(encoding="utf-8")) for u in units[model]] for model in units
+    }
     label = {model: f"{model} + TIR fine-tuning" for model in results}
     accuracy = {model: [100 * r["accuracy"] for r in runs] for model, runs in results.items()}
-    # each problem's correctness, averaged over the fine-tuning seeds
-    paths = dict(evals)
+    # each problem's correctness, averaged over the fine-tunings
     per_problem = {
-        model: 100 * np.mean([_correct(r, path) for r, path in zip(runs, paths[model])], axis=0)
+        model: 100 * np.mean([_correct(r, u["eval_json"]) for r, u in zip(runs, units[model])], axis=0)
         for model, runs in results.items()
     }
     if delta and len(delta) == 2:
+        slm, clm = delta
         questions = {m: [s["question"] for s in results[m][0]["samples"]] for m in delta}
-        if questions[delta[0]] != questions[delta[1]]:
-            raise ValueError(f"tir_table: {delta[0]} and {delta[1]} were evaluated on different problems")
-        accuracy[DELTA_ROW] = [a - b for a, b in zip(accuracy[delta[0]], accuracy[delta[1]])]
-        per_problem[DELTA_ROW] = per_problem[delta[0]] - per_problem[delta[1]]
+        if questions[slm] != questions[clm]:
+            raise ValueError(f"tir_table: {slm} and {clm} were evaluated on different problems")
+        if [u["seed"] for u in units[slm]] != [u["seed"] for u in units[clm]]:
+            raise ValueError(
+                f"tir_table: {slm} and {clm} do not pair fine-tuning by fine-tuning "
+                f"(fine-tuning seeds {[u['seed'] for u in units[slm]]} against {[u['seed'] for u in units[clm]]})"
+            )
+        accuracy[DELTA_ROW] = [a - b for a, b in zip(accuracy[slm], accuracy[clm])]
+        per_problem[DELTA_ROW] = per_problem[slm] - per_problem[clm]
+        units[DELTA_ROW] = units[slm]
         label[DELTA_ROW] = DELTA_ROW
 
     def shown(low: float, high: float, brackets: str) -> str:
@@ -348,13 +366,18 @@ def tir_table(
         {
             TIR_COLUMN: [round(sum(v) / len(v), 1) for v in accuracy.values()],
             SEED_INTERVAL_COLUMN: [
-                shown(*seed_interval(v, bounds=PERCENT_DIFFERENCE if m == DELTA_ROW else PERCENT), "()")
+                shown(
+                    *seed_interval(
+                        replicate_values(v, units[m]), bounds=PERCENT_DIFFERENCE if m == DELTA_ROW else PERCENT
+                    ),
+                    "()",
+                )
                 for m, v in accuracy.items()
             ],
             PROBLEM_INTERVAL_COLUMN: [shown(*bootstrap_interval([v]), "[]") for v in per_problem.values()],
             SEEDS_COLUMN: [" / ".join(f"{x:.1f}" for x in v) for v in accuracy.values()],
             TOOL_RAN_COLUMN: [
-                round(100 * sum(r["tool_ran"] for r in results[m]) / len(seeds), 1) if m in results else None
+                round(100 * sum(r["tool_ran"] for r in results[m]) / len(results[m]), 1) if m in results else None
                 for m in accuracy
             ],
         },
@@ -375,12 +398,12 @@ def tir_table(
         errors_stem.with_suffix(".md"),
         errors.to_markdown(floatfmt=".1f")
         + "\n\n% of the held-out problems by where the tool-integrated solution went wrong (slm.tir.program_error; "
-        f"mean over fine-tuning seeds {seeds}).\n",
+        f"mean over each model's fine-tunings: {_seeds_said(evals)}).\n",
     )
     n = {model: runs[0]["n"] for model, runs in results.items()}
     provenance = {
         **(provenance or {}),
-        "fine-tuning seeds": ", ".join(map(str, seeds)),
+        "fine-tunings": _seeds_said(evals),
         "problems per model": ", ".join(f"{model}: {count}" for model, count in n.items()),
     }
     return side_by_side(
@@ -394,19 +417,34 @@ def tir_table(
     )
 
 
-CURVE_COLUMNS = ["model", "point", "seed", "tokens_seen", "accuracy"]
+def _seeds_said(evals: list[tuple[str, list[dict]]]) -> str:
+    """Each model's fine-tunings in words: its pretraining seeds (runs only), then the fine-tuning seeds,
+    in the order of the ``per seed`` column."""
+
+    def said(units: list[dict]) -> str:
+        pretraining = list(dict.fromkeys(u["pretraining_seed"] for u in units))
+        seeds = ", ".join(map(str, dict.fromkeys(u["seed"] for u in units)))
+        if pretraining == [None]:
+            return f"fine-tuning seeds {seeds}"
+        return f"pretraining seeds {', '.join(map(str, pretraining))} x fine-tuning seeds {seeds}"
+
+    return "; ".join(f"{model}: {said(units)}" for model, units in evals)
 
 
-def tir_curve(points: list[dict], out_stem: str | Path, *, seeds: list[int]):
+CURVE_COLUMNS = ["model", "point", "pretraining_seed", "seed", "tokens_seen", "accuracy"]
+
+
+def tir_curve(points: list[dict], out_stem: str | Path):
     """Table 2's learning curve: each fine-tuned model's accuracy with the tool at every evaluated point of
-    its fine-tuning (checkpoints ``tokens-N``, then ``final``).
+    its fine-tunings (checkpoints ``tokens-N``, then ``final``).
 
-    ``points``: ``{model, seed, point, eval_json, model_dir}`` in row order (model, then point), each
-    point of a model once per seed of ``seeds``; the ``train_stats.json`` of ``model_dir`` (the model
-    evaluated) says how many tokens it had seen. ``<out_stem>.csv``: one row per model, point and seed
-    (:data:`CURVE_COLUMNS`, accuracy in %). ``<out_stem>.md``: one row per model and point with each
-    seed's accuracy, their mean, the 95% t interval over seeds and the spread (highest minus lowest
-    seed): whether the recipe ends where the curve is flat, and whether the seeds agree there.
+    ``points``: ``{model, point, pretraining_seed, seed, eval_json, model_dir}`` in row order (model, then
+    point), each point of a model once per fine-tuning of it (:meth:`slm.plan.Plan.tir_units`); the
+    ``train_stats.json`` of ``model_dir`` (the model evaluated) says how many tokens it had seen.
+    ``<out_stem>.csv``: one row per model, point and fine-tuning (:data:`CURVE_COLUMNS`, accuracy in %).
+    ``<out_stem>.md``: one row per model and point with each fine-tuning's accuracy, their mean, the 95% t
+    interval over seeds (:func:`replicate_values`) and the spread (highest minus lowest fine-tuning):
+    whether the recipe ends where the curve is flat, and whether the seeds agree there.
     ``<out_stem>.png``: the same, drawn (:func:`slm.figures.table2_curve_figure`).
     """
     import pandas as pd
@@ -419,6 +457,7 @@ def tir_curve(points: list[dict], out_stem: str | Path, *, seeds: list[int]):
         {
             "model": p["model"],
             "point": p["point"],
+            "pretraining_seed": p["pretraining_seed"],
             "seed": p["seed"],
             "tokens_seen": json.loads((Path(p["model_dir"]) / "train_stats.json").read_text(encoding="utf-8"))[
                 "tokens_seen"
@@ -427,35 +466,41 @@ def tir_curve(points: list[dict], out_stem: str | Path, *, seeds: list[int]):
         }
         for p in points
     ]
-    long = pd.DataFrame.from_records(records, columns=CURVE_COLUMNS)
-    rows = []
-    for (model, point), block in long.groupby(["model", "point"], sort=False):
-        if sorted(block["seed"]) != sorted(seeds):
-            raise ValueError(f"tir_curve: {model} at {point} has seeds {sorted(block['seed'])}, expected {seeds}")
-        if block["tokens_seen"].nunique() != 1:
-            raise ValueError(f"tir_curve: the seeds of {model} at {point} saw different token counts")
-        accuracy = block.set_index("seed")["accuracy"].reindex(seeds)
-        low, high = seed_interval(accuracy, bounds=PERCENT)
+    long = pd.DataFrame.from_records(records, columns=CURVE_COLUMNS).astype({"pretraining_seed": "Int64"})
+    blocks: dict[tuple[str, str], list[dict]] = {}
+    for record in records:
+        blocks.setdefault((record["model"], record["point"]), []).append(record)
+    rows, fine_tunings = [], {}
+    for (model, point), block in blocks.items():
+        units = [{"pretraining_seed": r["pretraining_seed"], "seed": r["seed"]} for r in block]
+        expected = fine_tunings.setdefault(model, units)
+        if units != expected:
+            raise ValueError(f"tir_curve: {model} at {point} has the fine-tunings {units}, expected {expected}")
+        if len({r["tokens_seen"] for r in block}) != 1:
+            raise ValueError(f"tir_curve: the fine-tunings of {model} at {point} saw different token counts")
+        accuracy = [r["accuracy"] for r in block]
+        low, high = seed_interval(replicate_values(accuracy, units), bounds=PERCENT)
         rows.append(
             {
                 "model": model,
                 "point": point,
-                "tokens seen": human_tokens(int(block["tokens_seen"].iloc[0])),
-                "per fine-tuning seed": " / ".join(f"{x:.1f}" for x in accuracy),
-                TIR_COLUMN: f"{accuracy.mean():.1f}",
+                "tokens seen": human_tokens(int(block[0]["tokens_seen"])),
+                SEEDS_COLUMN: " / ".join(f"{x:.1f}" for x in accuracy),
+                TIR_COLUMN: f"{np.mean(accuracy):.1f}",
                 SEED_INTERVAL_COLUMN: "" if math.isnan(low) else f"({low:.1f}, {high:.1f})",
-                "spread": f"{accuracy.max() - accuracy.min():.1f}",
+                "spread": f"{max(accuracy) - min(accuracy):.1f}",
             }
         )
     out_stem = Path(out_stem)
     csv, png = out_stem.with_suffix(".csv"), out_stem.with_suffix(".png")
     atomic_write_text(csv, long.to_csv(index=False))
     figure = table2_curve_figure(long, png, source=csv.name)
+    said = _seeds_said(list(fine_tunings.items()))
     atomic_write_text(
         out_stem.with_suffix(".md"),
         pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
-        + f"\n\nTool-integrated accuracy (%) along each fine-tuning, fine-tuning seeds {seeds}: the mean, its "
-        f"95% t interval over seeds (cut to 0-100) and the spread, highest minus lowest seed.\n\n{png.name}: "
-        f"{figure.caption}\n",
+        + f"\n\nTool-integrated accuracy (%) along each fine-tuning ({said}): each fine-tuning's, the mean, "
+        f"its 95% t interval over seeds (cut to 0-100) and the spread, highest minus lowest fine-tuning.\n\n"
+        f"{png.name}: {figure.caption}\n",
     )
     return long
