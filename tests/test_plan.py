@@ -275,6 +275,9 @@ def test_table2_fine_tunes_every_listed_pretraining_seed():
     assert units[2]["eval_json"] == "results/eval/tir/slm/seed-1236/seed-1/final.json"
     assert len(plan.tir_units("base")) == 2
     assert "tir/clm/seed-1236/seed-2/final" in plan.released
+    # every replicate of a run is released with its own evaluation (not results/models/clm/final)
+    assert plan.released["clm/seed-1235/final"] == "results/eval/clm/seed-1235/final.json"
+    assert "clm/final" not in plan.released
     from slm.config import ConfigError
     from smoke import workflow_checks
 
