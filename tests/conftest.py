@@ -11,7 +11,7 @@ import pytest
 from slm.data.packed import PackedShard, pack_documents
 from slm.data.sources import iter_files
 from slm.model import init_model
-from smoke import output_digest, smoke_workdir, snakemake
+from smoke import SmokeRun, output_digest, smoke_workdir, snakemake, without_training_runs
 
 SEQ_LEN = 32
 # The tiny Llama of these tests (its tokenizer has 300 tokens).
@@ -122,11 +122,12 @@ def score_dirs(workdir, base_model, shards) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def smoke_local(tmp_path_factory) -> tuple[Path, dict[str, str]]:
-    """The smoke config run locally, once per session, and the digest of its outputs taken right
-    after (tests that add to its directory come later); the reference of the fault-injection and
-    SLURM runs."""
+def smoke_local(tmp_path_factory) -> SmokeRun:
+    """The smoke config run locally, once per session, the digest of its outputs taken right after
+    (tests that add to its directory come later), and a copy of it before its training runs; the
+    reference of the fault-injection and SLURM runs."""
     workdir = smoke_workdir(tmp_path_factory.mktemp("smoke"))
     proc = snakemake(workdir, "--cores", "2")
     (workdir / "console.log").write_text(proc.stdout + proc.stderr)  # what the user saw
-    return workdir, output_digest(workdir)
+    untrained = without_training_runs(workdir, tmp_path_factory.mktemp("smoke-untrained") / "run")
+    return SmokeRun(workdir, output_digest(workdir), untrained)

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import yaml
 from snakemake.utils import validate
@@ -55,6 +56,40 @@ def smoke_workdir(workdir: Path, **overlay) -> Path:
     else:
         shutil.copy(SMOKE_CONFIG, workdir / "config" / "config.yaml")
     return workdir
+
+
+class SmokeRun(NamedTuple):
+    workdir: Path
+    digest: dict[str, str]  # output_digest of the finished run
+    untrained: Path  # the run as it stood before its training runs (without_training_runs)
+
+
+# The smoke config's continual-pretraining runs, and what its run makes before them (under results/).
+TRAINING_RUNS = ("clm", "slm")
+BEFORE_TRAINING_RUNS = (
+    "data",
+    "models/base-init",
+    "models/base",
+    "models/reference",
+    "scores",
+    "eval/tasks",
+    "eval/base",
+    "eval/reference",
+)
+
+
+def without_training_runs(finished: Path, copy: Path) -> Path:
+    """``copy``: the finished smoke run in ``finished`` as it stood before its training runs (no logs;
+    modification times and Snakemake's metadata kept): Snakemake run there trains both runs again, and
+    makes what follows them, on the same data, base, reference and scores."""
+
+    def outputs(directory: str, _) -> list[str]:
+        return ["results", "logs"] if directory == str(finished) else []
+
+    shutil.copytree(finished, copy, symlinks=True, ignore=outputs)
+    for path in BEFORE_TRAINING_RUNS:
+        shutil.copytree(finished / "results" / path, copy / "results" / path, symlinks=True)
+    return copy
 
 
 # What two runs of one config must agree on, bit for bit: weights, token and score arrays, tables,

@@ -1,6 +1,7 @@
 """Fault injection: real processes killed with SIGKILL, and the runs that follow.
 
-- The smoke workflow, the training job that starts first (CLM's or SLM's: Snakemake's order is not
+- The smoke workflow from its training runs on (a copy of the uninterrupted run's data, base,
+  reference and scores), the training job that starts first (CLM's or SLM's: Snakemake's order is not
   fixed) killed after its first state save (the default profile's retry resumes it), then the whole
   Snakemake process group killed while the other trains: the same command finishes the run, and
   every output equals an uninterrupted run's.
@@ -18,6 +19,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -35,11 +37,10 @@ from processes import has_saved_state, kill, kill_group, slm, stop_after_first_s
 from slm.data.packed import pack_documents
 from slm.data.sources import iter_files
 from slm.model import init_model
-from smoke import REPO, differences, output_digest, smoke_workdir, snakemake, start_snakemake
+from smoke import REPO, TRAINING_RUNS, differences, output_digest, snakemake, start_snakemake
 
 pytestmark = pytest.mark.e2e
 TIMEOUT = 3600
-RUNS = ("clm", "slm")  # the smoke config's continual-pretraining runs
 
 
 def kill_training_after_its_first_save(process: subprocess.Popen, workdir: Path, runs: str | tuple[str, ...]) -> str:
@@ -49,12 +50,13 @@ def kill_training_after_its_first_save(process: subprocess.Popen, workdir: Path,
 
 
 @pytest.fixture(scope="module")
-def faulted_run(tmp_path_factory):
-    workdir = smoke_workdir(tmp_path_factory.mktemp("faults"))
+def faulted_run(tmp_path_factory, smoke_local):
+    # the data, base, reference and scores of the uninterrupted run: what follows them is run here
+    workdir = shutil.copytree(smoke_local.untrained, tmp_path_factory.mktemp("faults") / "run", symlinks=True)
     first_log, second_log = workdir / "first.log", workdir / "second.log"
     process = start_snakemake(workdir, "--cores", "2", log=first_log)
-    killed = kill_training_after_its_first_save(process, workdir, RUNS)
-    held = next(run for run in RUNS if run != killed)
+    killed = kill_training_after_its_first_save(process, workdir, TRAINING_RUNS)
+    held = next(run for run in TRAINING_RUNS if run != killed)
     # the other held (SIGSTOP) the moment its first state is saved, so that its few remaining steps
     # cannot finish first; then Snakemake and every job it runs are killed
     stop_after_first_save(process, workdir, held, signal.SIGSTOP, root=process.pid)
@@ -90,14 +92,16 @@ def test_outputs_equal_an_uninterrupted_run(faulted_run, smoke_local):
 
 def _train_command(workdir: Path, target: str) -> list[str]:
     """The exact ``python -m slm train`` command of ``target``, as Snakemake would run it."""
-    proc = snakemake(workdir, "-n", "-p", "--cores", "2", "--forcerun", "train", target)
-    line = next(line for line in (proc.stdout + proc.stderr).splitlines() if "python -m slm train" in line)
+    # (the target first: --forcerun takes every argument after it)
+    proc = snakemake(workdir, target, "-n", "-p", "--cores", "2", "--forcerun", "train")
+    lines = (proc.stdout + proc.stderr).splitlines()
+    line = next(line for line in lines if "python -m slm train" in line and f'"out_dir": "{target}"' in line)
     command = shlex.split(line[line.index("python -m slm train") :].split(" > ")[0])
     return [sys.executable, *command[1:]]  # the rules' python: this interpreter (common.smk)
 
 
-def test_stale_state_of_another_base_model_is_not_resumed(tmp_path):
-    workdir = smoke_workdir(tmp_path)
+def test_stale_state_of_another_base_model_is_not_resumed(tmp_path, smoke_local):
+    workdir = shutil.copytree(smoke_local.untrained, tmp_path / "run", symlinks=True)
     target = "results/models/clm/final"
     # A training job that fails on its first attempt fails the run when there is no retry.
     log = workdir / "first.log"
