@@ -30,8 +30,8 @@ CANNOT_INSTALL = 3  # start-cluster.sh: not root, no apt-get, or the packages ca
 # checks for short test jobs (the plugin's default waits 40 s before the first).
 NO_ACCOUNTING = ["--slurm-no-account", "--slurm-status-command", "squeue"]
 QUICK_STATUS = ["--slurm-init-seconds-before-status-checks", "2"]
-# The SLURM run takes about 7 min here; a job left pending (a node gone invalid) fails the test after
-# this many seconds per wait instead of holding the suite for hours.
+# The SLURM run took 7 min on 2 cores busy with two other jobs; a job left pending (a node gone
+# invalid) fails the test after this many seconds per wait instead of holding the suite for hours.
 TIMEOUT = 1200
 SUBMITTED = re.compile(r"SLURM jobid (\d+) \(log: \S*?/rule_(\w+)/(?:(\S+)/)?\d+\.log\)")
 
