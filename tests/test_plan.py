@@ -293,6 +293,7 @@ def test_table2_fine_tunes_every_listed_pretraining_seed():
         ("tir-program-loss.yaml", {"loss_kinds": ["program", "answer"]}),
         ("tir-mask-tool-output.yaml", {"loss_kinds": ["prompt", "program", "answer", "other"]}),
         ("tir-half-lr.yaml", {"lr": SUITE["tool_integrated"]["training"]["lr"] / 2}),
+        ("tir-8-epochs.yaml", {"epochs": 2 * SUITE["tool_integrated"]["training"]["epochs"]}),
     ],
 )
 def test_table2_variants_layered_on_the_suite(variant, changed):
