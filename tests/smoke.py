@@ -63,6 +63,10 @@ class SmokeRun(NamedTuple):
     digest: dict[str, str]  # output_digest of the finished run
     untrained: Path  # the run as it stood before its training runs (without_training_runs)
 
+    def before_training(self, workdir: Path) -> Path:
+        """A fresh copy of ``untrained`` in ``workdir``, for a run that starts at the training runs."""
+        return shutil.copytree(self.untrained, workdir, symlinks=True)
+
 
 # The smoke config's continual-pretraining runs, and what its run makes before them (under results/).
 TRAINING_RUNS = ("clm", "slm")

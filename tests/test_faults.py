@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -52,7 +51,7 @@ def kill_training_after_its_first_save(process: subprocess.Popen, workdir: Path,
 @pytest.fixture(scope="module")
 def faulted_run(tmp_path_factory, smoke_local):
     # the data, base, reference and scores of the uninterrupted run: what follows them is run here
-    workdir = shutil.copytree(smoke_local.untrained, tmp_path_factory.mktemp("faults") / "run", symlinks=True)
+    workdir = smoke_local.before_training(tmp_path_factory.mktemp("faults") / "run")
     first_log, second_log = workdir / "first.log", workdir / "second.log"
     process = start_snakemake(workdir, "--cores", "2", log=first_log)
     killed = kill_training_after_its_first_save(process, workdir, TRAINING_RUNS)
@@ -101,7 +100,7 @@ def _train_command(workdir: Path, target: str) -> list[str]:
 
 
 def test_stale_state_of_another_base_model_is_not_resumed(tmp_path, smoke_local):
-    workdir = shutil.copytree(smoke_local.untrained, tmp_path / "run", symlinks=True)
+    workdir = smoke_local.before_training(tmp_path / "run")
     target = "results/models/clm/final"
     # A training job that fails on its first attempt fails the run when there is no retry.
     log = workdir / "first.log"

@@ -72,7 +72,7 @@ GPU_RESOURCES = {
 def slurm_run(cluster, tmp_path_factory, smoke_local):
     # The local run's data (the base model's pretraining, which takes `device`, and all that follows
     # it run again) and one config file, as the local run's: the paper table names its config files.
-    untrained = shutil.copytree(smoke_local.untrained, tmp_path_factory.mktemp("slurm") / "run", symlinks=True)
+    untrained = smoke_local.before_training(tmp_path_factory.mktemp("slurm") / "run")
     workdir = smoke_workdir(untrained, device="auto", resources=GPU_RESOURCES)
     log = workdir / "snakemake.log"
     command = ["--workflow-profile", str(REPO / "profiles" / "slurm"), *NO_ACCOUNTING, *QUICK_STATUS]
