@@ -19,6 +19,7 @@ from slm.data.generate import (
     STEP_RE,
     GeneratorParams,
     generate_all,
+    generate_harder_set,
     parse_steps,
 )
 from slm.schema import config_schema
@@ -345,6 +346,43 @@ def test_heldout_disjoint_from_training(data):
     )
     leaked = [q for q in all_held if q in training]
     assert not leaked
+
+
+@pytest.mark.parametrize(
+    "harder",
+    [
+        {"problems": 30, "min_steps": 3, "max_steps": 6, "max_operand": 30},  # longer than training's 2-4
+        {"problems": 30, "min_steps": 2, "max_steps": 4, "max_operand": 60},  # operands above training's 30
+    ],
+)
+def test_a_harder_set_lies_outside_what_training_draws(data, tmp_path, harder):
+    out = tmp_path / "harder.jsonl"
+    assert generate_harder_set(out, "x", harder, **PARAMS)["count"] == 30
+    rows = read_jsonl(out)
+    assert all(set(row) == {"question", "solution", "answer"} for row in rows)
+    for row in rows:
+        steps = parse_steps(row["solution"])
+        check_question_numbers(row["question"], steps)
+        assert row["answer"] == str(steps[-1][3]) and all(OPS[op](a, b) == c for a, op, b, c in steps)
+        assert harder["min_steps"] <= len(steps) <= harder["max_steps"]
+        # more steps than any training problem, or a start value or operand of + / - above any
+        operands = [steps[0][0]] + [b for _, op, b, _ in steps if op != "*"]
+        assert len(steps) > PARAMS["max_steps"] or max(operands) > PARAMS["max_operand"], steps
+    questions = [row["question"] for row in rows]
+    assert len(set(questions)) == len(questions)
+    training = "\n".join(
+        [r["text"] for r in read_jsonl(data / "hq.jsonl")]
+        + [r["text"] for r in read_jsonl(data / "tir.jsonl")]
+        + [d["text"] for d in corpus_docs(data)]
+        + [d["text"] for d in read_jsonl(data / "pretrain.jsonl")]
+    )
+    assert not [q for q in questions if q in training]
+    assert not set(questions) & {q for qs in heldout_questions(data).values() for q in qs}
+    # its own stream: the same call gives the same bytes, another name other problems
+    again, other = tmp_path / "again.jsonl", tmp_path / "other.jsonl"
+    generate_harder_set(again, "x", harder, **PARAMS)
+    generate_harder_set(other, "y", harder, **PARAMS)
+    assert again.read_bytes() == out.read_bytes() != other.read_bytes()
 
 
 def test_kind_weights_select_kinds(tmp_path):

@@ -122,12 +122,10 @@ def test_suite_ratio_runs_evaluation_and_tables():
     assert plan.eval_points("clm") == [f"tokens-{150000 * i}" for i in range(1, 8)] + ["final"]
     assert plan.eval_points("slm-0.4") == ["final"]
     assert "results/eval/slm-0.4/tokens-600000.json" not in plan.table_evals()
+    # Table 2 on arith_gen's problems, then on each harder set, each with where its solutions went wrong
+    tables = [f"results/tables/{stem}" for stem in ("table2", "table2_longer", "table2_larger")]
     assert plan.table2 == [
-        "results/tables/table2.md",
-        "results/tables/table2.csv",
-        "results/tables/table2.tex",
-        "results/tables/table2_errors.md",
-        "results/tables/table2_errors.csv",
+        *(f"{stem}{part}" for stem in tables for part in (".md", ".csv", ".tex", "_errors.md", "_errors.csv")),
         "results/tables/selection_roles.md",  # slm has token dynamics
         "results/tables/selection_roles.csv",
     ]
@@ -135,13 +133,24 @@ def test_suite_ratio_runs_evaluation_and_tables():
     assert plan.tir_delta == ("slm", "clm") and plan.roles_run == "slm"  # base and reference are controls
     # Table 2's rows in the config's order, whatever a JSON encoder does to mappings
     table2 = json.loads(json.dumps(plan.table2_spec(), sort_keys=True))
-    assert [model for model, _ in table2["evals"]] == ["base", "reference", "clm", "slm"]
-    # clm lists seeds: its first replicate is fine-tuned, once per fine-tuning seed
-    assert [u["eval_json"] for u in table2["evals"][2][1]] == [
-        f"results/eval/tir/clm/seed-1234/seed-{seed}/final.json" for seed in (1, 2, 3)
+    assert [(t["task"], t["out"]) for t in table2["tables"]] == [
+        ("arith_tir", tables[0]),
+        ("arith_tir_longer", tables[1]),
+        ("arith_tir_larger", tables[2]),
     ]
-    assert [(u["pretraining_seed"], u["seed"]) for u in table2["evals"][0][1]] == [(None, 1), (None, 2), (None, 3)]
-    assert table2["evals"][2][1][0]["model_dir"] == "results/models/tir/clm/seed-1234/seed-1/final"
+    for table, harder in zip(table2["tables"], ("", "harder-longer/", "harder-larger/")):
+        assert [model for model, _ in table["evals"]] == ["base", "reference", "clm", "slm"]
+        # clm lists seeds: its first replicate is fine-tuned, once per fine-tuning seed
+        assert [u["eval_json"] for u in table["evals"][2][1]] == [
+            f"results/eval/tir/{harder}clm/seed-1234/seed-{seed}/final.json" for seed in (1, 2, 3)
+        ]
+        assert [(u["pretraining_seed"], u["seed"]) for u in table["evals"][0][1]] == [(None, 1), (None, 2), (None, 3)]
+        # every problem set is evaluated on the same final models
+        assert table["evals"][2][1][0]["model_dir"] == "results/models/tir/clm/seed-1234/seed-1/final"
+    # a harder set takes data.generator's bounds for what it does not set: 3-4 steps with operands up to 12
+    assert plan.harder_spec("longer")["harder"] == {"problems": 400, "min_steps": 3, "max_steps": 4, "max_operand": 12}
+    assert plan.harder_spec("larger")["harder"] == {"problems": 400, "min_steps": 1, "max_steps": 2, "max_operand": 40}
+    assert "3-4 steps, operands up to 12" in table2["tables"][1]["problems"]
     assert plan.tir_keys == ["base", "reference", "clm/seed-1234", "slm/seed-1234"]
     assert plan.model_dir("clm/seed-1234") == "results/models/clm/seed-1234/final"  # what it is fine-tuned from
     assert plan.tir_points == ["final"] and plan.table2_curve == []  # no checkpoints: no curve

@@ -229,6 +229,11 @@ def test_table2_averages_fine_tuning_seeds_and_pairs_the_delta_by_seed(tmp_path)
     assert errors.loc["base + TIR fine-tuning", "tool error"] == 87.5
     with pytest.raises(ValueError, match="do not pair fine-tuning by fine-tuning"):
         tir_table([("clm", evals[0][1][:1]), ("slm", evals[1][1])], tmp_path / "bad", delta=["slm", "clm"])
+    # the same fine-tunings on another problem set (a harder set's task): its own column and files
+    harder = tir_table(evals, tmp_path / "table2_longer", delta=["slm", "clm"], task="arith_tir_longer")
+    assert "arith_tir (%)" not in harder.columns
+    assert harder.set_index("Model").loc["clm + TIR fine-tuning", "arith_tir_longer (%)"] == 75.0
+    assert (tmp_path / "table2_longer_errors.csv").exists()
 
 
 def test_table2_interval_is_over_pretraining_seeds_when_a_run_has_several(tmp_path):

@@ -109,6 +109,20 @@ def test_default_config_plans_the_whole_pipeline(tmp_path):
         (lambda c: c["runs"].update({"tir": {"method": "clm"}}), "'tir' should not be valid"),
         (lambda c: c.update(tool_integrated={"runs": ["dpo"], "training": {"epochs": 1}}), "tool_integrated.runs"),
         (lambda c: c.update(tool_integrated={"runs": ["slm"], "training": {"epochs": 1}}), "data.tir"),
+        (
+            # a harder set within the training bounds (the default's 1-2 steps, operands up to 12)
+            lambda c: (
+                c["data"].update(tir={"source": "generated"}),
+                c.update(
+                    tool_integrated={
+                        "runs": ["slm"],
+                        "training": {"epochs": 1},
+                        "harder_sets": {"same": {"max_operand": 12}},
+                    }
+                ),
+            ),
+            "config key 'tool_integrated.harder_sets.same': needs more steps than data.generator.max_steps (2)",
+        ),
         (lambda c: c["runs"]["slm"].update(weighting="soft"), "runs.slm.ratio': a soft-weighted run"),
     ],
 )
@@ -382,6 +396,17 @@ def test_miniature_suite_at_smoke_size(smoke_run):
     assert [len(per_seed[f"{m} + TIR fine-tuning"].split(" / ")) for m in models] == [2] * 4
     errors = pd.read_csv(smoke_run / "results/tables/table2_errors.csv", index_col=0)
     assert errors.sum(axis=1).round().tolist() == [100.0] * 4
+    # the suite's harder sets: each evaluated on every final fine-tuning, a Table 2 of its own
+    for harder in ("longer", "larger"):
+        lines = (smoke_run / f"results/data/raw/eval/arith_tir_{harder}.jsonl").read_text().splitlines()
+        problems = [json.loads(line) for line in lines]
+        key = f"slm/seed-{pretrained[0]}"
+        evaluation = json.loads((smoke_run / f"results/eval/tir/harder-{harder}/{key}/seed-2/final.json").read_text())
+        assert evaluation["model"] == f"results/models/tir/{key}/seed-2/final"
+        assert [s["question"] for s in evaluation["samples"]] == [p["question"] for p in problems]
+        assert evaluation["n"] == len(problems) == 12  # data.generator.eval_problems by default
+        table = pd.read_csv(smoke_run / f"results/tables/table2_{harder}.csv").set_index("Model")
+        assert table.loc["slm + TIR fine-tuning", "per seed"].split(" / ")[1] == f"{100 * evaluation['accuracy']:.1f}"
     curve = pd.read_csv(smoke_run / "results/tables/table2_curve.csv")
     assert (smoke_run / "results/tables/table2_curve.png").stat().st_size > 0
     assert len(curve) == (2 + 2 * len(pretrained)) * 2 * 2  # (controls + runs x pretraining seeds) x points x seeds

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(workflow.basedir) / "workflow"))
 from slm.config import check_config, n_shards, shard_arguments, source_files  # noqa: E402
 from slm.launch import launch_command, local_launcher  # noqa: E402
 from slm.overrides import apply_command_line  # noqa: E402
-from slm.plan import Plan  # noqa: E402
+from slm.plan import Plan, tir_table_files  # noqa: E402
 from slm.resources import job_resources, job_threads, stage_resources  # noqa: E402
 from slm.runlock import clear_stale_locks  # noqa: E402
 from slm.tracking import tracking_spec  # noqa: E402

@@ -80,24 +80,63 @@ if PLAN.tir_runs:
             "OMP_NUM_THREADS={threads} python -m slm evaluate-tir --model {input.model} --problems {input.problems}"
             " --fewshot {input.fewshot} --spec {params.spec:q} --out {output} > {log} 2>&1"
 
+    # A harder held-out set (tool_integrated.harder_sets) is made by its own rule, so that adding one
+    # changes nothing generate_data wrote, and evaluated on every final fine-tuning like arith_gen's problems.
+    if PLAN.tir_harder:
+
+        rule generate_tir_harder:
+            output:
+                PLAN.harder_problems("{harder}"),
+            log:
+                "logs/generate_tir_harder/{harder}.log",
+            wildcard_constraints:
+                harder=one_of(PLAN.tir_harder),
+            conda:
+                "../../envs/slm.yaml"
+            params:
+                spec=lambda w: spec(PLAN.harder_spec(w.harder)),
+            shell:
+                "python -m slm generate-harder --spec {params.spec:q} --out {output} > {log} 2>&1"
+
+        use rule evaluate_tir as evaluate_tir_harder with:
+            input:
+                model=lambda w: PLAN.tir_model(w.model, w.seed),
+                problems=PLAN.harder_problems("{harder}"),
+                fewshot=f"{RAW}/eval/arith_fewshot.jsonl",
+            output:
+                PLAN.tir_eval("{model}", "{seed}", "final", "{harder}"),
+            log:
+                "logs/evaluate/tir/harder-{harder}/{model}/seed-{seed}.log",
+            benchmark:
+                "benchmarks/evaluate/tir/harder-{harder}/{model}/seed-{seed}.tsv"
+            wildcard_constraints:
+                model=one_of(PLAN.tir_keys),
+                seed=r"\d+",
+                harder=one_of(PLAN.tir_harder),
+
     rule table2:
         input:
-            evals=[unit["eval_json"] for model in PLAN.tir_runs for unit in PLAN.tir_units(model)],
+            evals=[
+                unit["eval_json"]
+                for table in PLAN.table2_spec()["tables"]
+                for _model, units in table["evals"]
+                for unit in units
+            ],
         output:
             md=report(PLAN.table2[0], caption="../report/table2.rst", category="Tables"),
             csv=PLAN.table2[1],
             tex=PLAN.table2[2],
             errors_md=report(PLAN.table2[3], caption="../report/table2_errors.rst", category="Tables"),
             errors_csv=PLAN.table2[4],
+            harder=[f for stem, _task, harder in PLAN.tir_tables if harder for f in tir_table_files(stem)],
         log:
             "logs/table2.log",
         conda:
             "../../envs/slm.yaml"
         params:
-            out=lambda w, output: Path(output.md).with_suffix(""),
             spec=spec(PLAN.table2_spec()),
         shell:
-            "python -m slm tir-table --spec {params.spec:q} --out {params.out} > {log} 2>&1"
+            "python -m slm tir-table --spec {params.spec:q} > {log} 2>&1"
 
     if PLAN.table2_curve:
 
@@ -127,8 +166,8 @@ if PLAN.roles_run:
             dynamics=f"results/dynamics/{PLAN.roles_run}",
             tokenizer=local_inputs(tokenizer_dir()),
         output:
-            md=report(PLAN.table2[5], caption="../report/selection_roles.rst", category="Tables"),
-            csv=PLAN.table2[6],
+            md=report(PLAN.selection_roles[0], caption="../report/selection_roles.rst", category="Tables"),
+            csv=PLAN.selection_roles[1],
         log:
             "logs/selection_roles.log",
         conda:

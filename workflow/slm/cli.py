@@ -29,6 +29,13 @@ def cmd_generate(args) -> None:
     generate_all(Path(args.out), **args.spec)
 
 
+def cmd_generate_harder(args) -> None:
+    from slm.data.generate import generate_harder_set
+
+    spec = args.spec
+    print(generate_harder_set(Path(args.out), spec["name"], spec["harder"], **spec["generator"]))
+
+
 def cmd_tokenizer(args) -> None:
     from slm.data.tokenizer import train_tokenizer
 
@@ -200,7 +207,12 @@ def cmd_tir_table(args) -> None:
     from slm.tir import tir_table
 
     spec = args.spec
-    print(tir_table(spec["evals"], args.out, delta=spec.get("delta"), provenance=spec.get("provenance")).to_string())
+    for table in spec["tables"]:
+        provenance = {**spec.get("provenance", {}), "problems": table["problems"]}
+        shown = tir_table(
+            table["evals"], table["out"], delta=spec.get("delta"), provenance=provenance, task=table["task"]
+        )
+        print(shown.to_string())
 
 
 def cmd_tir_curve(args) -> None:
@@ -267,6 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("generate", cmd_generate, "generate the synthetic offline data")
     p.add_argument("--spec", type=_json, required=True)
     p.add_argument("--out", required=True)
+
+    p = add("generate-harder", cmd_generate_harder, "a harder held-out problem set (tool_integrated.harder_sets)")
+    p.add_argument("--spec", type=_json, required=True, help="as Plan.harder_spec: name, harder (bounds), generator")
+    p.add_argument("--out", required=True, help="the problems' jsonl")
 
     p = add("tokenizer", cmd_tokenizer, "train a byte-level BPE tokenizer")
     p.add_argument("--files", nargs="+", required=True)
@@ -359,9 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", type=_json, default={}, help="options of slm.tir.evaluate_tir as JSON")
     p.add_argument("--out", required=True)
 
-    p = add("tir-table", cmd_tir_table, "Table 2: tool-integrated results beside the paper's")
-    p.add_argument("--spec", type=_json, required=True)
-    p.add_argument("--out", required=True, help="output path without suffix (.md, .csv, .tex)")
+    p = add("tir-table", cmd_tir_table, "Table 2 on each problem set: tool-integrated results beside the paper's")
+    p.add_argument("--spec", type=_json, required=True, help="the tables, as Plan.table2_spec (outputs without suffix)")
 
     p = add("tir-curve", cmd_tir_curve, "Table 2's learning curve: accuracy with the tool at each checkpoint")
     p.add_argument("--spec", type=_json, required=True, help="the evaluated points, as Plan.table2_curve_spec")

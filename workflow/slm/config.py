@@ -89,6 +89,36 @@ def run_seeds(config: dict, run: str) -> list[int]:
     return list(config["runs"][run].get("seeds", [config["seed"]]))
 
 
+def harder_sets(config: dict) -> dict[str, dict]:
+    """``tool_integrated.harder_sets``, each with its defaults filled in from ``data.generator``: as many
+    problems as arith_gen (``eval_problems``), and the training problems' steps and operand bound for
+    whichever of ``min_steps``, ``max_steps`` and ``max_operand`` it does not set."""
+    sets = (config.get("tool_integrated") or {}).get("harder_sets") or {}
+    generator = config["data"].get("generator") or {}
+    defaults = {
+        "problems": generator.get("eval_problems"),
+        **{key: generator.get(key) for key in ("min_steps", "max_steps", "max_operand")},
+    }
+    return {name: {**defaults, **spec} for name, spec in sets.items()}
+
+
+def check_harder_sets(config: dict) -> None:
+    """Each harder set can draw problems the training generator cannot (slm.data.generate.drawable);
+    called once data.generator is known to be there."""
+    generator = config["data"]["generator"]
+    for name, harder in harder_sets(config).items():
+        key = f"tool_integrated.harder_sets.{name}"
+        if harder["min_steps"] > harder["max_steps"]:
+            _fail(f"{key}.min_steps", f"must not exceed max_steps ({harder['max_steps']})")
+        if harder["max_steps"] <= generator["max_steps"] and harder["max_operand"] <= generator["max_operand"]:
+            _fail(
+                key,
+                f"needs more steps than data.generator.max_steps ({generator['max_steps']}) or a larger "
+                f"max_operand than data.generator's ({generator['max_operand']}): within the training bounds "
+                "it would draw only problems the models trained on",
+            )
+
+
 def check_config(config: dict, base_dir: Path | str = ".") -> None:
     base_dir = Path(base_dir)
     data = config["data"]
@@ -203,6 +233,7 @@ def check_config(config: dict, base_dir: Path | str = ".") -> None:
                 "tool_integrated",
                 "the tool-executing evaluation runs on the generated held-out problems (data.generator)",
             )
+        check_harder_sets(config)
     for key, why in check_resources(config):
         _fail(key, why)
     # The benchmark's batch splits over each world size as the trainer splits it (schema defaults filled).

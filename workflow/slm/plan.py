@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from functools import cached_property
 
-from slm.config import run_seeds
+from slm.config import harder_sets, run_seeds
 
 RESULTS = "results"
 REFERENCE_FINAL = f"{RESULTS}/models/reference/final"
@@ -55,6 +55,8 @@ class Plan:
         self.tir_pretraining_seeds: list[int] | None = tir.get("pretraining_seeds") if tir else None
         # the fine-tunings' intermediate checkpoints (token counts), each evaluated for Table 2's curve
         self.tir_checkpoints: list[int] = sorted(tir["training"].get("checkpoints", [])) if tir else []
+        # held-out problem sets harder than the training solutions, each evaluated on every final fine-tuning
+        self.tir_harder: list[str] = list(harder_sets(config)) if tir else []
 
     # ------------------------------------------------------------------ replicates
     def seeds(self, run: str) -> list[int]:
@@ -279,9 +281,41 @@ class Plan:
         lists runs; and the selection rates by token role of its SLM run, when that run has token dynamics."""
         if not self.tir_runs:
             return []
-        errors = [f"{RESULTS}/tables/table2_errors.{ext}" for ext in ("md", "csv")]
-        roles = [f"{RESULTS}/tables/selection_roles.{ext}" for ext in ("md", "csv")] if self.roles_run else []
-        return table_files("table2") + errors + roles + self.table2_curve
+        tables = [f for stem, _task, _harder in self.tir_tables for f in tir_table_files(stem)]
+        return tables + self.selection_roles + self.table2_curve
+
+    @property
+    def selection_roles(self) -> list[str]:
+        """The selection rates by token role of Table 2's SLM run (Markdown, CSV), when it has token dynamics."""
+        return [f"{RESULTS}/tables/selection_roles.{ext}" for ext in ("md", "csv")] if self.roles_run else []
+
+    @property
+    def tir_tables(self) -> list[tuple[str, str, str | None]]:
+        """Table 2 on each problem set, as ``(table stem, task name, harder set)``: on arith_gen's problems
+        (``table2``, harder set None), then on each of ``tool_integrated.harder_sets`` (``table2_<name>``)."""
+        return [("table2", "arith_tir", None)] + [(f"table2_{h}", f"arith_tir_{h}", h) for h in self.tir_harder]
+
+    def tir_problems_said(self, harder: str | None) -> str:
+        """The problems a Table 2 is evaluated on, in words (its provenance)."""
+        if harder is None:
+            return "arith_gen's held-out problems (data.generator)"
+        bounds = harder_sets(self.config)[harder]
+        return (
+            f"harder set {harder!r} (tool_integrated.harder_sets): {bounds['problems']} held-out problems of "
+            f"{bounds['min_steps']}-{bounds['max_steps']} steps, operands up to {bounds['max_operand']}, none "
+            "drawable within data.generator's bounds"
+        )
+
+    @staticmethod
+    def harder_problems(harder: str) -> str:
+        """The held-out problems of a harder set (slm.data.generate.generate_harder_set)."""
+        return f"{RESULTS}/data/raw/eval/arith_tir_{harder}.jsonl"
+
+    def harder_spec(self, harder: str) -> dict:
+        """The ``--spec`` of ``python -m slm generate-harder`` for one harder set: its name, its bounds
+        (:func:`slm.config.harder_sets`) and the generator's spec, whose bounds its problems lie outside."""
+        generator = {"seed": self.config["seed"], **self.config["data"]["generator"]}
+        return {"name": harder, "harder": harder_sets(self.config)[harder], "generator": generator}
 
     @property
     def table3(self) -> list[str]:
@@ -451,18 +485,21 @@ class Plan:
         return f"{RESULTS}/models/tir/{key}/seed-{seed}/{folder}"
 
     @staticmethod
-    def tir_eval(key: str, seed: int, point: str = "final") -> str:
-        """The tool-integrated evaluation of :meth:`tir_model`."""
-        return f"{RESULTS}/eval/tir/{key}/seed-{seed}/{point}.json"
+    def tir_eval(key: str, seed: int, point: str = "final", harder: str | None = None) -> str:
+        """The tool-integrated evaluation of :meth:`tir_model`, on arith_gen's problems or (``harder``) on
+        those of a harder set."""
+        problems = f"harder-{harder}/" if harder else ""
+        return f"{RESULTS}/eval/tir/{problems}{key}/seed-{seed}/{point}.json"
 
-    def tir_units(self, model: str, point: str = "final") -> list[dict]:
+    def tir_units(self, model: str, point: str = "final", harder: str | None = None) -> list[dict]:
         """The fine-tunings of one row of Table 2 at one point, each pretrained model (in its run's seed
-        order) once per fine-tuning seed: ``{pretraining_seed, seed, eval_json, model_dir}``."""
+        order) once per fine-tuning seed: ``{pretraining_seed, seed, eval_json, model_dir}``; evaluated
+        on arith_gen's problems, or on those of harder set ``harder``."""
         return [
             {
                 "pretraining_seed": pretraining_seed,
                 "seed": seed,
-                "eval_json": self.tir_eval(key, seed, point),
+                "eval_json": self.tir_eval(key, seed, point, harder),
                 "model_dir": self.tir_model(key, seed, point),
             }
             for key, pretraining_seed in self.tir_sources(model)
@@ -488,11 +525,20 @@ class Plan:
         }
 
     def table2_spec(self) -> dict:
-        """The ``--spec`` of ``python -m slm tir-table``: each row's fine-tunings (:meth:`tir_units`) as
+        """The ``--spec`` of ``python -m slm tir-table``: one table per problem set (:attr:`tir_tables`),
+        each with its task name, its output stem and each row's fine-tunings (:meth:`tir_units`) as
         ``[model, units]`` pairs in the order of ``tool_integrated.runs`` (the table's row order)."""
         tir = self.config["tool_integrated"]
         return {
-            "evals": [[model, self.tir_units(model)] for model in self.tir_runs],
+            "tables": [
+                {
+                    "task": task,
+                    "out": f"{RESULTS}/tables/{stem}",
+                    "problems": self.tir_problems_said(harder),
+                    "evals": [[model, self.tir_units(model, harder=harder)] for model in self.tir_runs],
+                }
+                for stem, task, harder in self.tir_tables
+            ],
             "delta": self.tir_delta,
             "provenance": {
                 "config": ", ".join(self.configfiles),
@@ -530,6 +576,12 @@ class Plan:
 def table_files(stem: str) -> list[str]:
     """A table's Markdown, CSV and LaTeX files."""
     return [f"{RESULTS}/tables/{stem}.{ext}" for ext in ("md", "csv", "tex")]
+
+
+def tir_table_files(stem: str) -> list[str]:
+    """A Table 2's files (slm.tir.tir_table): the table's Markdown, CSV and LaTeX, then where its solutions
+    went wrong (``<stem>_errors``), Markdown and CSV."""
+    return table_files(stem) + [f"{RESULTS}/tables/{stem}_errors.{ext}" for ext in ("md", "csv")]
 
 
 def _pair_by_method(run_specs: dict, runs: Sequence[str], *, prefer_names: bool = True) -> tuple[str, str] | None:

@@ -26,6 +26,10 @@ Outputs (all UTF-8 JSON lines, written atomically, ``manifest.json`` last):
     held-out slice of the token dynamics and Figure 6.
 ``eval/arith_gen.jsonl``, ``eval/arith_fewshot.jsonl``
     ``{"question": ..., "solution": ..., "answer": "14"}``
+``eval/arith_tir_<name>.jsonl`` (:func:`generate_harder_set`, one per ``tool_integrated.harder_sets``)
+    Same format: held-out problems harder than any the generator trains on (more steps, or larger
+    operands), for the tool-integrated evaluation; written by their own rule, so that adding a set
+    changes no other file.
 ``eval/arith_mc.jsonl``
     ``{"question": ..., "choices": ["13", "14", "21", "16"], "label": 1, "answer": "14",
     "solution": ...}`` -- 4 distinct non-negative candidate answers (the correct one, the answer
@@ -68,7 +72,10 @@ __all__ = [
     "ANSWER_RE",
     "GeneratorParams",
     "Problem",
+    "HarderSet",
+    "drawable",
     "generate_all",
+    "generate_harder_set",
     "parse_steps",
 ]
 
@@ -264,6 +271,18 @@ def _story(rng: random.Random, scen: _Scenario, steps: Sequence[Step]) -> str:
     return " ".join(sentences)
 
 
+def drawable(problem: Problem, params: GeneratorParams) -> bool:
+    """Whether the generator with ``params`` can draw ``problem``: its number of steps lies in
+    ``min_steps..max_steps``, and its start value and every operand of + and - are at most
+    ``max_operand`` (multipliers are single digits whatever the bounds)."""
+    steps = problem.steps
+    return (
+        params.min_steps <= len(steps) <= params.max_steps
+        and steps[0][0] <= params.max_operand
+        and all(b <= params.max_operand for _, op, b, _ in steps if op != "*")
+    )
+
+
 def _draw_problem(rng: random.Random, max_operand: int, min_steps: int, max_steps: int) -> Problem:
     scen = rng.choice(_SCENARIOS)
     n_steps = rng.randint(min_steps, max_steps)
@@ -308,17 +327,20 @@ def _corrupt(rng: random.Random, problem: Problem) -> Problem:
 
 
 class _ProblemSource:
-    """Draws problems from one RNG stream, skipping questions in ``forbidden`` (and, with
-    ``unique``, questions already drawn from this source); drawn questions are added to ``seen``.
+    """Draws problems from one RNG stream, within the bounds of ``params`` (:class:`GeneratorParams` or
+    :class:`HarderSet`), skipping questions in ``forbidden``, problems ``outside`` does not accept (when
+    given) and, with ``unique``, questions already drawn from this source; drawn questions are added to
+    ``seen``.
     """
 
     def __init__(
         self,
         rng: random.Random,
-        params: GeneratorParams,
+        params: GeneratorParams | HarderSet,
         forbidden: set[str],
         unique: bool,
         seen: set[str] | None = None,
+        outside: GeneratorParams | None = None,
     ):
         self.rng = rng
         self.max_operand = params.max_operand
@@ -327,11 +349,14 @@ class _ProblemSource:
         self.forbidden = forbidden
         self.unique = unique
         self.seen = seen if seen is not None else set()
+        self.outside = outside
 
     def __call__(self) -> Problem:
         for _ in range(_MAX_TRIES):
             p = _draw_problem(self.rng, self.max_operand, self.min_steps, self.max_steps)
             if p.question in self.forbidden or (self.unique and p.question in self.seen):
+                continue
+            if self.outside is not None and drawable(p, self.outside):
                 continue
             self.seen.add(p.question)
             return p
@@ -612,6 +637,43 @@ class GeneratorParams:
         return cls(seed=seed, **generator)
 
 
+@dataclass(frozen=True)
+class HarderSet:
+    """A held-out set of tool-integrated problems harder than anything the generator trains on
+    (``tool_integrated.harder_sets.<name>``, with the defaults of :func:`slm.config.harder_sets` filled in):
+    problems are drawn within these bounds and kept only when the training bounds
+    (:class:`GeneratorParams`) could not draw them (:func:`drawable`), so each has more steps than any
+    training problem or an operand larger than any, and none is a question any model saw."""
+
+    problems: int
+    """how many problems"""
+    min_steps: int
+    """fewest steps of a problem"""
+    max_steps: int
+    """most steps of a problem"""
+    max_operand: int
+    """largest start value and operand of + and -"""
+
+
+def generate_harder_set(out_jsonl: Path, name: str, harder: dict, **spec) -> dict:
+    """Write the held-out problems of harder set ``name`` (``harder``: :class:`HarderSet`'s fields) to
+    ``out_jsonl``, in the format of ``eval/arith_gen.jsonl``, from their own random stream of the config's
+    seed; ``spec``: the generator's spec (``{"seed": ..., **data.generator}``), whose bounds the problems
+    lie outside. Returns ``{count, sha256}``."""
+    params = GeneratorParams.from_spec(spec)
+    bounds = HarderSet(**harder)
+    source = _ProblemSource(
+        random.Random(f"slm-synth-{params.seed}-tir-harder-{name}"), bounds, set(), unique=True, outside=params
+    )
+    records = [_qa(source()) for _ in range(bounds.problems)]
+    return {"count": len(records), "sha256": _write_jsonl(Path(out_jsonl), records)}
+
+
+def _qa(p: Problem) -> dict:
+    """A held-out problem as the evaluation reads it."""
+    return {"question": p.question, "solution": p.solution(), "answer": str(p.answer)}
+
+
 def generate_all(out_dir: Path, **spec) -> dict:
     """Generate every synthetic data file under ``out_dir`` from ``spec`` (:class:`GeneratorParams`'
     fields); returns the manifest (also written to ``out_dir/manifest.json``, last). See the module
@@ -654,13 +716,6 @@ def generate_all(out_dir: Path, **spec) -> dict:
         probs = [src() for _ in range(ppl_rng.randint(*PPL_PROBLEMS_PER_DOC))]
         ppl.append({"text": "\n\n".join(p.canonical() for p in probs)})
 
-    def qa(p: Problem) -> dict:
-        return {
-            "question": p.question,
-            "solution": p.solution(),
-            "answer": str(p.answer),
-        }
-
     # Training data: never a held-out question.
     src = _ProblemSource(stream("hq"), params, forbidden=heldout, unique=True)
     hq = [{"text": src().canonical()} for _ in range(params.hq_problems)]
@@ -692,8 +747,8 @@ def generate_all(out_dir: Path, **spec) -> dict:
         p = src()
         tir.append({"text": f"Question: {p.question}\nAnswer: {p.tool_solution()}"})
 
-    emit("eval/arith_gen.jsonl", [qa(p) for p in gen])
-    emit("eval/arith_fewshot.jsonl", [qa(p) for p in fewshot])
+    emit("eval/arith_gen.jsonl", [_qa(p) for p in gen])
+    emit("eval/arith_fewshot.jsonl", [_qa(p) for p in fewshot])
     emit("eval/arith_mc.jsonl", mc)
     emit("eval/math_ppl.jsonl", ppl)
     emit("hq.jsonl", hq)
