@@ -103,7 +103,7 @@ def harder_sets(config: dict) -> dict[str, dict]:
 
 
 def check_harder_sets(config: dict) -> None:
-    """Each harder set can draw problems the training generator cannot (slm.data.generate.drawable);
+    """Each harder set can draw problems beyond the training generator's bounds (slm.data.generate.beyond);
     called once data.generator is known to be there."""
     generator = config["data"]["generator"]
     for name, harder in harder_sets(config).items():

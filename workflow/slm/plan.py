@@ -303,7 +303,7 @@ class Plan:
         return (
             f"harder set {harder!r} (tool_integrated.harder_sets): {bounds['problems']} held-out problems of "
             f"{bounds['min_steps']}-{bounds['max_steps']} steps, operands up to {bounds['max_operand']}, none "
-            "drawable within data.generator's bounds"
+            "within data.generator's bounds"
         )
 
     @staticmethod

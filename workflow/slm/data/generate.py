@@ -73,7 +73,7 @@ __all__ = [
     "GeneratorParams",
     "Problem",
     "HarderSet",
-    "drawable",
+    "beyond",
     "generate_all",
     "generate_harder_set",
     "parse_steps",
@@ -271,16 +271,13 @@ def _story(rng: random.Random, scen: _Scenario, steps: Sequence[Step]) -> str:
     return " ".join(sentences)
 
 
-def drawable(problem: Problem, params: GeneratorParams) -> bool:
-    """Whether the generator with ``params`` can draw ``problem``: its number of steps lies in
-    ``min_steps..max_steps``, and its start value and every operand of + and - are at most
-    ``max_operand`` (multipliers are single digits whatever the bounds)."""
+def beyond(problem: Problem, params: GeneratorParams) -> bool:
+    """Whether ``problem`` lies beyond what the generator with ``params`` draws, so that it never draws
+    it: more steps than ``max_steps``, or a start value or an operand of + or - above ``max_operand``
+    (multipliers are single digits whatever the bounds)."""
     steps = problem.steps
-    return (
-        params.min_steps <= len(steps) <= params.max_steps
-        and steps[0][0] <= params.max_operand
-        and all(b <= params.max_operand for _, op, b, _ in steps if op != "*")
-    )
+    operands = [steps[0][0]] + [b for _, op, b, _ in steps if op != "*"]
+    return len(steps) > params.max_steps or max(operands) > params.max_operand
 
 
 def _draw_problem(rng: random.Random, max_operand: int, min_steps: int, max_steps: int) -> Problem:
@@ -328,9 +325,9 @@ def _corrupt(rng: random.Random, problem: Problem) -> Problem:
 
 class _ProblemSource:
     """Draws problems from one RNG stream, within the bounds of ``params`` (:class:`GeneratorParams` or
-    :class:`HarderSet`), skipping questions in ``forbidden``, problems ``outside`` does not accept (when
-    given) and, with ``unique``, questions already drawn from this source; drawn questions are added to
-    ``seen``.
+    :class:`HarderSet`), skipping questions in ``forbidden``, problems not :func:`beyond` the bounds
+    ``beyond`` (when given) and, with ``unique``, questions already drawn from this source; drawn questions
+    are added to ``seen``.
     """
 
     def __init__(
@@ -340,7 +337,7 @@ class _ProblemSource:
         forbidden: set[str],
         unique: bool,
         seen: set[str] | None = None,
-        outside: GeneratorParams | None = None,
+        beyond: GeneratorParams | None = None,
     ):
         self.rng = rng
         self.max_operand = params.max_operand
@@ -349,14 +346,14 @@ class _ProblemSource:
         self.forbidden = forbidden
         self.unique = unique
         self.seen = seen if seen is not None else set()
-        self.outside = outside
+        self.beyond = beyond
 
     def __call__(self) -> Problem:
         for _ in range(_MAX_TRIES):
             p = _draw_problem(self.rng, self.max_operand, self.min_steps, self.max_steps)
             if p.question in self.forbidden or (self.unique and p.question in self.seen):
                 continue
-            if self.outside is not None and drawable(p, self.outside):
+            if self.beyond is not None and not beyond(p, self.beyond):
                 continue
             self.seen.add(p.question)
             return p
@@ -641,9 +638,9 @@ class GeneratorParams:
 class HarderSet:
     """A held-out set of tool-integrated problems harder than anything the generator trains on
     (``tool_integrated.harder_sets.<name>``, with the defaults of :func:`slm.config.harder_sets` filled in):
-    problems are drawn within these bounds and kept only when the training bounds
-    (:class:`GeneratorParams`) could not draw them (:func:`drawable`), so each has more steps than any
-    training problem or an operand larger than any, and none is a question any model saw."""
+    problems are drawn within these bounds and kept only when they lie :func:`beyond` the training bounds
+    (:class:`GeneratorParams`): each has more steps than any training problem or an operand larger than
+    any, so none is a question any model saw."""
 
     problems: int
     """how many problems"""
@@ -663,7 +660,7 @@ def generate_harder_set(out_jsonl: Path, name: str, harder: dict, **spec) -> dic
     params = GeneratorParams.from_spec(spec)
     bounds = HarderSet(**harder)
     source = _ProblemSource(
-        random.Random(f"slm-synth-{params.seed}-tir-harder-{name}"), bounds, set(), unique=True, outside=params
+        random.Random(f"slm-synth-{params.seed}-tir-harder-{name}"), bounds, set(), unique=True, beyond=params
     )
     records = [_qa(source()) for _ in range(bounds.problems)]
     return {"count": len(records), "sha256": _write_jsonl(Path(out_jsonl), records)}
