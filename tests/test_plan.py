@@ -149,7 +149,7 @@ def test_suite_ratio_runs_evaluation_and_tables():
         assert table["evals"][2][1][0]["model_dir"] == "results/models/tir/clm/seed-1234/seed-1/final"
     # a harder set takes data.generator's bounds for what it does not set: 3-4 steps with operands up to 12
     assert plan.harder_spec("longer")["harder"] == {"problems": 400, "min_steps": 3, "max_steps": 4, "max_operand": 12}
-    assert plan.harder_spec("larger")["harder"] == {"problems": 400, "min_steps": 1, "max_steps": 2, "max_operand": 40}
+    assert plan.harder_spec("larger")["harder"] == {"problems": 400, "min_steps": 1, "max_steps": 2, "max_operand": 20}
     assert "3-4 steps, operands up to 12" in table2["tables"][1]["problems"]
     assert plan.tir_keys == ["base", "reference", "clm/seed-1234", "slm/seed-1234"]
     assert plan.model_dir("clm/seed-1234") == "results/models/clm/seed-1234/final"  # what it is fine-tuned from
