@@ -44,6 +44,8 @@ SMOKE_SUITE = {
         # and the loss on the program and the answer line only (config/tir-program-loss.yaml)
         "training": {"epochs": 2, "batch_size": 8, "checkpoints": [2048], "loss_kinds": ["program", "answer"]},
         "evaluation": {"max_program_tokens": 16},
+        # the smoke data's operands go up to 20 already: the suite's larger set goes further
+        "harder_sets": {"larger": {"max_operand": 30}},
     },
     # the suite's checkpoints every 150K tokens, at smoke size: two and the final model
     "training": {"checkpoints": [2048, 4096]},
