@@ -55,8 +55,9 @@ class Plan:
         self.tir_pretraining_seeds: list[int] | None = tir.get("pretraining_seeds") if tir else None
         # the fine-tunings' intermediate checkpoints (token counts), each evaluated for Table 2's curve
         self.tir_checkpoints: list[int] = sorted(tir["training"].get("checkpoints", [])) if tir else []
-        # held-out problem sets harder than the training solutions, each evaluated on every final fine-tuning
-        self.tir_harder: list[str] = list(harder_sets(config)) if tir else []
+        # held-out problem sets harder than the training solutions, each evaluated on every final fine-tuning:
+        # name -> bounds (defaults filled in)
+        self.tir_harder: dict[str, dict] = harder_sets(config) if tir else {}
 
     # ------------------------------------------------------------------ replicates
     def seeds(self, run: str) -> list[int]:
@@ -299,7 +300,7 @@ class Plan:
         """The problems a Table 2 is evaluated on, in words (its provenance)."""
         if harder is None:
             return "arith_gen's held-out problems (data.generator)"
-        bounds = harder_sets(self.config)[harder]
+        bounds = self.tir_harder[harder]
         return (
             f"harder set {harder!r} (tool_integrated.harder_sets): {bounds['problems']} held-out problems of "
             f"{bounds['min_steps']}-{bounds['max_steps']} steps, operands up to {bounds['max_operand']}, none "
@@ -315,7 +316,7 @@ class Plan:
         """The ``--spec`` of ``python -m slm generate-harder`` for one harder set: its name, its bounds
         (:func:`slm.config.harder_sets`) and the generator's spec, whose bounds its problems lie outside."""
         generator = {"seed": self.config["seed"], **self.config["data"]["generator"]}
-        return {"name": harder, "harder": harder_sets(self.config)[harder], "generator": generator}
+        return {"name": harder, "harder": self.tir_harder[harder], "generator": generator}
 
     @property
     def table3(self) -> list[str]:

@@ -326,7 +326,7 @@ def _corrupt(rng: random.Random, problem: Problem) -> Problem:
 class _ProblemSource:
     """Draws problems from one RNG stream, within the bounds of ``params`` (:class:`GeneratorParams` or
     :class:`HarderSet`), skipping questions in ``forbidden``, problems not :func:`beyond` the bounds
-    ``beyond`` (when given) and, with ``unique``, questions already drawn from this source; drawn questions
+    ``beyond_bounds`` (when given) and, with ``unique``, questions already drawn from this source; drawn questions
     are added to ``seen``.
     """
 
@@ -337,7 +337,7 @@ class _ProblemSource:
         forbidden: set[str],
         unique: bool,
         seen: set[str] | None = None,
-        beyond: GeneratorParams | None = None,
+        beyond_bounds: GeneratorParams | None = None,
     ):
         self.rng = rng
         self.max_operand = params.max_operand
@@ -346,14 +346,14 @@ class _ProblemSource:
         self.forbidden = forbidden
         self.unique = unique
         self.seen = seen if seen is not None else set()
-        self.beyond = beyond
+        self.beyond_bounds = beyond_bounds
 
     def __call__(self) -> Problem:
         for _ in range(_MAX_TRIES):
             p = _draw_problem(self.rng, self.max_operand, self.min_steps, self.max_steps)
             if p.question in self.forbidden or (self.unique and p.question in self.seen):
                 continue
-            if self.beyond is not None and not beyond(p, self.beyond):
+            if self.beyond_bounds is not None and not beyond(p, self.beyond_bounds):
                 continue
             self.seen.add(p.question)
             return p
@@ -660,7 +660,7 @@ def generate_harder_set(out_jsonl: Path, name: str, harder: dict, **spec) -> dic
     params = GeneratorParams.from_spec(spec)
     bounds = HarderSet(**harder)
     source = _ProblemSource(
-        random.Random(f"slm-synth-{params.seed}-tir-harder-{name}"), bounds, set(), unique=True, beyond=params
+        random.Random(f"slm-synth-{params.seed}-tir-harder-{name}"), bounds, set(), unique=True, beyond_bounds=params
     )
     records = [_qa(source()) for _ in range(bounds.problems)]
     return {"count": len(records), "sha256": _write_jsonl(Path(out_jsonl), records)}
